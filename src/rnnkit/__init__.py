@@ -1,0 +1,22 @@
+"""rnnkit: recurrent neural networks for PyTorch, complete and fast."""
+
+from rnnkit.explain import explain
+from rnnkit.layers.conversion import from_torch, to_torch
+from rnnkit.layers.recurrent import Recurrent
+from rnnkit.layers.torch_cells import GRUCell, LSTMCell, RNNCell
+from rnnkit.layers.torch_rnn import GRU, LSTM, RNN
+
+__version__ = "0.1.0"
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "GRUCell",
+    "LSTMCell",
+    "RNNCell",
+    "Recurrent",
+    "__version__",
+    "explain",
+    "from_torch",
+    "to_torch",
+]

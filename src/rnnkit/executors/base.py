@@ -1,0 +1,114 @@
+"""The executor contract: how one cell runs over a whole sequence (one layer, one direction).
+
+Every executor implements::
+
+    run(cell, params, x, state0, lengths=None, reverse=False, masks=None, return_states=False)
+        -> RunResult(outputs, final_state, states)
+
+- ``x`` (T, B, I) is the layer input; the executor does the input projection for all steps at once
+  (``cell.project_input``) before its sequential loop.
+- ``state0`` is a tuple with one (B, n) tensor per state component.
+- ``lengths`` (B,) int64, each in [1, T]: steps at or past a sequence's length do not change its state
+  and output zeros; in reverse, each sequence starts at its own last valid step.
+- ``masks`` (:class:`StepMasks`) carries the per-step regularisers that act inside the loop.
+- ``outputs`` (T, B, cell.output_size); ``final_state`` as ``state0``; ``states`` (if asked) one
+  (T, B, n) tensor per state component, zero past each length.
+
+``supports(cell, request)`` returns None if the executor can run that request, else the reason.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from rnnkit.cells.base import CellSpec, Params, State
+
+
+@dataclass
+class StepMasks:
+    """Regularisers applied inside the time loop.
+
+    - ``recurrent`` (B, output_size): multiplies ``h_{t-1}`` where it meets the recurrent weights
+      (recurrent dropout, Gal & Ghahramani 2016); already scaled by 1/(1-p). Constant over time.
+    - ``zoneout``: one entry per state component, each None or a tensor broadcastable to
+      (T, B, n) holding the weight of the *previous* value: ``s_t = z*s_{t-1} + (1-z)*s~_t``
+      (Krueger et al. 2017). Training passes Bernoulli(p) draws per step; evaluation passes p,
+      the expectation.
+    """
+
+    recurrent: Tensor | None = None
+    zoneout: tuple[Tensor | None, ...] | None = None
+
+    def any(self) -> bool:
+        return self.recurrent is not None or (
+            self.zoneout is not None and any(z is not None for z in self.zoneout)
+        )
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a layer asks an executor to do, for ``supports``."""
+
+    device: torch.device
+    dtype: torch.dtype
+    has_masks: bool = False
+    return_states: bool = False
+
+
+class RunResult(NamedTuple):
+    outputs: Tensor
+    final_state: State
+    states: tuple[Tensor, ...] | None
+
+
+class Executor(ABC):
+    """Runs a cell over time. Subclasses set ``name`` and ``description``."""
+
+    name: str
+    description: str
+
+    @abstractmethod
+    def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
+        """None if this executor can run ``request`` for ``cell``, else why not."""
+
+    @abstractmethod
+    def run(
+        self,
+        cell: CellSpec,
+        params: Params,
+        x: Tensor,
+        state0: State,
+        lengths: Tensor | None = None,
+        reverse: bool = False,
+        masks: StepMasks | None = None,
+        return_states: bool = False,
+    ) -> RunResult: ...
+
+
+def valid_steps(lengths: Tensor | None, T: int, device: torch.device) -> Tensor | None:
+    """(T, B, 1) boolean: step t is inside sequence b."""
+    if lengths is None:
+        return None
+    t = torch.arange(T, device=device).unsqueeze(1)
+    return (t < lengths.to(device).unsqueeze(0)).unsqueeze(-1)
+
+
+def flip_sequences(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence of ``x`` (T, B, ...) within its own length; padding stays in place.
+
+    The padding-aware reversal that bidirectional layers need (as Flax's ``flip_sequences``):
+    with lengths [3, 2] the columns ``a b c`` and ``d e _`` become ``c b a`` and ``e d _``.
+    """
+    if lengths is None:
+        return x.flip(0)
+    T = x.shape[0]
+    t = torch.arange(T, device=x.device).unsqueeze(1)
+    L = lengths.to(x.device).unsqueeze(0)
+    index = torch.where(t < L, L - 1 - t, t)  # (T, B)
+    index = index.view(T, -1, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(0, index)

@@ -1,0 +1,68 @@
+"""Choosing an executor: the fastest one whose ``supports`` says yes.
+
+``backend="auto"`` walks the priority list; naming a backend that cannot run the configuration
+raises :class:`~rnnkit.errors.BackendUnavailable` with the executor's reason: never a silent slow path.
+"""
+
+from __future__ import annotations
+
+from rnnkit.cells.base import CellSpec
+from rnnkit.errors import BackendUnavailable
+from rnnkit.executors.base import Executor, RunRequest
+from rnnkit.executors.native import NativeExecutor
+from rnnkit.executors.reference import ReferenceExecutor
+
+_REGISTRY: dict[str, Executor] = {}
+_PRIORITY: list[str] = []
+
+
+def register_executor(executor: Executor, *, before: str | None = "reference") -> None:
+    """Add an executor; ``before`` places it ahead of that one in auto's priority list."""
+    _REGISTRY[executor.name] = executor
+    if executor.name in _PRIORITY:
+        _PRIORITY.remove(executor.name)
+    if before is not None and before in _PRIORITY:
+        _PRIORITY.insert(_PRIORITY.index(before), executor.name)
+    else:
+        _PRIORITY.append(executor.name)
+
+
+register_executor(ReferenceExecutor(), before=None)
+register_executor(NativeExecutor())
+
+
+def backend_names() -> list[str]:
+    """Executors in auto's order of preference."""
+    return list(_PRIORITY)
+
+
+def get_executor(name: str) -> Executor:
+    if name not in _REGISTRY:
+        raise BackendUnavailable(
+            f"unknown backend {name!r}; choose 'auto' or one of: {', '.join(_PRIORITY)}"
+        )
+    return _REGISTRY[name]
+
+
+def validate_backend(name: str) -> str:
+    if name != "auto":
+        get_executor(name)
+    return name
+
+
+def choose(cell: CellSpec, request: RunRequest, backend: str = "auto") -> tuple[Executor, dict[str, str]]:
+    """The executor to run ``cell`` for ``request``, and why the ones ahead of it refused."""
+    if backend != "auto":
+        executor = get_executor(backend)
+        reason = executor.supports(cell, request)
+        if reason is not None:
+            raise BackendUnavailable(f"backend {backend!r} cannot run this layer: {reason}")
+        return executor, {}
+    refused: dict[str, str] = {}
+    for name in _PRIORITY:
+        executor = _REGISTRY[name]
+        reason = executor.supports(cell, request)
+        if reason is None:
+            return executor, refused
+        refused[name] = reason
+    raise AssertionError("the reference executor supports everything")  # pragma: no cover

@@ -1,0 +1,120 @@
+"""The native executor: torch's own fused RNN kernels (oneDNN on CPU for the LSTM, cuDNN on GPU).
+
+Used two ways: per layer and direction (``run``), and for a whole plain stack in one call
+(``run_stack``), which is what torch.nn.LSTM/GRU/RNN do and the fastest path when it applies.
+Only plain cells qualify: no layer norm or peepholes, no masks inside the loop, no per-step states.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import _VF, Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnkit.cells.base import CellSpec, Params, State
+from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, flip_sequences
+
+_KERNELS = {
+    "lstm": _VF.lstm,
+    "gru": _VF.gru,
+    "rnn_tanh": _VF.rnn_tanh,
+    "rnn_relu": _VF.rnn_relu,
+}
+_DTYPES = {torch.float32, torch.float64, torch.float16, torch.bfloat16}
+
+
+def flat_weights(cell: CellSpec, params: Params) -> list[Tensor]:
+    """One layer-direction's weights in the order torch's kernels take them."""
+    names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"]
+    return [params[n] for n in names if n in params]
+
+
+def _torch_state(cell: CellSpec, state: State) -> Tensor | tuple[Tensor, Tensor]:
+    return (state[0], state[1]) if cell.name == "lstm" else state[0]
+
+
+def _from_torch_state(cell: CellSpec, result: tuple) -> tuple[Tensor, State]:
+    return result[0], tuple(result[1:])
+
+
+class NativeExecutor(Executor):
+    name = "native"
+    description = "torch's fused RNN kernels (oneDNN on CPU for the LSTM, cuDNN on GPU)"
+
+    def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
+        if cell.name not in _KERNELS:
+            return f"torch has no kernel for the {cell.name!r} cell"
+        reason = cell.unsupported_by_torch()
+        if reason:
+            return reason
+        if request.has_masks:
+            return "recurrent dropout and zoneout act inside the time loop, which torch's kernels cannot"
+        if request.return_states:
+            return "torch's kernels do not return per-step states"
+        if request.dtype not in _DTYPES:
+            return f"dtype {request.dtype} is not supported by torch's RNN kernels"
+        return None
+
+    def run(
+        self,
+        cell: CellSpec,
+        params: Params,
+        x: Tensor,
+        state0: State,
+        lengths: Tensor | None = None,
+        reverse: bool = False,
+        masks: StepMasks | None = None,
+        return_states: bool = False,
+    ) -> RunResult:
+        if (masks is not None and masks.any()) or return_states:
+            raise ValueError("native executor: " + str(self.supports(
+                cell, RunRequest(x.device, x.dtype, masks is not None and masks.any(), return_states)
+            )))
+        if reverse:
+            x = flip_sequences(x, lengths)
+        hx = tuple(s.unsqueeze(0) for s in state0)
+        output, final = self.run_stack(
+            cell, flat_weights(cell, params), x, hx, lengths, num_layers=1, dropout=0.0,
+            training=False, bidirectional=False,
+        )
+        if reverse:
+            output = flip_sequences(output, lengths)
+        return RunResult(output, tuple(s.squeeze(0) for s in final), None)
+
+    def run_stack(
+        self,
+        cell: CellSpec,
+        weights: list[Tensor],
+        x: Tensor,
+        hx: State,
+        lengths: Tensor | None,
+        *,
+        num_layers: int,
+        dropout: float,
+        training: bool,
+        bidirectional: bool,
+    ) -> tuple[Tensor, State]:
+        """Run a whole plain stack: ``x`` (T, B, I) time-major, ``hx`` components (L*D, B, n).
+
+        Returns the last layer's outputs (T, B, D*out), zero past each length, and the final states.
+        """
+        kernel = _KERNELS[cell.name]
+        has_bias = cell.bias
+        if lengths is None:
+            result = kernel(
+                x, _torch_state(cell, hx), weights, has_bias, num_layers, dropout, training,
+                bidirectional, False,
+            )
+            return _from_torch_state(cell, result)
+        packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+        order = packed.sorted_indices
+        hx_sorted = tuple(s.index_select(1, order) for s in hx)
+        result = kernel(
+            packed.data, packed.batch_sizes, _torch_state(cell, hx_sorted), weights, has_bias,
+            num_layers, dropout, training, bidirectional,
+        )
+        data, final = _from_torch_state(cell, result)
+        out_packed = PackedSequence(data, packed.batch_sizes, order, packed.unsorted_indices)
+        output, _ = pad_packed_sequence(out_packed, total_length=x.shape[0])
+        final = tuple(s.index_select(1, packed.unsorted_indices) for s in final)
+        return output, final

@@ -1,0 +1,59 @@
+"""The reference executor: a plain PyTorch loop over ``cell.step``. It is the specification.
+
+Simple and obviously right; every other executor is tested against it. Autograd provides the
+backward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit.cells.base import CellSpec, Params, State
+from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, valid_steps
+
+
+class ReferenceExecutor(Executor):
+    name = "reference"
+    description = "Python loop over cell.step (the specification; any cell, any device)"
+
+    def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
+        return None
+
+    def run(
+        self,
+        cell: CellSpec,
+        params: Params,
+        x: Tensor,
+        state0: State,
+        lengths: Tensor | None = None,
+        reverse: bool = False,
+        masks: StepMasks | None = None,
+        return_states: bool = False,
+    ) -> RunResult:
+        T = x.shape[0]
+        gx = cell.project_input(params, x)
+        valid = valid_steps(lengths, T, x.device)
+        recurrent_mask = masks.recurrent if masks is not None else None
+        zoneout = masks.zoneout if masks is not None else None
+
+        state = tuple(state0)
+        outputs: list[Tensor] = [x.new_empty(0)] * T
+        per_step: list[State] = [()] * T
+        for t in range(T - 1, -1, -1) if reverse else range(T):
+            new = cell.step(params, gx[t], state, recurrent_mask)
+            if zoneout is not None:
+                new = tuple(
+                    n if z is None else torch.lerp(n, old, z[t] if z.dim() == 3 else z)
+                    for n, old, z in zip(new, state, zoneout, strict=True)
+                )
+            if valid is not None:
+                new = tuple(torch.where(valid[t], n, old) for n, old in zip(new, state, strict=True))
+            state = new
+            outputs[t] = state[0] if valid is None else state[0] * valid[t]
+            if return_states:
+                per_step[t] = state if valid is None else tuple(s * valid[t] for s in state)
+        states = None
+        if return_states:
+            states = tuple(torch.stack(s) for s in zip(*per_step, strict=True))
+        return RunResult(torch.stack(outputs), state, states)

@@ -1,0 +1,514 @@
+"""``Recurrent``: any cell, stacked and bidirectional, with the regularisers, lengths and streaming.
+
+What is common to all cells lives here: layout (batch_first, unbatched, PackedSequence), stacking,
+directions, dropout masks, lengths with padding-aware reversal, initial and final state, per-step
+states and ``step()`` for streaming. The time loop itself belongs to an executor, chosen per call by
+:mod:`rnnkit.executors.dispatch`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnkit.cells.base import CellSpec, InitOptions, Params, State
+from rnnkit.cells.registry import make_cell
+from rnnkit.executors.base import Executor, RunRequest, StepMasks
+from rnnkit.executors.dispatch import choose, get_executor, validate_backend
+from rnnkit.executors.native import NativeExecutor, flat_weights
+from rnnkit.layers.regularizers import check_probability, dropout_mask, zoneout_weights
+
+_TORCH_MODE = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN"}
+
+
+@dataclass
+class ExecutionPlan:
+    """How a forward pass will run: one native call for the whole stack, or an executor per
+    (layer, direction), with the reasons faster executors refused."""
+
+    whole_stack: bool
+    executors: list[list[Executor]]
+    refused: list[list[dict[str, str]]] = field(default_factory=list)
+    stack_refused: str | None = None
+
+
+class Recurrent(nn.Module):
+    """A stack of recurrent layers of one cell family.
+
+    Args:
+        cell: family name: "rnn_tanh", "rnn_relu", "lstm", "gru" (see ``rnnkit.cells.cell_names()``).
+        input_size, hidden_size, num_layers: as torch.nn.
+        bias, batch_first, dropout, bidirectional, proj_size: as torch.nn (``dropout`` between layers).
+        peephole, layer_norm: cell options (see the cell's docstring for the equations).
+        forget_bias, init, chrono_tmax: initialisation (:class:`rnnkit.cells.InitOptions`).
+        variational_dropout: locked dropout on every layer's input, one mask per sequence.
+        recurrent_dropout: dropout on ``h_{t-1}`` where it meets ``W_hh``, one mask per sequence.
+        zoneout: probability of keeping each state unit's previous value; a float for every state
+            component, or a tuple per component (``(p_h, p_c)`` for the LSTM).
+        weight_drop: DropConnect on every ``weight_hh``, one mask per forward pass.
+        residual: add each layer's input to its output, from the second layer on.
+        backend: "auto" or an executor name ("reference", "native", ...).
+
+    ``forward(input, state=None, *, lengths=None, mask=None, return_states=False)`` returns
+    ``(output, final_state)`` with torch.nn's shapes (``final_state`` is ``(h_n, c_n)`` for the LSTM,
+    ``h_n`` otherwise), plus per-step states when ``return_states`` is true.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        peephole: bool = False,
+        layer_norm: bool = False,
+        forget_bias: float | None = None,
+        init: str = "torch",
+        chrono_tmax: float = 1000.0,
+        variational_dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, ...] = 0.0,
+        weight_drop: float = 0.0,
+        residual: bool = False,
+        backend: str = "auto",
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        # the order of these checks (and their messages) follows torch.nn.RNNBase
+        if (
+            not isinstance(dropout, (int, float))
+            or isinstance(dropout, bool)
+            or not 0 <= dropout <= 1
+        ):
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the probability of an "
+                "element being zeroed"
+            )
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero "
+                "dropout expects num_layers greater than 1, but got "
+                f"dropout={dropout} and num_layers={num_layers}",
+                stacklevel=2,
+            )
+        if not isinstance(hidden_size, int) or isinstance(hidden_size, bool):
+            raise TypeError(f"hidden_size should be of type int, got: {type(hidden_size).__name__}")
+        if hidden_size <= 0:
+            raise ValueError("hidden_size must be greater than zero")
+        if num_layers <= 0:
+            raise ValueError("num_layers must be greater than zero")
+        self.cell_name = cell
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        self.init_options = InitOptions(init, forget_bias, chrono_tmax)
+        self.variational_dropout = check_probability("variational_dropout", variational_dropout)
+        self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
+        self.weight_drop = check_probability("weight_drop", weight_drop)
+        self.residual = bool(residual)
+        self.backend = validate_backend(backend)
+
+        options = {"proj_size": proj_size, "peephole": peephole, "layer_norm": layer_norm}
+        first = make_cell(cell, input_size, hidden_size, bias, **options)
+        self.num_directions = 2 if bidirectional else 1
+        layer_input = first.output_size * self.num_directions
+        self.cells: list[CellSpec] = [first] + [
+            make_cell(cell, layer_input, hidden_size, bias, **options) for _ in range(num_layers - 1)
+        ]
+        self.zoneout = self._check_zoneout(zoneout, first)
+
+        factory = {"device": device, "dtype": dtype}
+        self._param_names: list[list[dict[str, str]]] = []
+        for layer, spec in enumerate(self.cells):
+            directions = []
+            for direction in range(self.num_directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                names = {}
+                for name, shape in spec.param_shapes().items():
+                    setattr(self, name + suffix, nn.Parameter(torch.empty(shape, **factory)))
+                    names[name] = name + suffix
+                directions.append(names)
+            self._param_names.append(directions)
+        self.reset_parameters()
+
+    # ---- construction helpers -------------------------------------------------------------
+    @staticmethod
+    def _check_zoneout(zoneout: float | tuple[float, ...], cell: CellSpec) -> tuple[float, ...]:
+        n = len(cell.state_sizes())
+        values = tuple(zoneout) if isinstance(zoneout, (tuple, list)) else (zoneout,) * n
+        if len(values) != n:
+            raise ValueError(
+                f"zoneout for the {cell.name!r} cell takes one probability or {n} (one per state "
+                f"component), got {len(values)}"
+            )
+        return tuple(check_probability("zoneout", p) for p in values)
+
+    def reset_parameters(self) -> None:
+        """Initialise every layer and direction (torch's scheme, then ``init``'s changes)."""
+        for layer, spec in enumerate(self.cells):
+            for direction in range(self.num_directions):
+                spec.reset_parameters(self.layer_params(layer, direction), self.init_options)
+
+    def layer_params(self, layer: int, direction: int = 0) -> Params:
+        """The parameters of one layer and direction under their cell names (``weight_ih``, ...)."""
+        return {k: getattr(self, v) for k, v in self._param_names[layer][direction].items()}
+
+    @property
+    def cell(self) -> CellSpec:
+        """The first layer's cell spec."""
+        return self.cells[0]
+
+    @property
+    def output_size(self) -> int:
+        return self.cells[-1].output_size * self.num_directions
+
+    @property
+    def _state_is_tuple(self) -> bool:
+        return len(self.cell.state_sizes()) > 1
+
+    def extra_repr(self) -> str:
+        s = f"{self.cell_name!r}, {self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        return s + self._options_repr()
+
+    def _options_repr(self) -> str:
+        """The rnnkit options that differ from their defaults, for ``repr``."""
+        s = ""
+        for name, default in (
+            ("peephole", False),
+            ("layer_norm", False),
+        ):
+            value = getattr(self.cell, name, default)
+            if value != default:
+                s += f", {name}={value}"
+        if self.init_options.forget_bias is not None:
+            s += f", forget_bias={self.init_options.forget_bias}"
+        if self.init_options.scheme != "torch":
+            s += f", init={self.init_options.scheme!r}"
+        for name in ("variational_dropout", "recurrent_dropout", "weight_drop"):
+            if getattr(self, name):
+                s += f", {name}={getattr(self, name)}"
+        if any(self.zoneout):
+            z = self.zoneout
+            s += f", zoneout={z[0] if len(set(z)) == 1 else z}"
+        if self.residual:
+            s += ", residual=True"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
+        return s
+
+    # ---- planning ---------------------------------------------------------------------------
+    def _in_loop_masks(self) -> bool:
+        """Whether something acts inside the time loop (so torch's kernels cannot run it)."""
+        return any(self.zoneout) or (self.training and self.recurrent_dropout > 0)
+
+    def plan(
+        self, device: torch.device | None = None, dtype: torch.dtype | None = None,
+        return_states: bool = False,
+    ) -> ExecutionPlan:
+        """Which executors a forward pass would use now (depends on device, dtype and mode)."""
+        ref = self.weight_ih_l0
+        request = RunRequest(
+            device or ref.device, dtype or ref.dtype, self._in_loop_masks(), return_states
+        )
+        stack_refused = self._whole_stack_refusal(request)
+        if stack_refused is None:
+            native = get_executor("native")
+            return ExecutionPlan(True, [[native] * self.num_directions] * self.num_layers)
+        executors, refused = [], []
+        for spec in self.cells:
+            chosen, why = choose(spec, request, self.backend)
+            executors.append([chosen] * self.num_directions)
+            refused.append([why] * self.num_directions)
+        return ExecutionPlan(False, executors, refused, stack_refused)
+
+    def _whole_stack_refusal(self, request: RunRequest) -> str | None:
+        if self.backend not in ("auto", "native"):
+            return f"backend={self.backend!r}"
+        reason = get_executor("native").supports(self.cell, request)
+        if reason is not None:
+            return reason
+        if self.training and self.variational_dropout > 0:
+            return "variational dropout masks each layer's input"
+        if self.residual:
+            return "residual connections join layers"
+        return None
+
+    # ---- forward ----------------------------------------------------------------------------
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        state: Tensor | tuple[Tensor, ...] | None = None,
+        *,
+        lengths: Tensor | None = None,
+        mask: Tensor | None = None,
+        return_states: bool = False,
+    ):
+        packed_info = None
+        if isinstance(input, PackedSequence):
+            if lengths is not None or mask is not None:
+                raise ValueError("a PackedSequence carries its own lengths; do not pass lengths/mask")
+            packed_info = (input.sorted_indices, input.unsorted_indices)
+            x, lengths = pad_packed_sequence(input)  # (T, B, I), original batch order
+            self._check_input(x, batched=True, packed=True)
+            batched = True
+        else:
+            x = input
+            batched = self._check_input(x, batched=None, packed=False)
+            if not batched:
+                x = x.unsqueeze(1)
+            elif self.batch_first:
+                x = x.transpose(0, 1)
+            lengths = self._resolve_lengths(x, lengths, mask, batched)
+        hx = self._prepare_state(state, x.shape[1], x, batched)
+
+        outputs, finals, states = self._run(x, hx, lengths, return_states)
+
+        if packed_info is not None:
+            output: Tensor | PackedSequence = _repack(outputs, lengths, *packed_info)
+        elif not batched:
+            output = outputs.squeeze(1)
+        elif self.batch_first:
+            output = outputs.transpose(0, 1)
+        else:
+            output = outputs
+        final = tuple(s if batched else s.squeeze(1) for s in finals)
+        final_out = final if self._state_is_tuple else final[0]
+        if not return_states:
+            return output, final_out
+        assert states is not None
+        if not batched:
+            states = tuple(s.squeeze(2) for s in states)
+        elif self.batch_first and packed_info is None:
+            states = tuple(s.transpose(1, 2) for s in states)
+        return output, final_out, states
+
+    def _run(
+        self, x: Tensor, hx: State, lengths: Tensor | None, return_states: bool
+    ) -> tuple[Tensor, State, tuple[Tensor, ...] | None]:
+        """Time-major core: x (T, B, I), hx components (L*D, B, n)."""
+        plan = self.plan(x.device, x.dtype, return_states)
+        training = self.training
+        T, B = x.shape[0], x.shape[1]
+        D = self.num_directions
+
+        if plan.whole_stack:
+            native: NativeExecutor = plan.executors[0][0]  # type: ignore[assignment]
+            weights = [
+                w
+                for layer in range(self.num_layers)
+                for direction in range(D)
+                for w in flat_weights(self.cell, self._dropped_params(layer, direction))
+            ]
+            out, finals = native.run_stack(
+                self.cell, weights, x, hx, lengths, num_layers=self.num_layers,
+                dropout=self.dropout, training=training, bidirectional=self.bidirectional,
+            )
+            return out, finals, None
+
+        finals_per: list[State] = []
+        states_per_layer: list[tuple[Tensor, ...]] = []
+        layer_input = x
+        for layer, spec in enumerate(self.cells):
+            inp = layer_input
+            if training and self.variational_dropout > 0:
+                inp = inp * dropout_mask((1, B, inp.shape[-1]), self.variational_dropout, inp)
+            outs, layer_states = [], []
+            for direction in range(D):
+                params = self._dropped_params(layer, direction)
+                masks = self._step_masks(spec, T, B, inp)
+                index = layer * D + direction
+                result = plan.executors[layer][direction].run(
+                    spec, params, inp, tuple(s[index] for s in hx), lengths,
+                    reverse=direction == 1, masks=masks, return_states=return_states,
+                )
+                outs.append(result.outputs)
+                finals_per.append(result.final_state)
+                if return_states:
+                    layer_states.append(result.states)
+            out = outs[0] if D == 1 else torch.cat(outs, dim=-1)
+            if self.residual and layer > 0:
+                out = out + layer_input
+            if return_states:
+                states_per_layer.append(
+                    tuple(torch.cat(parts, dim=-1) for parts in zip(*layer_states, strict=True))
+                )
+            if layer < self.num_layers - 1 and self.dropout > 0 and training:
+                out = torch.nn.functional.dropout(out, self.dropout, training=True)
+            layer_input = out
+        finals = tuple(torch.stack(parts) for parts in zip(*finals_per, strict=True))
+        states = None
+        if return_states:
+            states = tuple(torch.stack(parts) for parts in zip(*states_per_layer, strict=True))
+        return layer_input, finals, states
+
+    def _dropped_params(self, layer: int, direction: int) -> Params:
+        params = self.layer_params(layer, direction)
+        if self.training and self.weight_drop > 0:
+            w = params["weight_hh"]
+            params["weight_hh"] = w * dropout_mask(tuple(w.shape), self.weight_drop, w)
+        return params
+
+    def _step_masks(self, spec: CellSpec, T: int, B: int, like: Tensor) -> StepMasks | None:
+        if not self._in_loop_masks():
+            return None
+        recurrent = None
+        if self.training and self.recurrent_dropout > 0:
+            recurrent = dropout_mask((B, spec.output_size), self.recurrent_dropout, like)
+        zoneout = tuple(
+            zoneout_weights(p, T, B, n, like, self.training)
+            for p, n in zip(self.zoneout, spec.state_sizes(), strict=True)
+        )
+        return StepMasks(recurrent, zoneout)
+
+    # ---- streaming --------------------------------------------------------------------------
+    def step(
+        self, x_t: Tensor, state: Tensor | tuple[Tensor, ...] | None = None
+    ) -> tuple[Tensor, Tensor | tuple[Tensor, ...]]:
+        """Advance every layer by one time step: ``x_t`` (B, I) or (I,) -> ``(y_t, new_state)``.
+
+        Equals ``forward`` over a sequence fed one step at a time. Runs with evaluation semantics for
+        the regularisers (zoneout by its expectation), so stochastic regularisers need ``eval()``.
+        """
+        if self.bidirectional:
+            raise ValueError("step() streams forward in time; a bidirectional layer needs the whole sequence")
+        if self.training and (
+            self.dropout or self.variational_dropout or self.recurrent_dropout
+            or self.weight_drop or any(self.zoneout)
+        ):
+            raise ValueError(
+                "step() runs with evaluation semantics; call .eval() on a module with dropout, "
+                "zoneout or weight drop before streaming"
+            )
+        if x_t.dim() not in (1, 2):
+            raise ValueError(f"step() expects x_t of shape (batch, input_size) or (input_size,), got {x_t.dim()}D")
+        batched = x_t.dim() == 2
+        x = x_t.unsqueeze(0) if batched else x_t.view(1, 1, -1)
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"x_t.size(-1) must be {self.input_size}, got {x.shape[-1]}")
+        hx = self._prepare_state(state, x.shape[1], x, batched)
+        inp = x[0]
+        finals: list[State] = []
+        for layer, spec in enumerate(self.cells):
+            params = self.layer_params(layer)
+            prev = tuple(s[layer] for s in hx)
+            new = spec.step(params, spec.project_input(params, inp), prev)
+            new = tuple(
+                n if p == 0 else torch.lerp(n, old, p)
+                for n, old, p in zip(new, prev, self.zoneout, strict=True)
+            )
+            finals.append(new)
+            out = new[0]
+            if self.residual and layer > 0:
+                out = out + inp
+            inp = out
+        final = tuple(torch.stack(parts) for parts in zip(*finals, strict=True))
+        if not batched:
+            inp, final = inp.squeeze(0), tuple(s.squeeze(1) for s in final)
+        return inp, (final if self._state_is_tuple else final[0])
+
+    # ---- argument checks ----------------------------------------------------------------------
+    @property
+    def _mode(self) -> str:
+        return _TORCH_MODE.get(self.cell_name, type(self).__name__)
+
+    def _check_input(self, x: Tensor, batched: bool | None, packed: bool) -> bool:
+        if not packed and x.dim() not in (2, 3):
+            raise ValueError(f"{self._mode}: Expected input to be 2D or 3D, got {x.dim()}D instead")
+        w = self.weight_ih_l0
+        if x.dtype != w.dtype and not torch.is_autocast_enabled():
+            raise ValueError(f"input must have the type {w.dtype}, got type {x.dtype}")
+        if self.input_size != x.size(-1):
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                f"got {x.size(-1)}"
+            )
+        return True if packed else x.dim() == 3
+
+    def _resolve_lengths(
+        self, x: Tensor, lengths: Tensor | None, mask: Tensor | None, batched: bool
+    ) -> Tensor | None:
+        T, B = x.shape[0], x.shape[1]
+        if mask is not None:
+            if lengths is not None:
+                raise ValueError("pass lengths or mask, not both")
+            m = torch.as_tensor(mask, device=x.device).bool()
+            expected = (B, T) if self.batch_first else (T, B)
+            if not batched:
+                expected = (T,)
+            if tuple(m.shape) != expected:
+                raise ValueError(f"mask must have shape {expected} like the input, got {tuple(m.shape)}")
+            m = m.reshape(1, T) if not batched else (m if self.batch_first else m.t())
+            lengths = m.sum(dim=1)
+            prefix = torch.arange(T, device=m.device).unsqueeze(0) < lengths.unsqueeze(1)
+            if not torch.equal(prefix, m):
+                raise ValueError("mask must mark a contiguous prefix of each sequence (True then False)")
+        if lengths is None:
+            return None
+        lengths = torch.as_tensor(lengths, dtype=torch.int64).reshape(-1)
+        if lengths.numel() != B:
+            raise ValueError(f"lengths must have one entry per sequence ({B}), got {lengths.numel()}")
+        if B and (int(lengths.min()) < 1 or int(lengths.max()) > T):
+            raise ValueError(f"lengths must lie in [1, {T}] (the sequence length), got {lengths.tolist()}")
+        return lengths.to(x.device)
+
+    def _prepare_state(self, state, batch: int, x: Tensor, batched: bool) -> State:
+        """Initial state in torch.nn's layout, checked, as components (L*D, B, n)."""
+        sizes = self.cell.state_sizes()
+        LD = self.num_layers * self.num_directions
+        if state is None:
+            return tuple(x.new_zeros(LD, batch, n) for n in sizes)
+        parts = tuple(state) if self._state_is_tuple else (state,)
+        if self._state_is_tuple and len(parts) != len(sizes):
+            raise ValueError(f"{self._mode} expects a state of {len(sizes)} tensors, got {len(parts)}")
+        if not all(isinstance(p, Tensor) for p in parts):
+            raise TypeError("state must be a Tensor" + (" tuple" if self._state_is_tuple else ""))
+        want = 3 if batched else 2
+        if any(p.dim() != want for p in parts):
+            kind = "batched 3-D" if batched else "unbatched 2-D"
+            if self._state_is_tuple:
+                dims = ", ".join(f"{p.dim()}-D" for p in parts)
+                raise RuntimeError(
+                    f"For {kind} input, hx and cx should also be {want}-D but got ({dims}) tensors"
+                )
+            raise RuntimeError(
+                f"For {kind} input, hx should also be {want}-D but got {parts[0].dim()}-D tensor"
+            )
+        if not batched:
+            parts = tuple(p.unsqueeze(1) for p in parts)
+        for k, (p, n) in enumerate(zip(parts, sizes, strict=True)):
+            expected = (LD, batch, n)
+            if tuple(p.shape) != expected:
+                which = f"hidden[{k}]" if self._state_is_tuple else "hidden"
+                raise RuntimeError(f"Expected {which} size {expected}, got {list(p.shape)}")
+        return parts
+
+
+def _repack(
+    outputs: Tensor, lengths: Tensor, sorted_indices: Tensor | None, unsorted_indices: Tensor | None
+) -> PackedSequence:
+    """Pack ``outputs`` (T, B, *) with the input's batch order, as torch.nn returns it."""
+    if sorted_indices is None:
+        packed = pack_padded_sequence(outputs, lengths.cpu(), enforce_sorted=True)
+        return packed
+    ordered = outputs.index_select(1, sorted_indices)
+    packed = pack_padded_sequence(ordered, lengths.cpu()[sorted_indices.cpu()], enforce_sorted=True)
+    return PackedSequence(packed.data, packed.batch_sizes, sorted_indices, unsorted_indices)

@@ -1,0 +1,191 @@
+"""Drop-in replacements for torch.nn.RNNCell, torch.nn.LSTMCell and torch.nn.GRUCell.
+
+One time step of a cell spec (:mod:`rnnkit.cells`), with torch.nn's constructor, parameter names
+(``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``), shapes (batched and unbatched), ``repr`` and
+error messages. Extra cell options (layer norm, peepholes, initialisation) are keyword-only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.cells.base import CellSpec, InitOptions, Params
+from rnnkit.cells.registry import make_cell
+
+
+class _CellModule(nn.Module):
+    """Shared machinery: parameters from the spec, checks, batched/unbatched handling."""
+
+    _torch_name: str
+
+    def __init__(
+        self, spec: CellSpec, init: InitOptions, device: Any = None, dtype: Any = None
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.input_size = spec.input_size
+        self.hidden_size = spec.hidden_size
+        self.bias = spec.bias
+        self.init_options = init
+        factory = {"device": device, "dtype": dtype}
+        for name, shape in spec.param_shapes().items():
+            setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+        if not spec.bias:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def params(self) -> Params:
+        return {name: getattr(self, name) for name in self.spec.param_shapes()}
+
+    def reset_parameters(self) -> None:
+        self.spec.reset_parameters(self.params(), self.init_options)
+
+    def to_torch(self) -> nn.Module:
+        """The torch.nn cell with the same weights (:func:`rnnkit.layers.conversion.to_torch`)."""
+        from rnnkit.layers.conversion import to_torch  # conversion imports this module
+
+        return to_torch(self)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        for name in ("peephole", "layer_norm"):
+            if getattr(self.spec, name, False):
+                s += f", {name}=True"
+        if self.init_options.forget_bias is not None:
+            s += f", forget_bias={self.init_options.forget_bias}"
+        if self.init_options.scheme != "torch":
+            s += f", init={self.init_options.scheme!r}"
+        return s
+
+    def _check_dims(self, input: Tensor, hx: tuple[Tensor, ...] | None, names: list[str]) -> bool:
+        if input.dim() not in (1, 2):
+            raise ValueError(
+                f"{self._torch_name}: Expected input to be 1D or 2D, got {input.dim()}D instead"
+            )
+        if hx is not None:
+            for name, h in zip(names, hx, strict=False):
+                if h.dim() not in (1, 2):
+                    raise ValueError(
+                        f"{self._torch_name}: Expected {name} to be 1D or 2D, got {h.dim()}D instead"
+                    )
+        return input.dim() == 2
+
+    def _check_sizes(self, input: Tensor, hx: tuple[Tensor, ...] | None) -> None:
+        if input.size(1) != self.input_size:
+            raise RuntimeError(
+                f"input has inconsistent input_size: got {input.size(1)} expected {self.input_size}"
+            )
+        for k, (h, size) in enumerate(zip(hx or (), self.spec.state_sizes(), strict=False)):
+            if input.size(0) != h.size(0):
+                raise RuntimeError(
+                    f"Input batch size {input.size(0)} doesn't match hidden{k} batch size {h.size(0)}"
+                )
+            if h.size(1) != size:
+                raise RuntimeError(
+                    f"hidden{k} has inconsistent hidden_size: got {h.size(1)}, expected {size}"
+                )
+
+    def _step(self, input: Tensor, hx: tuple[Tensor, ...] | None, names: list[str]):
+        batched = self._check_dims(input, hx, names)
+        if not batched:
+            input = input.unsqueeze(0)
+        if hx is None:
+            state = self.spec.initial_state(input.size(0), device=input.device, dtype=input.dtype)
+            self._check_sizes(input, None)
+        else:
+            state = hx if batched else tuple(h.unsqueeze(0) for h in hx)
+            self._check_sizes(input, state)
+        params = self.params()
+        new = self.spec.step(params, self.spec.project_input(params, input), state)
+        return new if batched else tuple(s.squeeze(0) for s in new)
+
+
+class RNNCell(_CellModule):
+    """Elman cell, a drop-in for :class:`torch.nn.RNNCell`."""
+
+    _torch_name = "RNNCell"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        init: str = "torch",
+        chrono_tmax: float = 1000.0,
+    ) -> None:
+        spec = make_cell("rnn_tanh" if nonlinearity == "tanh" else "rnn_relu", input_size,
+                         hidden_size, bias) if nonlinearity in ("tanh", "relu") else None
+        if spec is None:
+            raise ValueError(f"Unknown nonlinearity: {nonlinearity}")
+        self.nonlinearity = nonlinearity
+        super().__init__(spec, InitOptions(init, None, chrono_tmax), device, dtype)
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        return self._step(input, None if hx is None else (hx,), ["hidden"])[0]
+
+
+class GRUCell(_CellModule):
+    """GRU cell, a drop-in for :class:`torch.nn.GRUCell` (optional ``layer_norm``)."""
+
+    _torch_name = "GRUCell"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        layer_norm: bool = False,
+        init: str = "torch",
+        chrono_tmax: float = 1000.0,
+    ) -> None:
+        spec = make_cell("gru", input_size, hidden_size, bias, layer_norm=layer_norm)
+        super().__init__(spec, InitOptions(init, None, chrono_tmax), device, dtype)
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        return self._step(input, None if hx is None else (hx,), ["hidden"])[0]
+
+
+class LSTMCell(_CellModule):
+    """LSTM cell, a drop-in for :class:`torch.nn.LSTMCell` (optional ``peephole``, ``layer_norm``)."""
+
+    _torch_name = "LSTMCell"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        peephole: bool = False,
+        layer_norm: bool = False,
+        forget_bias: float | None = None,
+        init: str = "torch",
+        chrono_tmax: float = 1000.0,
+    ) -> None:
+        spec = make_cell(
+            "lstm", input_size, hidden_size, bias, peephole=peephole, layer_norm=layer_norm
+        )
+        super().__init__(spec, InitOptions(init, forget_bias, chrono_tmax), device, dtype)
+
+    def forward(
+        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        h, c = self._step(input, hx, ["hx[0]", "hx[1]"])
+        return h, c
