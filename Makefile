@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup ext demo test test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -14,20 +14,24 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# C++ extensions: rebuilt by torch when a source changes; a failure is reported, not fatal
+ext: $(STAMP)
+	-$(PY) -m rnnkit._ext
+
+demo: ext
 	$(PY) -m rnnkit.demo
 
-test: $(STAMP)
+test: ext
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -n 2 -q
 
-test-slow: $(STAMP)
+test-slow: ext
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 
-bench: $(STAMP)
+bench: ext
 	$(PY) benchmarks/executors.py
 
 clean:

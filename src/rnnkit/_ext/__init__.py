@@ -1,0 +1,73 @@
+"""Building and loading rnnkit's C++ extensions.
+
+Each extension is one folder ``src/rnnkit/csrc/<name>/`` of ``*.cpp`` files, compiled with
+``torch.utils.cpp_extension.load`` into a cache directory (``$RNNKIT_EXT_DIR``, default
+``~/.cache/rnnkit/ext/torch-<version>``). torch rebuilds when a source file changes. The set-up
+(``make``) builds every extension ahead of time with ``python -m rnnkit._ext``; at run time
+:func:`load_extension` returns the module, or None and the reason (no compiler, build error), so that
+importing rnnkit never fails and the dispatcher can fall back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+CSRC = Path(__file__).resolve().parent.parent / "csrc"
+
+
+def extension_names() -> list[str]:
+    return sorted(p.name for p in CSRC.iterdir() if p.is_dir() and any(p.glob("*.cpp")))
+
+
+def cache_dir() -> Path:
+    default = Path.home() / ".cache" / "rnnkit" / "ext" / f"torch-{torch.__version__}"
+    return Path(os.environ.get("RNNKIT_EXT_DIR", default))
+
+
+@cache
+def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None, str | None]:
+    """The compiled extension ``name`` (building it if needed), or (None, why it is unavailable)."""
+    if os.environ.get("RNNKIT_NO_EXT"):
+        return None, "disabled by RNNKIT_NO_EXT"
+    sources = sorted(str(p) for p in (CSRC / name).glob("*.cpp"))
+    if not sources:
+        return None, f"no C++ sources for extension {name!r}"
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        return None, "no C++ compiler found (install g++ and run `make`)"
+    from torch.utils import cpp_extension
+
+    build = cache_dir() / name
+    build.mkdir(parents=True, exist_ok=True)
+    try:
+        module = cpp_extension.load(
+            name=f"rnnkit_{name}",
+            sources=sources,
+            build_directory=str(build),
+            extra_cflags=["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only"],
+            verbose=verbose,
+        )
+    except Exception as exc:  # a failed build must not break rnnkit: report and fall back
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"building the {name!r} extension failed: {first}"
+    return module, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build every extension now; exit 1 if one fails (so `make` shows it)."""
+    failed = 0
+    for name in extension_names():
+        module, reason = load_extension(name, verbose="-v" in (argv or sys.argv[1:]))
+        print(f"rnnkit extension {name}: " + ("ok" if module is not None else f"unavailable ({reason})"))
+        failed += module is None
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from rnnkit._ext import main
+
+sys.exit(main())
