@@ -161,6 +161,16 @@ def layer_norm(x: Tensor, params: Params, prefix: str, eps: float = 1e-5) -> Ten
     return torch.nn.functional.layer_norm(x, w.shape, w, params[f"{prefix}_bias"], eps)
 
 
+def normed_linear(x: Tensor, params: Params, which: str, norm: bool) -> Tensor:
+    """``W_which x + b_which``; with ``norm``, ``LN_which(W_which x) + b_which`` (bias after the norm,
+    as Ba et al. 2016). Without a norm the bias goes inside ``linear``, which keeps autocast's dtype."""
+    weight, bias = params[f"weight_{which}"], params.get(f"bias_{which}")
+    if not norm:
+        return torch.nn.functional.linear(x, weight, bias)
+    y = layer_norm(torch.nn.functional.linear(x, weight), params, f"layer_norm_{which}")
+    return y if bias is None else y + bias
+
+
 def chrono_bias(n: int, tmax: float, like: Tensor) -> Tensor:
     """log(U[1, T_max - 1]) (Tallec & Ollivier 2018, eq. 16)."""
     return torch.log(torch.empty(n, dtype=like.dtype, device=like.device).uniform_(1.0, tmax - 1.0))

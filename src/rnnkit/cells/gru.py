@@ -30,7 +30,7 @@ from rnnkit.cells.base import (
     Params,
     State,
     chrono_bias,
-    layer_norm,
+    normed_linear,
     recurrent_input,
 )
 
@@ -68,20 +68,13 @@ class GRUSpec(CellSpec):
         params["bias_hh"][H : 2 * H].zero_()
 
     def project_input(self, params: Params, x: Tensor) -> Tensor:
-        if not self.layer_norm:
-            return super().project_input(params, x)
-        gx = layer_norm(torch.nn.functional.linear(x, params["weight_ih"]), params, "layer_norm_ih")
-        return gx if "bias_ih" not in params else gx + params["bias_ih"]
+        return normed_linear(x, params, "ih", self.layer_norm)
 
     def step(
         self, params: Params, gx_t: Tensor, state: State, recurrent_mask: Tensor | None = None
     ) -> State:
         (h,) = state
-        gh = torch.nn.functional.linear(recurrent_input(h, recurrent_mask), params["weight_hh"])
-        if self.layer_norm:
-            gh = layer_norm(gh, params, "layer_norm_hh")
-        if "bias_hh" in params:
-            gh = gh + params["bias_hh"]
+        gh = normed_linear(recurrent_input(h, recurrent_mask), params, "hh", self.layer_norm)
         xr, xz, xn = gx_t.chunk(3, dim=-1)
         hr, hz, hn = gh.chunk(3, dim=-1)
         r = torch.sigmoid(xr + hr)

@@ -8,6 +8,7 @@ states and ``step()`` for streaming. The time loop itself belongs to an executor
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,7 +89,7 @@ class Recurrent(nn.Module):
         super().__init__()
         # the order of these checks (and their messages) follows torch.nn.RNNBase
         if (
-            not isinstance(dropout, (int, float))
+            not isinstance(dropout, numbers.Number)
             or isinstance(dropout, bool)
             or not 0 <= dropout <= 1
         ):
@@ -268,11 +269,17 @@ class Recurrent(nn.Module):
                 raise ValueError("a PackedSequence carries its own lengths; do not pass lengths/mask")
             packed_info = (input.sorted_indices, input.unsorted_indices)
             x, lengths = pad_packed_sequence(input)  # (T, B, I), original batch order
-            self._check_input(x, batched=True, packed=True)
             batched = True
+            self._state_parts(state, batched)  # torch checks the state's dims before the input
+            self._check_input(x)
         else:
             x = input
-            batched = self._check_input(x, batched=None, packed=False)
+            if x.dim() not in (2, 3):
+                tensor = " tensor" if self._mode == "RNN" else ""  # torch.nn.RNN's wording differs
+                raise ValueError(f"{self._mode}: Expected input to be 2D or 3D, got {x.dim()}D{tensor} instead")
+            batched = x.dim() == 3
+            self._state_parts(state, batched)
+            self._check_input(x)
             if not batched:
                 x = x.unsqueeze(1)
             elif self.batch_first:
@@ -430,18 +437,18 @@ class Recurrent(nn.Module):
     def _mode(self) -> str:
         return _TORCH_MODE.get(self.cell_name, type(self).__name__)
 
-    def _check_input(self, x: Tensor, batched: bool | None, packed: bool) -> bool:
-        if not packed and x.dim() not in (2, 3):
-            raise ValueError(f"{self._mode}: Expected input to be 2D or 3D, got {x.dim()}D instead")
+    def _check_input(self, x: Tensor) -> None:
         w = self.weight_ih_l0
-        if x.dtype != w.dtype and not torch.is_autocast_enabled():
-            raise ValueError(f"input must have the type {w.dtype}, got type {x.dtype}")
+        if x.dtype != w.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(
+                f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
+                f"Convert input: input.to({w.dtype}), or convert model: model.to({x.dtype})"
+            )
         if self.input_size != x.size(-1):
             raise RuntimeError(
                 f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
                 f"got {x.size(-1)}"
             )
-        return True if packed else x.dim() == 3
 
     def _resolve_lengths(
         self, x: Tensor, lengths: Tensor | None, mask: Tensor | None, batched: bool
@@ -470,12 +477,12 @@ class Recurrent(nn.Module):
             raise ValueError(f"lengths must lie in [1, {T}] (the sequence length), got {lengths.tolist()}")
         return lengths.to(x.device)
 
-    def _prepare_state(self, state, batch: int, x: Tensor, batched: bool) -> State:
-        """Initial state in torch.nn's layout, checked, as components (L*D, B, n)."""
-        sizes = self.cell.state_sizes()
-        LD = self.num_layers * self.num_directions
+    def _state_parts(self, state, batched: bool) -> State | None:
+        """The user's state as components, with types, count and dimensions checked (torch's messages);
+        unbatched components get their batch dimension."""
         if state is None:
-            return tuple(x.new_zeros(LD, batch, n) for n in sizes)
+            return None
+        sizes = self.cell.state_sizes()
         parts = tuple(state) if self._state_is_tuple else (state,)
         if self._state_is_tuple and len(parts) != len(sizes):
             raise ValueError(f"{self._mode} expects a state of {len(sizes)} tensors, got {len(parts)}")
@@ -492,8 +499,15 @@ class Recurrent(nn.Module):
             raise RuntimeError(
                 f"For {kind} input, hx should also be {want}-D but got {parts[0].dim()}-D tensor"
             )
-        if not batched:
-            parts = tuple(p.unsqueeze(1) for p in parts)
+        return parts if batched else tuple(p.unsqueeze(1) for p in parts)
+
+    def _prepare_state(self, state, batch: int, x: Tensor, batched: bool) -> State:
+        """Initial state in torch.nn's layout, checked, as components (L*D, B, n)."""
+        sizes = self.cell.state_sizes()
+        LD = self.num_layers * self.num_directions
+        parts = self._state_parts(state, batched)
+        if parts is None:
+            return tuple(x.new_zeros(LD, batch, n) for n in sizes)
         for k, (p, n) in enumerate(zip(parts, sizes, strict=True)):
             expected = (LD, batch, n)
             if tuple(p.shape) != expected:

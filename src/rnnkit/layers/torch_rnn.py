@@ -8,6 +8,7 @@ torch's own kernels (the ``native`` executor), exactly as torch.nn would.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from torch import Tensor
@@ -16,6 +17,19 @@ from torch.nn.utils.rnn import PackedSequence
 from rnnkit.layers.recurrent import Recurrent
 
 _PROJ_ONLY_LSTM = "proj_size argument is only supported for LSTM, not RNN or GRU"
+
+
+def _check_types(input_size: Any, bias: Any, batch_first: Any, dropout: Any) -> None:
+    """The argument checks of torch.nn.RNNBase that Recurrent does not make, in torch's order."""
+    if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+        return  # torch checks dropout first: let Recurrent raise its message
+    for name, value in (("bias", bias), ("batch_first", batch_first)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+    if not isinstance(input_size, int):
+        raise TypeError(f"input_size should be of type int, got: {type(input_size).__name__}")
+    if input_size <= 0:
+        raise ValueError("input_size must be greater than zero")
 
 
 class _TorchCompatible(Recurrent):
@@ -104,6 +118,7 @@ class RNN(_TorchCompatible):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        _check_types(input_size, bias, batch_first, dropout)
         super().__init__(
             f"rnn_{nonlinearity}", input_size, hidden_size, num_layers, bias=bias,
             batch_first=batch_first, dropout=dropout, bidirectional=bidirectional, init=init,
@@ -143,6 +158,7 @@ class LSTM(_TorchCompatible):
         residual: bool = False,
         backend: str = "auto",
     ) -> None:
+        _check_types(input_size, bias, batch_first, dropout)
         super().__init__(
             "lstm", input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
             dropout=dropout, bidirectional=bidirectional, proj_size=proj_size, peephole=peephole,
@@ -183,6 +199,7 @@ class GRU(_TorchCompatible):
     ) -> None:
         if proj_size is not None:
             raise ValueError(_PROJ_ONLY_LSTM)
+        _check_types(input_size, bias, batch_first, dropout)
         super().__init__(
             "gru", input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
             dropout=dropout, bidirectional=bidirectional, layer_norm=layer_norm, init=init,
