@@ -165,9 +165,17 @@ def trace(
     def replay(x: Tensor, hx: State, lengths: Tensor | None, return_states: bool):
         out, finals, states = _replay(rec, tape, x, hx, lengths, return_states)
         if check and not rec.training:
+            args = (x.detach(), tuple(h.detach() for h in hx), lengths, False)
             with torch.no_grad():
-                expected, _, _ = original(x.detach(), tuple(h.detach() for h in hx), lengths, False)
-            _compare(rec, out.detach(), expected)
+                expected, _, _ = original(*args)
+            if _mismatch(rec, out.detach(), expected) is not None:
+                # Chaotic dynamics (e.g. a large recurrent init) amplify the rounding differences of a
+                # fast executor over time; the replay must still equal the reference executor exactly.
+                with torch.no_grad(), _backend(rec, "reference"):
+                    reference, _, _ = original(*args)
+                error = _mismatch(rec, out.detach(), reference)
+                if error is not None:
+                    raise DiagnosticsMismatch(error)
         return out, finals, states
 
     patched_before = rec.__dict__.get("_run")
@@ -193,15 +201,27 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
-def _compare(rec: Recurrent, got: Tensor, expected: Tensor) -> None:
+def _mismatch(rec: Recurrent, got: Tensor, expected: Tensor) -> str | None:
+    """Why the replay's outputs differ from the module's, or None if they agree."""
     tol = 1e-9 if got.dtype == torch.float64 else 1e-3 if got.dtype in (torch.float16, torch.bfloat16) else 1e-4
     scale = float(expected.abs().max()) if expected.numel() else 0.0
     err = float((got - expected).abs().max()) if got.numel() else 0.0
-    if not err <= tol * max(1.0, scale):
-        raise DiagnosticsMismatch(
-            f"diagnostics replay of {rec.cell_name!r} differs from the module's forward pass "
-            f"by {err:.3g} (tolerance {tol:g}); report this as a bug"
-        )
+    if err <= tol * max(1.0, scale):
+        return None
+    return (
+        f"diagnostics replay of {rec.cell_name!r} differs from the module's forward pass "
+        f"by {err:.3g} (tolerance {tol:g}); report this as a bug"
+    )
+
+
+@contextlib.contextmanager
+def _backend(rec: Recurrent, name: str) -> Iterator[None]:
+    saved = rec.backend
+    rec.backend = name
+    try:
+        yield
+    finally:
+        rec.backend = saved
 
 
 def _replay(

@@ -1,6 +1,8 @@
 """Choosing an executor: the fastest one whose ``supports`` says yes.
 
-``backend="auto"`` walks the priority list; naming a backend that cannot run the configuration
+``backend="auto"`` walks the priority list (an executor that supports a request may still yield it
+to a named faster one through an optional ``yields_to(cell, request) -> name | None`` method);
+naming a backend that cannot run the configuration
 raises :class:`~rnnkit.errors.BackendUnavailable` with the executor's reason: never a silent slow path.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 from rnnkit.cells.base import CellSpec
 from rnnkit.errors import BackendUnavailable
 from rnnkit.executors.base import Executor, RunRequest
+from rnnkit.executors.fused_cpu import FusedCPUExecutor
 from rnnkit.executors.native import NativeExecutor
 from rnnkit.executors.reference import ReferenceExecutor
 
@@ -29,6 +32,7 @@ def register_executor(executor: Executor, *, before: str | None = "reference") -
 
 register_executor(ReferenceExecutor(), before=None)
 register_executor(NativeExecutor())
+register_executor(FusedCPUExecutor(), before="native")
 
 
 def backend_names() -> list[str]:
@@ -62,6 +66,11 @@ def choose(cell: CellSpec, request: RunRequest, backend: str = "auto") -> tuple[
     for name in _PRIORITY:
         executor = _REGISTRY[name]
         reason = executor.supports(cell, request)
+        if reason is None:
+            # an executor may defer to a faster one for some configurations (``yields_to``)
+            other = getattr(executor, "yields_to", lambda c, r: None)(cell, request)
+            if other is not None and other in _REGISTRY and _REGISTRY[other].supports(cell, request) is None:
+                reason = f"{other!r} is faster for this configuration"
         if reason is None:
             return executor, refused
         refused[name] = reason

@@ -134,6 +134,10 @@ class Recurrent(nn.Module):
             make_cell(cell, layer_input, hidden_size, bias, **options) for _ in range(num_layers - 1)
         ]
         self.zoneout = self._check_zoneout(zoneout, first)
+        if "weight_hh" not in first.param_shapes():
+            for name in ("recurrent_dropout", "weight_drop"):
+                if getattr(self, name):
+                    raise ValueError(f"{name} acts on weight_hh; the {cell!r} cell has none")
 
         factory = {"device": device, "dtype": dtype}
         self._param_names: list[list[dict[str, str]]] = []
@@ -247,6 +251,10 @@ class Recurrent(nn.Module):
         reason = get_executor("native").supports(self.cell, request)
         if reason is not None:
             return reason
+        if self.backend == "auto":
+            preferred, _ = choose(self.cell, request)
+            if preferred.name != "native":
+                return f"auto prefers {preferred.name!r} for this cell"
         if self.training and self.variational_dropout > 0:
             return "variational dropout masks each layer's input"
         if self.residual:

@@ -1,0 +1,183 @@
+"""The fused CPU executor: C++ forward and backward over a whole sequence (Haste's design).
+
+The input projection ``gx = cell.project_input(params, x)`` (one GEMM, plus LN_ih for layer-norm
+cells) stays in ATen, outside the loop, and autograd differentiates it. The time loop and its backward
+are one :class:`torch.autograd.Function` whose forward and backward call the ``fused_cpu`` C++
+extension (``src/rnnkit/csrc/fused_cpu/``): per step one GEMM (two for a projected LSTM) and one fused
+pointwise pass; backward per step the pointwise pass and one GEMM for ``dh_{t-1}``; weight, bias,
+layer-norm and peephole gradients as big GEMMs / reductions over all steps after the loop.
+
+Cells: Elman (tanh, relu), LSTM (plain, layer norm, peepholes, projection), GRU (plain, layer norm);
+recurrent-dropout and zoneout masks (:class:`~rnnkit.executors.base.StepMasks`), lengths, both
+directions; float32 and float64 on CPU. Per-step states (``return_states``) are not implemented.
+
+Masks are treated as constants (no gradient flows to them), as the layer samples them.
+
+Auto dispatch: this executor is registered ahead of ``native`` but *yields* to it for the plain LSTM
+(:meth:`FusedCPUExecutor.yields_to`), where torch's oneDNN kernel is faster; for plain GRU/Elman it is
+measured faster than torch's kernels and wins (see ``benchmarks/executors.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit.cells.base import CellSpec, Params, State
+from rnnkit.cells.elman import ElmanSpec
+from rnnkit.cells.gru import GRUSpec
+from rnnkit.cells.lstm import LSTMSpec
+from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks
+
+_DTYPES = (torch.float32, torch.float64)
+_ELMAN_TANH, _ELMAN_RELU, _LSTM, _GRU = 0, 1, 2, 3
+
+
+def _extension():
+    from rnnkit._ext import load_extension
+
+    return load_extension("fused_cpu")
+
+
+def _family(cell: CellSpec) -> int | None:
+    # exact types: a subclass may change the equations
+    if type(cell) is ElmanSpec:
+        return _ELMAN_TANH if cell.nonlinearity == "tanh" else _ELMAN_RELU
+    if type(cell) is LSTMSpec:
+        return _LSTM
+    if type(cell) is GRUSpec:
+        return _GRU
+    return None
+
+
+class _FusedRun(torch.autograd.Function):
+    """Inputs after ``meta``: gx, h0, c0, w_hh, b_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i,
+    peep_f, peep_o, w_hr (tensors or None); then the constants rmask, zh, zc, lengths."""
+
+    @staticmethod
+    def forward(ctx, meta, gx, h0, c0, w_hh, b_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
+                peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths):
+        module, family, reverse = meta
+        (y, h, c, HP, HIN, Gs, CP, CT, TC, XH, RH, XC, RC, M) = module.forward(
+            family, gx, h0, c0, w_hh, b_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f,
+            peep_o, w_hr, rmask, zh, zc, lengths, reverse,
+        )
+        ctx.meta = meta
+        ctx.has_c = c0 is not None
+        ctx.save_for_backward(
+            w_hh, b_hh, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths,
+            HP, HIN, Gs, CP, CT, TC, XH, RH, XC, RC, M,
+        )
+        if ctx.has_c:
+            return y, h, c
+        return y, h
+
+    @staticmethod
+    def backward(ctx, dy, dh, dc=None):
+        module, family, reverse = ctx.meta
+        (w_hh, b_hh, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths,
+         *saved) = ctx.saved_tensors
+        saved = [s if s is not None else torch.Tensor() for s in saved]
+        if dy is None:
+            dy = torch.zeros_like(saved[0])
+        if dh is None:
+            dh = torch.zeros_like(saved[0][0])
+        if ctx.has_c and dc is None:
+            dc = torch.zeros(saved[0].shape[1], w_hh.shape[0] // 4, dtype=dh.dtype)
+        grads = module.backward(
+            family, dy, dh, dc, saved, w_hh, b_hh, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr,
+            rmask, zh, zc, lengths, reverse,
+        )
+        (dgx, dh0, dc0, dw_hh, db_hh, dln_w, dln_b, dlnc_w, dlnc_b, dpi, dpf, dpo, dw_hr) = grads
+        out = (dgx, dh0, dc0 if ctx.has_c else None, dw_hh, db_hh, dln_w, dln_b, dlnc_w, dlnc_b,
+               dpi, dpf, dpo, dw_hr)
+        return (None, *out, None, None, None, None)
+
+
+def _zoneout(z: Tensor | None, T: int, B: int, n: int, like: Tensor) -> Tensor | None:
+    """None, a 0-dim weight, or a contiguous (T, B, n) weight in ``like``'s dtype."""
+    if z is None:
+        return None
+    z = z.detach().to(dtype=like.dtype)
+    if z.dim() == 0:
+        return z
+    return z.expand(T, B, n).contiguous()
+
+
+class FusedCPUExecutor(Executor):
+    name = "fused_cpu"
+    description = "C++ fused loop and backward on CPU (Elman, LSTM and GRU with every option)"
+
+    def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
+        if _family(cell) is None:
+            return f"no fused CPU kernel for the {cell.name!r} cell"
+        if request.device.type != "cpu":
+            return f"runs on CPU only, not {request.device.type}"
+        if request.dtype not in _DTYPES:
+            return f"dtype {request.dtype} is not supported (float32, float64)"
+        if request.return_states:
+            return "per-step states (return_states) are not implemented"
+        _, reason = _extension()
+        return reason
+
+    def yields_to(self, cell: CellSpec, request: RunRequest) -> str | None:
+        """For auto dispatch: the executor that should run this request instead, though this one can.
+
+        torch's oneDNN LSTM is faster than the fused loop for the plain LSTM, so auto leaves it to
+        ``native`` (which refuses the variants: layer norm, peepholes, masks).
+        """
+        if type(cell) is LSTMSpec and cell.unsupported_by_torch() is None and not request.has_masks:
+            return "native"
+        return None
+
+    def run(
+        self,
+        cell: CellSpec,
+        params: Params,
+        x: Tensor,
+        state0: State,
+        lengths: Tensor | None = None,
+        reverse: bool = False,
+        masks: StepMasks | None = None,
+        return_states: bool = False,
+    ) -> RunResult:
+        reason = self.supports(cell, RunRequest(x.device, x.dtype, masks is not None and masks.any(),
+                                                return_states))
+        if reason is not None:
+            raise ValueError(f"fused_cpu executor: {reason}")
+        module, _ = _extension()
+        family = _family(cell)
+        T, B = x.shape[0], x.shape[1]
+        gx = cell.project_input(params, x).contiguous()
+        is_lstm = family == _LSTM
+        h0 = state0[0].contiguous()
+        c0 = state0[1].contiguous() if is_lstm else None
+
+        rmask = zh = zc = None
+        if masks is not None:
+            if masks.recurrent is not None:
+                rmask = masks.recurrent.detach().to(x.dtype).expand(B, cell.output_size).contiguous()
+            if masks.zoneout is not None:
+                zs = tuple(masks.zoneout) + (None,) * (2 - len(masks.zoneout))
+                zh = _zoneout(zs[0], T, B, cell.output_size, x)
+                if is_lstm:
+                    zc = _zoneout(zs[1], T, B, cell.hidden_size, x)
+        if lengths is not None:
+            lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
+
+        def p(name: str) -> Tensor | None:
+            return params.get(name)
+
+        ln = getattr(cell, "layer_norm", False)
+        result = _FusedRun.apply(
+            (module, family, bool(reverse)), gx, h0, c0,
+            p("weight_hh"), p("bias_hh"),
+            p("layer_norm_hh_weight") if ln else None, p("layer_norm_hh_bias") if ln else None,
+            p("layer_norm_c_weight") if ln and is_lstm else None,
+            p("layer_norm_c_bias") if ln and is_lstm else None,
+            p("weight_peephole_i"), p("weight_peephole_f"), p("weight_peephole_o"),
+            p("weight_hr"),
+            rmask, zh, zc, lengths,
+        )
+        outputs, final = result[0], tuple(result[1:])
+        return RunResult(outputs, final, None)

@@ -1,0 +1,213 @@
+"""The fused CPU executor against the reference executor (the specification).
+
+Outputs, final states and every gradient (input, initial state, each parameter) must match over
+sizes (B=1, T=1, H not a multiple of 8), every cell option, masks, lengths and both directions;
+plus float64 gradcheck through the fused path and the dispatcher's choices.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnkit.cells import make_cell
+from rnnkit.executors import RunRequest, StepMasks, choose, get_executor
+from rnnkit.executors.fused_cpu import FusedCPUExecutor
+
+fused = FusedCPUExecutor()
+_, UNAVAILABLE = __import__("rnnkit._ext", fromlist=["load_extension"]).load_extension("fused_cpu")
+
+
+@pytest.fixture(autouse=True)
+def _extension_built():
+    """`make` builds the extension; a build failure must fail these tests, not skip them."""
+    if UNAVAILABLE is not None:
+        pytest.fail(f"fused_cpu extension unavailable: {UNAVAILABLE}")
+
+CONFIGS = [
+    ("rnn_tanh", {}),
+    ("rnn_relu", {}),
+    ("gru", {}),
+    ("gru", {"layer_norm": True}),
+    ("lstm", {}),
+    ("lstm", {"layer_norm": True}),
+    ("lstm", {"peephole": True}),
+    ("lstm", {"proj_size": 3}),
+    ("lstm", {"layer_norm": True, "peephole": True, "proj_size": 4}),
+]
+SIZES = [(1, 1, 3, 5), (4, 3, 5, 7), (6, 2, 4, 9)]  # T, B, I, H
+
+
+def _make(name, options, I, H, dtype, bias=True, seed=0):
+    torch.manual_seed(seed)
+    cell = make_cell(name, I, H, bias, **options)
+    params = {
+        k: torch.randn(shape, dtype=dtype) * 0.5
+        for k, shape in cell.param_shapes().items()
+    }
+    for k, p in params.items():
+        if k.startswith("layer_norm_") and k.endswith("_weight"):
+            p.add_(1.0)
+        p.requires_grad_(True)
+    return cell, params
+
+
+def _inputs(cell, T, B, dtype, lengths, masks_kind, training=True):
+    x = torch.randn(T, B, cell.input_size, dtype=dtype, requires_grad=True)
+    state0 = tuple(torch.randn(B, n, dtype=dtype, requires_grad=True) for n in cell.state_sizes())
+    lens = None
+    if lengths:
+        lens = torch.randint(1, T + 1, (B,))
+        lens[0] = T
+    masks = None
+    if masks_kind == "recurrent":
+        masks = StepMasks(recurrent=torch.empty(B, cell.output_size, dtype=dtype).bernoulli_(0.7) / 0.7)
+    elif masks_kind == "zoneout":
+        z = tuple(
+            torch.empty(T, B, n, dtype=dtype).bernoulli_(0.3) for n in cell.state_sizes()
+        )
+        masks = StepMasks(zoneout=z)
+    elif masks_kind == "zoneout_eval":
+        masks = StepMasks(zoneout=tuple(torch.tensor(0.25, dtype=dtype) for _ in cell.state_sizes()))
+    elif masks_kind == "both":
+        z = (torch.empty(T, B, cell.output_size, dtype=dtype).bernoulli_(0.3),) + (None,) * (
+            len(cell.state_sizes()) - 1
+        )
+        masks = StepMasks(
+            recurrent=torch.empty(B, cell.output_size, dtype=dtype).bernoulli_(0.5) / 0.5, zoneout=z
+        )
+    return x, state0, lens, masks
+
+
+def _run_and_grads(executor, cell, params, x, state0, lens, reverse, masks):
+    out, final, _ = executor.run(cell, params, x, state0, lens, reverse=reverse, masks=masks)
+    g = torch.Generator().manual_seed(1)
+    loss = (out * torch.randn(out.shape, generator=g, dtype=out.dtype)).sum()
+    for s in final:
+        loss = loss + (s * torch.randn(s.shape, generator=g, dtype=s.dtype)).sum()
+    leaves = [x, *state0, *params.values()]
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    names = ["x", *[f"state{i}" for i in range(len(state0))], *params]
+    return out, final, dict(zip(names, grads, strict=True))
+
+
+def _check(name, options, T, B, I, H, reverse, lengths, masks_kind, dtype=torch.float32, bias=True):
+    cell, params = _make(name, options, I, H, dtype, bias)
+    x, state0, lens, masks = _inputs(cell, T, B, dtype, lengths, masks_kind)
+    ref = _run_and_grads(get_executor("reference"), cell, params, x, state0, lens, reverse, masks)
+    got = _run_and_grads(fused, cell, params, x, state0, lens, reverse, masks)
+    tol = {"atol": 2e-5, "rtol": 2e-4} if dtype == torch.float32 else {"atol": 1e-10, "rtol": 1e-9}
+    torch.testing.assert_close(got[0], ref[0], **tol)
+    for a, b in zip(got[1], ref[1], strict=True):
+        torch.testing.assert_close(a, b, **tol)
+    assert got[2].keys() == ref[2].keys()
+    for key in ref[2]:
+        assert (got[2][key] is None) == (ref[2][key] is None), key
+        if ref[2][key] is not None:
+            torch.testing.assert_close(got[2][key], ref[2][key], **tol, msg=lambda m, k=key: f"{k}: {m}")
+
+
+@pytest.mark.parametrize("name,options", CONFIGS, ids=lambda v: str(v))
+@pytest.mark.parametrize("T,B,I,H", SIZES)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("lengths", [False, True])
+def test_matches_reference(name, options, T, B, I, H, reverse, lengths):
+    _check(name, options, T, B, I, H, reverse, lengths, None)
+
+
+@pytest.mark.parametrize("name,options", CONFIGS, ids=lambda v: str(v))
+@pytest.mark.parametrize("masks_kind", ["recurrent", "zoneout", "zoneout_eval", "both"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_masks_match_reference(name, options, masks_kind, reverse):
+    _check(name, options, 5, 3, 4, 6, reverse, True, masks_kind)
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "gru", "lstm"])
+def test_no_bias(name):
+    _check(name, {}, 4, 2, 3, 5, False, True, "recurrent", bias=False)
+
+
+def test_float64_tight():
+    _check("lstm", {"layer_norm": True, "peephole": True, "proj_size": 2}, 5, 3, 4, 6, True, True,
+           "both", dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "name,options",
+    [("rnn_tanh", {}), ("rnn_relu", {}), ("gru", {"layer_norm": True}),
+     ("lstm", {"layer_norm": True, "peephole": True, "proj_size": 2})],
+    ids=lambda v: str(v),
+)
+def test_gradcheck(name, options):
+    dtype = torch.float64
+    cell, params = _make(name, options, 3, 4, dtype)
+    T, B = 4, 2
+    x, state0, lens, masks = _inputs(cell, T, B, dtype, True, "both")
+    names = list(params)
+
+    def f(x, *rest):
+        n = len(state0)
+        st, ps = rest[:n], dict(zip(names, rest[n:], strict=True))
+        out, final, _ = fused.run(cell, ps, x, st, lens, reverse=True, masks=masks)
+        return (out, *final)
+
+    assert torch.autograd.gradcheck(f, (x, *state0, *params.values()), atol=1e-6)
+
+
+def test_layer_uses_fused_for_variants_and_matches_reference():
+    from rnnkit.layers.recurrent import Recurrent
+
+    torch.manual_seed(0)
+    layer = Recurrent("lstm", 5, 6, num_layers=2, bidirectional=True, layer_norm=True, zoneout=0.2)
+    plan = layer.plan()
+    assert not plan.whole_stack
+    assert all(e.name == "fused_cpu" for row in plan.executors for e in row)
+    ref = Recurrent("lstm", 5, 6, num_layers=2, bidirectional=True, layer_norm=True, zoneout=0.2,
+                    backend="reference")
+    ref.load_state_dict(layer.state_dict())
+    layer.eval()
+    ref.eval()
+    x = torch.randn(7, 3, 5)
+    lengths = torch.tensor([7, 3, 5])
+    (y1, (h1, c1)), (y2, (h2, c2)) = layer(x, lengths=lengths), ref(x, lengths=lengths)
+    for a, b in ((y1, y2), (h1, h2), (c1, c2)):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-4)
+
+
+def test_dispatch_choices():
+    cpu = RunRequest(torch.device("cpu"), torch.float32)
+    masked = RunRequest(torch.device("cpu"), torch.float32, has_masks=True)
+    # the plain LSTM stays with torch's oneDNN kernel; its variants go to fused_cpu
+    assert choose(make_cell("lstm", 4, 8), cpu)[0].name == "native"
+    assert choose(make_cell("lstm", 4, 8), masked)[0].name == "fused_cpu"
+    assert choose(make_cell("lstm", 4, 8, layer_norm=True), cpu)[0].name == "fused_cpu"
+    assert choose(make_cell("lstm", 4, 8, peephole=True), cpu)[0].name == "fused_cpu"
+    assert choose(make_cell("gru", 4, 8, layer_norm=True), cpu)[0].name == "fused_cpu"
+    # plain GRU/Elman: measured faster than torch's CPU kernels
+    assert choose(make_cell("gru", 4, 8), cpu)[0].name == "fused_cpu"
+    assert choose(make_cell("rnn_tanh", 4, 8), cpu)[0].name == "fused_cpu"
+    # and an explicit backend still works for the plain LSTM
+    assert choose(make_cell("lstm", 4, 8), cpu, "fused_cpu")[0].name == "fused_cpu"
+
+
+def test_refusals():
+    cell = make_cell("lstm", 4, 8)
+    assert "CPU" in fused.supports(cell, RunRequest(torch.device("meta"), torch.float32))
+    assert "dtype" in fused.supports(cell, RunRequest(torch.device("cpu"), torch.bfloat16))
+    assert "return_states" in fused.supports(
+        cell, RunRequest(torch.device("cpu"), torch.float32, return_states=True)
+    )
+    with pytest.raises(ValueError, match="return_states"):
+        fused.run(cell, {}, torch.zeros(1, 1, 4), (torch.zeros(1, 8),) * 2, return_states=True)
+
+
+def test_unavailable_extension_falls_back(monkeypatch):
+    import rnnkit.executors.fused_cpu as mod
+
+    monkeypatch.setattr(mod, "_extension", lambda: (None, "no C++ compiler found"))
+    cell = make_cell("gru", 4, 8, layer_norm=True)
+    req = RunRequest(torch.device("cpu"), torch.float32)
+    assert mod.FusedCPUExecutor().supports(cell, req) == "no C++ compiler found"
+    executor, refused = choose(cell, req)
+    assert executor.name == "reference"
+    assert refused["fused_cpu"] == "no C++ compiler found"
