@@ -2,7 +2,8 @@
 
 Each extension is one folder ``src/rnnkit/csrc/<name>/`` of ``*.cpp`` files, compiled with
 ``torch.utils.cpp_extension.load`` into a cache directory (``$RNNKIT_EXT_DIR``, default
-``~/.cache/rnnkit/ext/torch-<version>``). torch rebuilds when a source file changes. The set-up
+``~/.cache/rnnkit/ext/torch-<version>/<name>/<hash of the sources>``), so a changed source builds
+anew beside the old library instead of overwriting one that a running process has loaded. The set-up
 (``make``) builds every extension ahead of time with ``python -m rnnkit._ext``; at run time
 :func:`load_extension` returns the module, or None and the reason (no compiler, build error), so that
 importing rnnkit never fails and the dispatcher can fall back.
@@ -10,9 +11,11 @@ importing rnnkit never fails and the dispatcher can fall back.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
+import time
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -43,8 +46,11 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
         return None, "no C++ compiler found (install g++ and run `make`)"
     from torch.utils import cpp_extension
 
-    build = cache_dir() / name
+    # One folder per source hash: a rebuild never overwrites a library another process has loaded.
+    digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in sources)).hexdigest()[:16]
+    build = cache_dir() / name / digest
     build.mkdir(parents=True, exist_ok=True)
+    _clear_stale_lock(build / "lock")
     try:
         module = cpp_extension.load(
             name=f"rnnkit_{name}",
@@ -57,6 +63,19 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None, f"building the {name!r} extension failed: {first}"
     return module, None
+
+
+STALE_LOCK_SECONDS = 600.0
+
+
+def _clear_stale_lock(lock: Path) -> None:
+    """torch waits forever on a build lock whose builder was killed; a build takes minutes, so a lock
+    untouched for ``STALE_LOCK_SECONDS`` is left over from such a crash and is removed."""
+    try:
+        if time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+            lock.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
