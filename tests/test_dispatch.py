@@ -188,12 +188,16 @@ def test_training_variational_dropout_and_residual_run_native_per_layer(native_a
         assert names(plan) == [["native", "native"]] * 2
 
 
-def test_return_states_runs_on_reference():
+def test_return_states_runs_per_layer():
+    from rnnkit._ext import load_extension
+
     m = Recurrent("gru", 3, 4, 2)
     plan = m.plan(return_states=True)
     assert not plan.whole_stack
-    assert names(plan) == [["reference"], ["reference"]]
-    assert "per-step states" in plan.refused[0][0]["native"]
+    # fused_cpu returns per-step states; native cannot, so without the extension: reference
+    expected = "reference" if load_extension("fused_cpu")[1] else "fused_cpu"
+    assert names(plan) == [[expected], [expected]]
+    assert "per-step states" in plan.stack_refused
 
 
 def test_named_reference_backend_never_runs_native(monkeypatch):

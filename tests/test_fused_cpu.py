@@ -194,11 +194,48 @@ def test_refusals():
     cell = make_cell("lstm", 4, 8)
     assert "CPU" in fused.supports(cell, RunRequest(torch.device("meta"), torch.float32))
     assert "dtype" in fused.supports(cell, RunRequest(torch.device("cpu"), torch.bfloat16))
-    assert "return_states" in fused.supports(
-        cell, RunRequest(torch.device("cpu"), torch.float32, return_states=True)
-    )
-    with pytest.raises(ValueError, match="return_states"):
-        fused.run(cell, {}, torch.zeros(1, 1, 4), (torch.zeros(1, 8),) * 2, return_states=True)
+    assert fused.supports(cell, RunRequest(torch.device("cpu"), torch.float32, return_states=True)) is None
+    with pytest.raises(ValueError, match="dtype"):
+        fused.run(cell, {}, torch.zeros(1, 1, 4, dtype=torch.bfloat16), (torch.zeros(1, 8),) * 2)
+
+
+@pytest.mark.parametrize("name,options", CONFIGS, ids=lambda v: str(v))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_return_states_match_reference(name, options, reverse):
+    """Per-step states (zero past each length) and their gradients, with masks."""
+    cell, params = _make(name, options, 4, 6, torch.float32)
+    x, state0, lens, masks = _inputs(cell, 5, 3, torch.float32, True, "both")
+    leaves = [x, *state0, *params.values()]
+    results = []
+    for executor in (get_executor("reference"), fused):
+        out, final, states = executor.run(cell, params, x, state0, lens, reverse=reverse,
+                                          masks=masks, return_states=True)
+        g = torch.Generator().manual_seed(3)
+        loss = sum((s * torch.randn(s.shape, generator=g)).sum() for s in (out, *final, *states))
+        results.append((states, torch.autograd.grad(loss, leaves, allow_unused=True)))
+    (ref_states, ref_grads), (got_states, got_grads) = results
+    tol = {"atol": 2e-5, "rtol": 2e-4}
+    assert len(got_states) == len(ref_states) == len(cell.state_sizes())
+    for a, b in zip(got_states, ref_states, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+    for a, b in zip(got_grads, ref_grads, strict=True):
+        assert (a is None) == (b is None)
+        if b is not None:
+            torch.testing.assert_close(a, b, **tol)
+
+
+def test_layer_return_states_runs_fused():
+    from rnnkit.layers.recurrent import Recurrent
+
+    torch.manual_seed(0)
+    layer = Recurrent("lstm", 3, 5, num_layers=2, layer_norm=True)
+    assert all(e.name == "fused_cpu" for row in layer.plan(return_states=True).executors for e in row)
+    ref = Recurrent("lstm", 3, 5, num_layers=2, layer_norm=True, backend="reference")
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(6, 2, 3)
+    got, want = layer(x, return_states=True), ref(x, return_states=True)
+    for a, b in zip(got[2], want[2], strict=True):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-4)
 
 
 def test_unavailable_extension_falls_back(monkeypatch):
@@ -211,3 +248,68 @@ def test_unavailable_extension_falls_back(monkeypatch):
     executor, refused = choose(cell, req)
     assert executor.name == "reference"
     assert refused["fused_cpu"] == "no C++ compiler found"
+
+
+# ---- streaming step (rnnkit.executors.streaming) --------------------------------------------------
+STEP_CONFIGS = [
+    ("rnn_tanh", {}), ("rnn_relu", {}), ("gru", {}), ("gru", {"layer_norm": True}),
+    ("lstm", {}), ("lstm", {"layer_norm": True}), ("lstm", {"peephole": True}),
+    ("lstm", {"proj_size": 3}), ("lstm", {"zoneout": (0.2, 0.4)}),
+    ("lstm", {"layer_norm": True, "peephole": True, "proj_size": 4, "zoneout": 0.3}),
+    ("gru", {"zoneout": 0.25, "recurrent_dropout": 0.3}), ("rnn_tanh", {"residual": True}),
+]
+
+
+@pytest.mark.parametrize("name,options", STEP_CONFIGS, ids=lambda v: str(v))
+@pytest.mark.parametrize("B", [1, 3, 6])  # 6: the BLAS branch of the step's projections
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fast_step_matches_python_step_and_forward(name, options, B, dtype):
+    from rnnkit.executors.streaming import fast_step_refusal
+    from rnnkit.layers.recurrent import Recurrent
+
+    torch.manual_seed(0)
+    H = 7
+    I = 2 * H if options.get("residual") else 5
+    m = Recurrent(name, I, H, num_layers=2, dtype=dtype, **options).eval()
+    with torch.no_grad():
+        for p in m.parameters():  # LN gains/biases away from 1/0, so that they matter
+            p.add_(0.3 * torch.randn_like(p))
+    T = 4
+    x = torch.randn(T, B, I, dtype=dtype)
+    tol = {"atol": 2e-5, "rtol": 2e-4} if dtype == torch.float32 else {"atol": 1e-10, "rtol": 1e-9}
+    with torch.no_grad():
+        out, final = m(x)
+        s_fast = s_py = None
+        for t in range(T):
+            hx = m._prepare_state(s_fast, B, x[t : t + 1], True)
+            assert fast_step_refusal(m, x[t], hx) is None
+            y_fast, s_fast = m.step(x[t], s_fast)
+            hx_py = m._prepare_state(s_py, B, x[t : t + 1], True)
+            y_py, s_py = m._python_step(x[t], hx_py)
+            s_py = s_py if len(s_py) > 1 else s_py[0]
+            torch.testing.assert_close(y_fast, y_py, **tol)
+            torch.testing.assert_close(y_fast, out[t], **tol)
+        fast_parts = s_fast if isinstance(s_fast, tuple) else (s_fast,)
+        final_parts = final if isinstance(final, tuple) else (final,)
+        for a, b in zip(fast_parts, final_parts, strict=True):
+            torch.testing.assert_close(a, b, **tol)
+        y1, _ = m.step(x[0, 0])  # unbatched
+        torch.testing.assert_close(y1, out[0, 0], **tol)
+
+
+def test_fast_step_only_without_autograd():
+    from rnnkit.executors.streaming import fast_step_refusal
+    from rnnkit.layers.recurrent import Recurrent
+
+    m = Recurrent("lstm", 3, 4, layer_norm=True)
+    x = torch.randn(2, 3)
+    hx = m._prepare_state(None, 2, x.unsqueeze(0), True)
+    assert "gradients" in fast_step_refusal(m, x, hx)
+    y, _ = m.step(x)  # the Python path: differentiable
+    y.sum().backward()
+    assert m.weight_hh_l0.grad is not None
+    with torch.no_grad():
+        assert fast_step_refusal(m, x, hx) is None
+    m.requires_grad_(False)
+    assert fast_step_refusal(m, x, hx) is None
+    assert "dtype" in fast_step_refusal(m, x.double(), hx)

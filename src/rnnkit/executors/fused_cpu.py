@@ -1,15 +1,19 @@
 """The fused CPU executor: C++ forward and backward over a whole sequence (Haste's design).
 
-The input projection ``gx = cell.project_input(params, x)`` (one GEMM, plus LN_ih for layer-norm
-cells) stays in ATen, outside the loop, and autograd differentiates it. The time loop and its backward
+The input projection over all steps is one GEMM in ATen, outside the loop, and autograd
+differentiates it: ``cell.project_input(params, x)`` for GRU/Elman; for the LSTM only ``x W_ih^T``,
+without bias: the kernel adds ``b_ih + b_hh`` and applies the input layer norm itself, so that LN_ih,
+its backward and the bias gradients cost no extra passes over memory. The time loop and its backward
 are one :class:`torch.autograd.Function` whose forward and backward call the ``fused_cpu`` C++
-extension (``src/rnnkit/csrc/fused_cpu/``): per step one GEMM (two for a projected LSTM) and one fused
-pointwise pass; backward per step the pointwise pass and one GEMM for ``dh_{t-1}``; weight, bias,
-layer-norm and peephole gradients as big GEMMs / reductions over all steps after the loop.
+extension (``src/rnnkit/csrc/fused_cpu/``): per step one GEMM (two for a projected LSTM), called
+straight into BLAS on preallocated buffers, and one fused pointwise pass; backward per step the
+pointwise pass (which also accumulates the LSTM's bias, layer-norm and peephole gradients) and one
+GEMM for ``dh_{t-1}``; weight gradients as one GEMM each over all T*B rows after the loop.
 
 Cells: Elman (tanh, relu), LSTM (plain, layer norm, peepholes, projection), GRU (plain, layer norm);
 recurrent-dropout and zoneout masks (:class:`~rnnkit.executors.base.StepMasks`), lengths, both
-directions; float32 and float64 on CPU. Per-step states (``return_states``) are not implemented.
+directions; float32 and float64 on CPU; per-step states (``return_states``: ``h_t`` is the output
+itself, the LSTM's ``c_t`` one more output of the kernel, differentiable).
 
 Masks are treated as constants (no gradient flows to them), as the layer samples them.
 
@@ -94,6 +98,48 @@ class _FusedRun(torch.autograd.Function):
         return (None, *out, None, None, None, None)
 
 
+class _FusedLSTM(torch.autograd.Function):
+    """Inputs after ``meta``: gx (x W_ih^T, no bias), h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b,
+    ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr (tensors or None); then the
+    constants rmask, zh, zc, lengths. Outputs y, h_T, c_T and (if ``want_states``) the per-step c."""
+
+    @staticmethod
+    def forward(ctx, meta, gx, h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b,
+                ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths):
+        module, reverse, want_states = meta
+        y, h, c, cs, *saved = module.lstm_forward(
+            gx, h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
+            peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse, want_states,
+        )
+        ctx.meta = meta
+        ctx.save_for_backward(
+            gx if ln_hh_w is not None else None, w_hh, b_ih, b_hh, ln_ih_w, ln_hh_w, ln_c_w,
+            peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, *saved,
+        )
+        if want_states:
+            return y, h, c, cs
+        return y, h, c
+
+    @staticmethod
+    def backward(ctx, dy, dh, dc, dcs=None):
+        module, reverse, _ = ctx.meta
+        (gx, w_hh, b_ih, b_hh, ln_ih_w, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr, rmask, zh,
+         zc, lengths, *saved) = ctx.saved_tensors
+        saved = [s if s is not None else torch.Tensor() for s in saved]
+        hp = saved[0]
+        if dy is None:
+            dy = torch.zeros_like(hp)
+        if dh is None:
+            dh = torch.zeros_like(hp[0])
+        if dc is None:
+            dc = torch.zeros(hp.shape[1], w_hh.shape[0] // 4, dtype=hp.dtype)
+        grads = module.lstm_backward(
+            dy, dh, dc, dcs, saved, gx if gx is not None else torch.Tensor(), w_hh, b_ih, b_hh,
+            ln_ih_w, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse,
+        )
+        return (None, *grads, None, None, None, None)
+
+
 def _zoneout(z: Tensor | None, T: int, B: int, n: int, like: Tensor) -> Tensor | None:
     """None, a 0-dim weight, or a contiguous (T, B, n) weight in ``like``'s dtype."""
     if z is None:
@@ -115,8 +161,6 @@ class FusedCPUExecutor(Executor):
             return f"runs on CPU only, not {request.device.type}"
         if request.dtype not in _DTYPES:
             return f"dtype {request.dtype} is not supported (float32, float64)"
-        if request.return_states:
-            return "per-step states (return_states) are not implemented"
         _, reason = _extension()
         return reason
 
@@ -148,7 +192,6 @@ class FusedCPUExecutor(Executor):
         module, _ = _extension()
         family = _family(cell)
         T, B = x.shape[0], x.shape[1]
-        gx = cell.project_input(params, x).contiguous()
         is_lstm = family == _LSTM
         h0 = state0[0].contiguous()
         c0 = state0[1].contiguous() if is_lstm else None
@@ -166,18 +209,33 @@ class FusedCPUExecutor(Executor):
             lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
 
         def p(name: str) -> Tensor | None:
-            return params.get(name)
+            t = params.get(name)
+            return None if t is None else t.contiguous()
 
         ln = getattr(cell, "layer_norm", False)
+        if is_lstm:
+            gx = torch.nn.functional.linear(x, params["weight_ih"]).contiguous()
+            result = _FusedLSTM.apply(
+                (module, bool(reverse), bool(return_states)), gx, h0, c0,
+                p("weight_hh"), p("bias_ih"), p("bias_hh"),
+                *(p(f"layer_norm_{part}_{kind}") if ln else None
+                  for part in ("ih", "hh", "c") for kind in ("weight", "bias")),
+                p("weight_peephole_i"), p("weight_peephole_f"), p("weight_peephole_o"),
+                p("weight_hr"),
+                rmask, zh, zc, lengths,
+            )
+            outputs, final = result[0], (result[1], result[2])
+            # per-step h is the output itself (both zero past each length)
+            states = (outputs, result[3]) if return_states else None
+            return RunResult(outputs, final, states)
+
+        gx = cell.project_input(params, x).contiguous()
         result = _FusedRun.apply(
-            (module, family, bool(reverse)), gx, h0, c0,
+            (module, family, bool(reverse)), gx, h0, None,
             p("weight_hh"), p("bias_hh"),
             p("layer_norm_hh_weight") if ln else None, p("layer_norm_hh_bias") if ln else None,
-            p("layer_norm_c_weight") if ln and is_lstm else None,
-            p("layer_norm_c_bias") if ln and is_lstm else None,
-            p("weight_peephole_i"), p("weight_peephole_f"), p("weight_peephole_o"),
-            p("weight_hr"),
-            rmask, zh, zc, lengths,
+            None, None, None, None, None, None,
+            rmask, zh, None, lengths,
         )
-        outputs, final = result[0], tuple(result[1:])
-        return RunResult(outputs, final, None)
+        outputs, final = result[0], (result[1],)
+        return RunResult(outputs, final, (outputs,) if return_states else None)

@@ -22,6 +22,7 @@ from rnnkit.cells.registry import make_cell
 from rnnkit.executors.base import Executor, RunRequest, StepMasks
 from rnnkit.executors.dispatch import choose, get_executor, validate_backend
 from rnnkit.executors.native import NativeExecutor, flat_weights
+from rnnkit.executors.streaming import fast_step_refusal, step_stack
 from rnnkit.layers.regularizers import check_probability, dropout_mask, zoneout_weights
 
 _TORCH_MODE = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN"}
@@ -402,6 +403,9 @@ class Recurrent(nn.Module):
 
         Equals ``forward`` over a sequence fed one step at a time. Runs with evaluation semantics for
         the regularisers (zoneout by its expectation), so stochastic regularisers need ``eval()``.
+        Without autograd (``torch.no_grad()``/``inference_mode()``, or nothing requiring grad) on CPU,
+        with backend "auto" or "fused_cpu", each layer's step is one C++ call
+        (:mod:`rnnkit.executors.streaming`); otherwise the cells' Python ``step`` runs.
         """
         if self.bidirectional:
             raise ValueError("step() streams forward in time; a bidirectional layer needs the whole sequence")
@@ -421,6 +425,17 @@ class Recurrent(nn.Module):
             raise ValueError(f"x_t.size(-1) must be {self.input_size}, got {x.shape[-1]}")
         hx = self._prepare_state(state, x.shape[1], x, batched)
         inp = x[0]
+        if self.backend in ("auto", "fused_cpu") and fast_step_refusal(self, inp, hx) is None:
+            # one C++ call per layer (rnnkit.executors.streaming); same results, no autograd
+            inp, final = step_stack(self, inp, hx)
+        else:
+            inp, final = self._python_step(inp, hx)
+        if not batched:
+            inp, final = inp.squeeze(0), tuple(s.squeeze(1) for s in final)
+        return inp, (final if self._state_is_tuple else final[0])
+
+    def _python_step(self, inp: Tensor, hx: State) -> tuple[Tensor, State]:
+        """``step()`` through the cells' Python ``step`` (the specification; differentiable)."""
         finals: list[State] = []
         for layer, spec in enumerate(self.cells):
             params = self.layer_params(layer)
@@ -435,10 +450,7 @@ class Recurrent(nn.Module):
             if self.residual and layer > 0:
                 out = out + inp
             inp = out
-        final = tuple(torch.stack(parts) for parts in zip(*finals, strict=True))
-        if not batched:
-            inp, final = inp.squeeze(0), tuple(s.squeeze(1) for s in final)
-        return inp, (final if self._state_is_tuple else final[0])
+        return inp, tuple(torch.stack(parts) for parts in zip(*finals, strict=True))
 
     # ---- argument checks ----------------------------------------------------------------------
     @property

@@ -1,13 +1,17 @@
 // rnnkit fused CPU executor: forward and backward of one recurrent layer-direction over a whole
 // sequence, for the Elman (tanh/relu), LSTM (layer norm, peepholes, projection) and GRU (layer norm)
-// cells, with recurrent-dropout and zoneout masks, variable lengths and both directions.
+// cells, with recurrent-dropout and zoneout masks, variable lengths and both directions; plus `step`,
+// one streaming time step of one layer in one call (no autograd), for Recurrent.step().
 //
-// The design is Haste's (lmnt-com/haste): the input projection gx = x W_ih^T (+ LN_ih, + b_ih) is one
-// GEMM done by the caller; per step there is one GEMM (h_{t-1} W_hh^T, plus h W_hr^T for a projected
-// LSTM) and one fused pointwise pass written as plain loops over contiguous rows (vectorised by the
-// compiler: -O3 -march=native -ffast-math, libmvec for exp/tanh). Backward runs pointwise per step plus
-// one GEMM for dh_{t-1}; weight, bias, layer-norm and peephole gradients are big GEMMs / reductions
-// over all steps after the loop. Forward stores only what backward needs.
+// The design is Haste's (lmnt-com/haste): the input projection x W_ih^T is one GEMM done by the caller
+// (for the LSTM without its bias: the kernel adds b_ih + b_hh and applies LN_ih itself, so that the
+// input layer norm, its backward and the bias gradients cost no extra pass over memory); per step
+// there is one GEMM (h_{t-1} W_hh^T, plus h W_hr^T for a projected LSTM), called straight into BLAS
+// on raw pointers into preallocated buffers (no per-step tensor or allocation), and one fused
+// pointwise pass written as plain loops over contiguous rows (vectorised by the compiler: -O3
+// -march=native -ffast-math, libmvec for exp/tanh). Backward runs pointwise per step plus one GEMM for
+// dh_{t-1}; the pointwise pass also accumulates the bias, layer-norm and peephole gradients (the data
+// is in cache there); the weight gradients are one GEMM each over all T*B rows after the loop.
 //
 // The equations are those of rnnkit/cells/*.py and the masking rules those of
 // rnnkit/executors/reference.py (the specification):
@@ -15,15 +19,23 @@
 //   - zoneout weight z (T, B, n) or a scalar: s_t = lerp(s~_t, s_{t-1}, z) (torch.lerp's formula);
 //   - lengths: at steps t >= length[b] the state is kept and the output is zero;
 //   - reverse: t runs from T-1 down to 0.
+//
+// Profiling: RNNKIT_FUSED_PROFILE=1 prints, per LSTM call, the seconds spent in the per-step GEMMs,
+// the pointwise passes and the weight-gradient GEMMs (stderr).
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <dlfcn.h>
+
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <type_traits>
 #include <vector>
-
 // Vectorised exp/tanh: glibc's libmvec provides SIMD variants, but its declarations are only visible
 // under __FAST_MATH__, which -fno-finite-math-only (set by rnnkit._ext) turns off. Declare them so
 // that GCC vectorises the pointwise loops (calls to _ZGVeN16v_expf etc., resolved from libmvec).
@@ -44,9 +56,43 @@ using OptT = std::optional<Tensor>;
 
 constexpr double kEps = 1e-5;  // F.layer_norm's default, as in rnnkit.cells.base.layer_norm
 
+// exp for the float pointwise passes: Cephes' expf polynomial (range reduction by ln 2, degree-6
+// polynomial, 2^n by exponent bits), ~1 ulp on the clamped range, written as plain arithmetic so
+// that GCC vectorises it in registers. libmvec's vector expf/tanhf are calls that clobber every
+// vector register, so loops with several of them spill around each call; this is ~2x faster there.
+inline float exp_approx(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);  // (std::fmin/fmax block vectorisation)
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  return p * __builtin_bit_cast(float, bits);
+}
+
 template <typename T>
 inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
+}
+template <>
+inline float sigmoid(float x) {
+  return 1.0f / (1.0f + exp_approx(-x));
+}
+
+// tanh: libm's for double; for float 1 - 2 / (1 + e^{2x}) (absolute error ~1e-7, float's epsilon)
+template <typename T>
+inline T tanh_(T x) {
+  return std::tanh(x);
+}
+template <>
+inline float tanh_(float x) {
+  return 1.0f - 2.0f / (1.0f + exp_approx(2.0f * x));
 }
 
 // torch.lerp(start, end, w): start + w (end - start) for |w| < 0.5, else end - (end - start)(1 - w)
@@ -130,16 +176,686 @@ inline void ln_backward_row(const T* dy, const T* w, const T* xhat, T rstd, int6
   for (int64_t j = 0; j < n; ++j) dx[j] = rstd * (dy[j] * w[j] - m1 - xhat[j] * m2);
 }
 
+// Rows per parallel task for a pointwise pass whose rows cost `per_row` element-operations. The
+// pointwise passes are cheap next to the per-step GEMM; on 2 threads, waking the second thread for
+// them costs more than it saves (and hurts badly on a busy machine), so a step's pointwise pass runs
+// on one thread unless it is very large. RNNKIT_FUSED_GRAIN overrides the threshold (for tuning).
 inline int64_t grain(int64_t per_row) {
-  // rows per task: run inline unless a step's pointwise work is large
-  int64_t g = 32768 / std::max<int64_t>(per_row, 1);
-  return std::max<int64_t>(g, 1);
+  static const int64_t work = [] {
+    const char* s = std::getenv("RNNKIT_FUSED_GRAIN");
+    return s ? std::max<int64_t>(std::atoll(s), 1) : int64_t(1) << 20;
+  }();
+  return std::max<int64_t>(work / std::max<int64_t>(per_row, 1), 1);
 }
 
 inline bool is_valid(const int64_t* len, int64_t t, int64_t b) { return !len || t < len[b]; }
 
+// rows [0, n) in tasks of `g` rows; fn(b0, b1, slot) where slot < slots indexes per-thread scratch.
+// One task runs inline (slot 0) without entering a parallel region.
+template <typename F>
+inline void for_rows(int64_t n, int64_t g, int64_t slots, const F& fn) {
+  if (n <= g || slots <= 1) {
+    fn(int64_t(0), n, int64_t(0));
+    return;
+  }
+  at::parallel_for(0, n, g, [&](int64_t b0, int64_t b1) {
+    const int64_t slot = at::get_thread_num();
+    TORCH_CHECK(slot >= 0 && slot < slots, "fused_cpu: thread slot out of range");
+    fn(b0, b1, slot);
+  });
+}
+
+
 enum Family { ELMAN_TANH = 0, ELMAN_RELU = 1, LSTM = 2, GRU = 3 };
 
+// ---- GEMMs on raw row-major pointers (BLAS is column-major: C^T = op(W) A^T) ----------------------
+// Straight into the BLAS that torch links (sgemm_/dgemm_, found at load time): no tensor views, no
+// dispatcher, no allocation per step. Where torch exports no BLAS, at::mm_out on wrapped buffers.
+extern "C" {
+typedef void (*sgemm_fn)(const char*, const char*, const int*, const int*, const int*, const float*,
+                         const float*, const int*, const float*, const int*, const float*, float*,
+                         const int*);
+typedef void (*dgemm_fn)(const char*, const char*, const int*, const int*, const int*, const double*,
+                         const double*, const int*, const double*, const int*, const double*,
+                         double*, const int*);
+}
+
+template <typename F>
+F blas_symbol(const char* name) {
+  return reinterpret_cast<F>(dlsym(RTLD_DEFAULT, name));
+}
+
+inline void blas_gemm(char ta, char tb, int m, int n, int k, float alpha, const float* a, int lda,
+                      const float* b, int ldb, float beta, float* c, int ldc) {
+  static const sgemm_fn f = blas_symbol<sgemm_fn>("sgemm_");
+  f(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+inline void blas_gemm(char ta, char tb, int m, int n, int k, double alpha, const double* a, int lda,
+                      const double* b, int ldb, double beta, double* c, int ldc) {
+  static const dgemm_fn f = blas_symbol<dgemm_fn>("dgemm_");
+  f(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+template <typename T>
+bool have_blas() {
+  static const bool ok = std::is_same<T, float>::value ? blas_symbol<sgemm_fn>("sgemm_") != nullptr
+                                                       : blas_symbol<dgemm_fn>("dgemm_") != nullptr;
+  return ok;
+}
+
+template <typename T>
+Tensor wrap(const T* p, at::IntArrayRef sizes) {
+  return at::from_blob(const_cast<T*>(p), sizes, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+}
+
+// C[B,N] = beta C + A[B,K] W[N,K]^T
+template <typename T>
+inline void gemm_xwT(int64_t B, int64_t N, int64_t K, const T* A, const T* W, T* C, T beta) {
+  if (B == 0 || N == 0) return;
+  if (K == 0) {
+    if (beta == T(0)) std::memset(C, 0, sizeof(T) * B * N);
+    return;
+  }
+  if (have_blas<T>()) {
+    blas_gemm('T', 'N', int(N), int(B), int(K), T(1), W, int(K), A, int(K), beta, C, int(N));
+    return;
+  }
+  Tensor c = wrap(C, {B, N});
+  Tensor prod = at::mm(wrap(A, {B, K}), wrap(W, {N, K}).t());
+  if (beta == T(0)) c.copy_(prod); else c.add_(prod);
+}
+
+// C[B,K] = beta C + A[B,N] W[N,K]
+template <typename T>
+inline void gemm_xw(int64_t B, int64_t N, int64_t K, const T* A, const T* W, T* C, T beta) {
+  if (B == 0 || K == 0) return;
+  if (N == 0) {
+    if (beta == T(0)) std::memset(C, 0, sizeof(T) * B * K);
+    return;
+  }
+  if (have_blas<T>()) {
+    blas_gemm('N', 'N', int(K), int(B), int(N), T(1), W, int(K), A, int(N), beta, C, int(K));
+    return;
+  }
+  Tensor c = wrap(C, {B, K});
+  Tensor prod = at::mm(wrap(A, {B, N}), wrap(W, {N, K}));
+  if (beta == T(0)) c.copy_(prod); else c.add_(prod);
+}
+
+template <typename T>
+inline T dot(const T* a, const T* b, int64_t n) {
+  T s = 0;
+  for (int64_t j = 0; j < n; ++j) s += a[j] * b[j];
+  return s;
+}
+
+// For a streaming step with a few rows: C1[B,N] = A1[B,K1] W1^T and C2[B,N] = A2[B,K2] W2^T in one
+// pass over the rows of both weights (row dot products; BLAS's call overhead dominates here).
+template <typename T>
+void small_xwT2(int64_t B, int64_t N, int64_t K1, const T* A1, const T* W1, T* C1, int64_t K2,
+                const T* A2, const T* W2, T* C2) {
+  const int64_t per_row = B * (K1 + K2);
+  const int64_t g = std::max<int64_t>((int64_t(1) << 16) / std::max<int64_t>(per_row, 1), 16);
+  at::parallel_for(0, N, g, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* w1 = W1 + r * K1;
+      const T* w2 = W2 + r * K2;
+      for (int64_t b = 0; b < B; ++b) {
+        C1[b * N + r] = dot(A1 + b * K1, w1, K1);
+        C2[b * N + r] = dot(A2 + b * K2, w2, K2);
+      }
+    }
+  });
+}
+
+// ---- optional phase timing -------------------------------------------------------------------------
+struct Prof {
+  bool on;
+  double gemm = 0, pointwise = 0, other = 0;
+  std::chrono::steady_clock::time_point last;
+  Prof() : on(std::getenv("RNNKIT_FUSED_PROFILE") != nullptr) {
+    if (on) last = std::chrono::steady_clock::now();
+  }
+  inline void lap(double& into) {
+    if (!on) return;
+    auto now = std::chrono::steady_clock::now();
+    into += std::chrono::duration<double>(now - last).count();
+    last = now;
+  }
+  void report(const char* what, int64_t L, int64_t B, int64_t H) const {
+    if (on)
+      std::fprintf(stderr, "rnnkit fused_cpu %s L=%ld B=%ld H=%ld: step GEMMs %.3f ms, pointwise %.3f ms, "
+                   "other %.3f ms\n", what, (long)L, (long)B, (long)H, gemm * 1e3, pointwise * 1e3,
+                   other * 1e3);
+  }
+};
+
+// ---- the LSTM's pointwise step, shared by the sequence forward and the streaming step -------------
+template <typename T>
+struct LstmP {
+  int64_t H = 0, Gt = 0;
+  const T* bias = nullptr;                                        // b_ih + b_hh (Gt) or null
+  const T *liw = nullptr, *lib = nullptr, *lhw = nullptr, *lhb = nullptr;  // LN_ih, LN_hh
+  const T *lcw = nullptr, *lcb = nullptr;                         // LN_c (ones/zeros without LN)
+  const T *pi = nullptr, *pf = nullptr, *po = nullptr;            // peepholes (zeros without)
+  bool ln = false;
+};
+
+// One row: from the raw projections gxr = W_ih x and ghr = W_hh h_{t-1} (Gt each) and c_{t-1},
+// the gate activations g (i f g o), the candidate cell ct, tc = tanh(LN_c(ct)), m = o * tc; and what
+// backward needs: xh (LN_hh's xhat, Gt), si = (mean, rstd) of LN_ih, rh (LN_hh's rstd), xc (LN_c's
+// xhat, H), rc (its rstd). `pre` is Gt of scratch.
+template <typename T>
+inline void lstm_row(const LstmP<T>& p, const T* gxr, const T* ghr, const T* cprev, T* pre, T* xh,
+                     T* g, T* ct, T* tc, T* m, T* xc, T* si, T* rh, T* rc) {
+  const int64_t H = p.H, Gt = p.Gt;
+  if (p.ln) {
+    T mi, ri, mh, rhv;
+    row_stats(gxr, Gt, mi, ri);
+    row_stats(ghr, Gt, mh, rhv);
+    si[0] = mi;
+    si[1] = ri;
+    *rh = rhv;
+    const T *liw = p.liw, *lib = p.lib, *lhw = p.lhw, *lhb = p.lhb;
+    #pragma GCC ivdep
+    for (int64_t j = 0; j < Gt; ++j) {
+      T xv = (ghr[j] - mh) * rhv;
+      xh[j] = xv;
+      pre[j] = ((gxr[j] - mi) * ri) * liw[j] + lib[j] + (xv * lhw[j] + lhb[j]);
+    }
+  } else {
+    #pragma GCC ivdep
+    for (int64_t j = 0; j < Gt; ++j) pre[j] = gxr[j] + ghr[j];
+  }
+  if (p.bias) {
+    const T* bs = p.bias;
+    #pragma GCC ivdep
+    for (int64_t j = 0; j < Gt; ++j) pre[j] += bs[j];
+  }
+  const T *pi = p.pi, *pf = p.pf, *po = p.po;
+  #pragma GCC ivdep
+  for (int64_t j = 0; j < H; ++j) {
+    T ai = pre[j] + pi[j] * cprev[j];
+    T af = pre[H + j] + pf[j] * cprev[j];
+    T iv = sigmoid(ai), fv = sigmoid(af), gv = tanh_(pre[2 * H + j]);
+    g[j] = iv;
+    g[H + j] = fv;
+    g[2 * H + j] = gv;
+    ct[j] = fv * cprev[j] + iv * gv;
+  }
+  T mean = 0, rstd = 1;
+  if (p.ln) {
+    row_stats(ct, H, mean, rstd);
+    *rc = rstd;
+  }
+  const T *cw = p.lcw, *cb = p.lcb;
+  #pragma GCC ivdep
+  for (int64_t j = 0; j < H; ++j) {
+    T ov = sigmoid(pre[3 * H + j] + po[j] * ct[j]);
+    T xv = (ct[j] - mean) * rstd;
+    xc[j] = xv;
+    T tv = tanh_(xv * cw[j] + cb[j]);
+    g[3 * H + j] = ov;
+    tc[j] = tv;
+    m[j] = ov * tv;
+  }
+}
+
+template <typename T>
+struct LstmBuffers {  // what lstm_params keeps alive
+  std::vector<T> zeros, ones, bias;
+};
+
+template <typename T>
+LstmP<T> lstm_params(int64_t H, const OptT& b_ih, const OptT& b_hh, const OptT& ln_ih_w,
+                     const OptT& ln_ih_b, const OptT& ln_hh_w, const OptT& ln_hh_b,
+                     const OptT& ln_c_w, const OptT& ln_c_b, const OptT& peep_i,
+                     const OptT& peep_f, const OptT& peep_o, LstmBuffers<T>& buf) {
+  LstmP<T> p;
+  p.H = H;
+  p.Gt = 4 * H;
+  buf.zeros.assign(H, T(0));
+  buf.ones.assign(H, T(1));
+  if (has(b_ih) || has(b_hh)) {
+    buf.bias.assign(4 * H, T(0));
+    for (const OptT* b : {&b_ih, &b_hh}) {
+      if (!has(*b)) continue;
+      const T* bp = (*b)->data_ptr<T>();
+      for (int64_t j = 0; j < 4 * H; ++j) buf.bias[j] += bp[j];
+    }
+    p.bias = buf.bias.data();
+  }
+  p.ln = has(ln_hh_w);
+  if (p.ln) {
+    p.liw = ln_ih_w->data_ptr<T>();
+    p.lib = ln_ih_b->data_ptr<T>();
+    p.lhw = ln_hh_w->data_ptr<T>();
+    p.lhb = ln_hh_b->data_ptr<T>();
+    p.lcw = ln_c_w->data_ptr<T>();
+    p.lcb = ln_c_b->data_ptr<T>();
+  } else {
+    p.lcw = buf.ones.data();
+    p.lcb = buf.zeros.data();
+  }
+  const bool peep = has(peep_i);
+  p.pi = peep ? peep_i->data_ptr<T>() : buf.zeros.data();
+  p.pf = peep ? peep_f->data_ptr<T>() : buf.zeros.data();
+  p.po = peep ? peep_o->data_ptr<T>() : buf.zeros.data();
+  return p;
+}
+
+Tensor contig(const OptT& t) { return has(t) ? t->contiguous() : Tensor(); }
+
+// ------------------------------------------------------------------------------------------------
+// LSTM forward. gx = x W_ih^T (L, B, 4H) without bias or LN.
+// returns y, h_T, c_T, CS (per-step c, zero past each length; if want_states), then what backward
+// needs: HP (h_{t-1}), HIN (h_{t-1} * mask), Gs (i f g o), CP (c_{t-1}), CT (c~_t), TC, XH, RH, SI,
+// XC, RC, M (o * tanh(.) before W_hr)
+// ------------------------------------------------------------------------------------------------
+template <typename T>
+std::vector<Tensor> lstm_forward_impl(const Tensor& gx, const Tensor& h0, const Tensor& c0,
+                                      const Tensor& w_hh, const OptT& b_ih, const OptT& b_hh,
+                                      const OptT& ln_ih_w, const OptT& ln_ih_b,
+                                      const OptT& ln_hh_w, const OptT& ln_hh_b, const OptT& ln_c_w,
+                                      const OptT& ln_c_b, const OptT& peep_i, const OptT& peep_f,
+                                      const OptT& peep_o, const OptT& w_hr, const OptT& rmask,
+                                      const OptT& zh_t, const OptT& zc_t, const OptT& lengths,
+                                      bool reverse, bool want_states) {
+  Prof prof;
+  const int64_t L = gx.size(0), B = gx.size(1), Gt = gx.size(2);
+  const int64_t P = h0.size(1), H = Gt / 4;
+  const bool proj = has(w_hr);
+  const bool rm = has(rmask);
+  LstmBuffers<T> buf;
+  const LstmP<T> p = lstm_params<T>(H, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w,
+                                    ln_c_b, peep_i, peep_f, peep_o, buf);
+  const bool ln = p.ln;
+  auto opts = gx.options();
+
+  Tensor y = at::empty({L, B, P}, opts);
+  Tensor h = h0.clone();
+  Tensor c = c0.clone();
+  Tensor CS = want_states ? at::empty({L, B, H}, opts) : Tensor();
+  Tensor HP = at::empty({L, B, P}, opts);
+  Tensor HIN = rm ? at::empty({L, B, P}, opts) : HP;
+  Tensor Gs = at::empty({L, B, Gt}, opts);
+  Tensor CP = at::empty({L, B, H}, opts);
+  Tensor CT = at::empty({L, B, H}, opts);
+  Tensor TC = at::empty({L, B, H}, opts);
+  Tensor XH = ln ? at::empty({L, B, Gt}, opts) : Tensor();
+  Tensor RH = ln ? at::empty({L, B}, opts) : Tensor();
+  Tensor SI = ln ? at::empty({L, B, 2}, opts) : Tensor();
+  Tensor XC = ln ? at::empty({L, B, H}, opts) : Tensor();
+  Tensor RC = ln ? at::empty({L, B}, opts) : Tensor();
+  Tensor M = proj ? at::empty({L, B, H}, opts) : Tensor();
+  Tensor gh = at::empty({B, Gt}, opts);
+  Tensor htil = proj ? at::empty({B, P}, opts) : Tensor();
+  const int64_t nthreads = at::get_num_threads();
+  const int64_t S = 2 * Gt + 2 * H;  // per-thread scratch: pre, xh, m, xc
+  std::vector<T> scratch(nthreads * S);
+
+  const T* gxp = gx.data_ptr<T>();
+  const T* whh = w_hh.data_ptr<T>();
+  const T* whr = proj ? w_hr->data_ptr<T>() : nullptr;
+  const T* rmp = ptr_or_null<T>(rmask);
+  Tensor len64;
+  if (has(lengths)) len64 = lengths->to(at::kLong).contiguous();
+  const int64_t* len = len64.defined() ? len64.data_ptr<int64_t>() : nullptr;
+  Zone<T> zh(zh_t, B, P);
+  Zone<T> zc(zc_t, B, H);
+  T* yp = y.data_ptr<T>();
+  T* hp = h.data_ptr<T>();
+  T* cp = c.data_ptr<T>();
+  T* csp = want_states ? CS.data_ptr<T>() : nullptr;
+  T* ghp = gh.data_ptr<T>();
+  T* HPp = HP.data_ptr<T>();
+  T* HINp = HIN.data_ptr<T>();
+  T* Gp = Gs.data_ptr<T>();
+  T* CPp = CP.data_ptr<T>();
+  T* CTp = CT.data_ptr<T>();
+  T* TCp = TC.data_ptr<T>();
+  T* XHp = ln ? XH.data_ptr<T>() : nullptr;
+  T* RHp = ln ? RH.data_ptr<T>() : nullptr;
+  T* SIp = ln ? SI.data_ptr<T>() : nullptr;
+  T* XCp = ln ? XC.data_ptr<T>() : nullptr;
+  T* RCp = ln ? RC.data_ptr<T>() : nullptr;
+  T* Mp = proj ? M.data_ptr<T>() : nullptr;
+  T* htp = proj ? htil.data_ptr<T>() : nullptr;
+  prof.lap(prof.other);
+
+  for (int64_t k = 0; k < L; ++k) {
+    const int64_t t = reverse ? L - 1 - k : k;
+    T* HPt = HPp + t * B * P;
+    std::memcpy(HPt, hp, sizeof(T) * B * P);
+    T* HINt = HINp + t * B * P;
+    if (rm) {
+      #pragma GCC ivdep
+      for (int64_t i = 0; i < B * P; ++i) HINt[i] = hp[i] * rmp[i];
+    }
+    T* CPt = CPp + t * B * H;
+    std::memcpy(CPt, cp, sizeof(T) * B * H);
+    prof.lap(prof.pointwise);
+    gemm_xwT<T>(B, Gt, P, HINt, whh, ghp, T(0));
+    prof.lap(prof.gemm);
+    for_rows(B, grain(8 * Gt), nthreads, [&](int64_t b0, int64_t b1, int64_t slot) {
+      T* pre = scratch.data() + slot * S;
+      T* xhs = pre + Gt;
+      T* ms = xhs + Gt;
+      T* xcs = ms + H;
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t tb = t * B + b;
+        const bool v = is_valid(len, t, b);
+        T* m = proj ? Mp + tb * H : ms;
+        lstm_row(p, gxp + tb * Gt, ghp + b * Gt, CPt + b * H, pre, ln ? XHp + tb * Gt : xhs,
+                 Gp + tb * Gt, CTp + tb * H, TCp + tb * H, m, ln ? XCp + tb * H : xcs,
+                 ln ? SIp + tb * 2 : pre, ln ? RHp + tb : pre, ln ? RCp + tb : pre);
+        T* crow = cp + b * H;
+        commit_row(static_cast<const T*>(CTp + tb * H), static_cast<const T*>(CPt + b * H),
+                   zc.row(t, b), crow, csp ? csp + tb * H : static_cast<T*>(nullptr), H, v);
+        if (!proj) {
+          T* hrow = hp + b * P;
+          commit_row(static_cast<const T*>(m), static_cast<const T*>(hrow), zh.row(t, b), hrow,
+                     yp + tb * P, H, v);
+        }
+      }
+    });
+    prof.lap(prof.pointwise);
+    if (proj) {
+      gemm_xwT<T>(B, P, H, Mp + t * B * H, whr, htp, T(0));
+      prof.lap(prof.gemm);
+      for (int64_t b = 0; b < B; ++b) {
+        T* hrow = hp + b * P;
+        commit_row(static_cast<const T*>(htp + b * P), static_cast<const T*>(hrow), zh.row(t, b),
+                   hrow, yp + (t * B + b) * P, P, is_valid(len, t, b));
+      }
+      prof.lap(prof.pointwise);
+    }
+  }
+  prof.report("lstm forward", L, B, H);
+  return {y, h, c, CS, HP, HIN, Gs, CP, CT, TC, XH, RH, SI, XC, RC, M};
+}
+
+std::vector<Tensor> lstm_forward(const Tensor& gx, const Tensor& h0, const Tensor& c0,
+                                 const Tensor& w_hh, const OptT& b_ih, const OptT& b_hh,
+                                 const OptT& ln_ih_w, const OptT& ln_ih_b, const OptT& ln_hh_w,
+                                 const OptT& ln_hh_b, const OptT& ln_c_w, const OptT& ln_c_b,
+                                 const OptT& peep_i, const OptT& peep_f, const OptT& peep_o,
+                                 const OptT& w_hr, const OptT& rmask, const OptT& zh,
+                                 const OptT& zc, const OptT& lengths, bool reverse,
+                                 bool want_states) {
+  TORCH_CHECK(gx.is_contiguous() && h0.is_contiguous() && c0.is_contiguous() &&
+                  w_hh.is_contiguous(),
+              "fused_cpu: gx, h0, c0 and w_hh must be contiguous");
+  std::vector<Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "fused_cpu_lstm_forward", [&] {
+    out = lstm_forward_impl<scalar_t>(gx, h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w,
+                                      ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr,
+                                      rmask, zh, zc, lengths, reverse, want_states);
+  });
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// LSTM backward. saved = forward's outputs from HP on, plus gx (needed with layer norm).
+// grads: dgx, dh0, dc0, dw_hh, db_ih, db_hh, dln_ih_w, dln_ih_b, dln_hh_w, dln_hh_b, dln_c_w,
+//        dln_c_b, dpi, dpf, dpo, dw_hr
+// ------------------------------------------------------------------------------------------------
+template <typename T>
+std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in,
+                                       const Tensor& dcT_in, const OptT& dCS_in,
+                                       const std::vector<Tensor>& saved, const Tensor& gx,
+                                       const Tensor& w_hh, const OptT& b_ih, const OptT& b_hh,
+                                       const OptT& ln_ih_w, const OptT& ln_hh_w,
+                                       const OptT& ln_c_w, const OptT& peep_i, const OptT& peep_f,
+                                       const OptT& peep_o, const OptT& w_hr, const OptT& rmask,
+                                       const OptT& zh_t, const OptT& zc_t, const OptT& lengths,
+                                       bool reverse) {
+  Prof prof;
+  const Tensor &HP = saved[0], &HIN = saved[1], &Gs = saved[2], &CP = saved[3], &CT = saved[4],
+               &TC = saved[5], &XH = saved[6], &RH = saved[7], &SI = saved[8], &XC = saved[9],
+               &RC = saved[10], &M = saved[11];
+  const int64_t L = HP.size(0), B = HP.size(1), P = HP.size(2);
+  const int64_t Gt = w_hh.size(0), H = Gt / 4;
+  const bool proj = has(w_hr);
+  const bool ln = has(ln_hh_w);
+  const bool peep = has(peep_i);
+  const bool rm = has(rmask);
+  auto opts = HP.options();
+
+  Tensor dy = dy_in.contiguous();
+  Tensor dh = dhT_in.clone().contiguous();
+  Tensor dc = dcT_in.clone().contiguous();
+  Tensor dCS = has(dCS_in) ? dCS_in->contiguous() : Tensor();
+  Tensor DX = at::empty({L, B, Gt}, opts);                   // d gx (d pre-activation without LN)
+  Tensor DGR = ln ? at::empty({L, B, Gt}, opts) : DX;        // d (h W_hh^T)
+  Tensor DHT = proj ? at::empty({L, B, P}, opts) : Tensor(); // d h~ (before W_hr)
+  Tensor dm = proj ? at::empty({B, H}, opts) : Tensor();
+  Tensor dhin = rm ? at::empty({B, P}, opts) : Tensor();
+  std::vector<T> dht_local(proj ? 0 : B * P);
+
+  // per-thread accumulators: sum da | sum da*xh | sum da*xi | sum dcn*xc | sum dcn | pi | pf | po
+  const int64_t nthreads = at::get_num_threads();
+  const int64_t A = 3 * Gt + 5 * H;
+  std::vector<T> acc(nthreads * A, T(0));
+  const int64_t S = 2 * H + Gt;  // per-thread scratch: dct, dcn, xi
+  std::vector<T> scratch(nthreads * S);
+
+  const T* dyp = dy.data_ptr<T>();
+  T* dhp = dh.data_ptr<T>();
+  T* dcp = dc.data_ptr<T>();
+  const T* dcsp = dCS.defined() ? dCS.data_ptr<T>() : nullptr;
+  const T* whh = w_hh.data_ptr<T>();
+  const T* whr = proj ? w_hr->data_ptr<T>() : nullptr;
+  const T* liw = ptr_or_null<T>(ln_ih_w);
+  const T* lhw = ptr_or_null<T>(ln_hh_w);
+  const T* lcw = ptr_or_null<T>(ln_c_w);
+  std::vector<T> zeros(H, T(0));
+  const T* pi = peep ? peep_i->data_ptr<T>() : zeros.data();
+  const T* pf = peep ? peep_f->data_ptr<T>() : zeros.data();
+  const T* po = peep ? peep_o->data_ptr<T>() : zeros.data();
+  const T* rmp = ptr_or_null<T>(rmask);
+  Tensor len64;
+  if (has(lengths)) len64 = lengths->to(at::kLong).contiguous();
+  const int64_t* len = len64.defined() ? len64.data_ptr<int64_t>() : nullptr;
+  Zone<T> zh(zh_t, B, P);
+  Zone<T> zc(zc_t, B, H);
+  const T* Gp = Gs.data_ptr<T>();
+  const T* CPp = CP.data_ptr<T>();
+  const T* CTp = CT.data_ptr<T>();
+  const T* TCp = TC.data_ptr<T>();
+  const T* gxp = ln ? gx.data_ptr<T>() : nullptr;
+  const T* XHp = ln ? XH.data_ptr<T>() : nullptr;
+  const T* RHp = ln ? RH.data_ptr<T>() : nullptr;
+  const T* SIp = ln ? SI.data_ptr<T>() : nullptr;
+  const T* XCp = ln ? XC.data_ptr<T>() : nullptr;
+  const T* RCp = ln ? RC.data_ptr<T>() : nullptr;
+  T* DXp = DX.data_ptr<T>();
+  T* DGRp = DGR.data_ptr<T>();
+  T* DHTp = proj ? DHT.data_ptr<T>() : nullptr;
+  T* dmp_buf = proj ? dm.data_ptr<T>() : nullptr;
+  prof.lap(prof.other);
+
+  for (int64_t k = 0; k < L; ++k) {
+    const int64_t t = reverse ? k : L - 1 - k;
+    const T* dyt = dyp + t * B * P;
+    // d h~ (zoneout on h), and what of dh goes straight to h_{t-1}
+    T* dht = proj ? DHTp + t * B * P : dht_local.data();
+    for (int64_t b = 0; b < B; ++b) {
+      const bool v = is_valid(len, t, b);
+      T* d = dhp + b * P;
+      T* o = dht + b * P;
+      const T* zhr = zh.row(t, b);
+      const T* dyr = dyt + b * P;
+      if (v) {
+        #pragma GCC ivdep
+        for (int64_t j = 0; j < P; ++j) {
+          T g = d[j] + dyr[j];
+          T z = zhr[j];
+          o[j] = (T(1) - z) * g;  // lerp(new, old, z) = (1 - z) new + z old
+          d[j] = z * g;
+        }
+      } else {
+        std::memset(o, 0, sizeof(T) * P);
+      }
+    }
+    prof.lap(prof.pointwise);
+    const T* dmp = dht;
+    if (proj) {
+      gemm_xw<T>(B, P, H, dht, whr, dmp_buf, T(0));
+      dmp = dmp_buf;
+      prof.lap(prof.gemm);
+    }
+    for_rows(B, grain(12 * Gt), nthreads, [&](int64_t b0, int64_t b1, int64_t tid) {
+      T* ac = acc.data() + tid * A;
+      T* a_sum = ac;
+      T* a_hw = ac + Gt;
+      T* a_iw = ac + 2 * Gt;
+      T* a_cw = ac + 3 * Gt;
+      T* a_cb = a_cw + H;
+      T* a_pi = a_cb + H;
+      T* a_pf = a_pi + H;
+      T* a_po = a_pf + H;
+      T* dct = scratch.data() + tid * S;
+      T* dcn = dct + H;
+      T* xi = dcn + H;
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t tb = t * B + b;
+        T* da = DXp + tb * Gt;
+        if (!is_valid(len, t, b)) {
+          std::memset(da, 0, sizeof(T) * Gt);
+          if (ln) std::memset(DGRp + tb * Gt, 0, sizeof(T) * Gt);
+          continue;  // dc passes through unchanged
+        }
+        const T* g = Gp + tb * Gt;
+        const T* tc = TCp + tb * H;
+        const T* dmr = dmp + b * H;
+        const T* cprev = CPp + tb * H;
+        const T* ct = CTp + tb * H;
+        T* dcr = dcp + b * H;
+        const T* zcr = zc.row(t, b);
+        if (dcsp) {
+          const T* ds = dcsp + tb * H;
+          #pragma GCC ivdep
+          for (int64_t j = 0; j < H; ++j) dcr[j] += ds[j];
+        }
+        #pragma GCC ivdep
+        for (int64_t j = 0; j < H; ++j) dcn[j] = dmr[j] * g[3 * H + j] * (T(1) - tc[j] * tc[j]);
+        if (ln) {
+          const T* xc = XCp + tb * H;
+          #pragma GCC ivdep
+          for (int64_t j = 0; j < H; ++j) {
+            a_cw[j] += dcn[j] * xc[j];
+            a_cb[j] += dcn[j];
+          }
+          ln_backward_row(dcn, lcw, xc, RCp[tb], H, dct);
+        } else {
+          std::memcpy(dct, dcn, sizeof(T) * H);
+        }
+        #pragma GCC ivdep
+        for (int64_t j = 0; j < H; ++j) {
+          const T iv = g[j], fv = g[H + j], gv = g[2 * H + j], ov = g[3 * H + j];
+          T z = zcr[j];
+          T dcin = dcr[j];
+          T d_ct = dct[j] + (T(1) - z) * dcin;
+          T do_pre = dmr[j] * tc[j] * ov * (T(1) - ov);
+          d_ct += do_pre * po[j];
+          T di_pre = d_ct * gv * iv * (T(1) - iv);
+          T df_pre = d_ct * cprev[j] * fv * (T(1) - fv);
+          T dg_pre = d_ct * iv * (T(1) - gv * gv);
+          T dcprev = d_ct * fv + z * dcin;
+          dcprev += di_pre * pi[j] + df_pre * pf[j];
+          dcr[j] = dcprev;
+          da[j] = di_pre;
+          da[H + j] = df_pre;
+          da[2 * H + j] = dg_pre;
+          da[3 * H + j] = do_pre;
+          a_pi[j] += di_pre * cprev[j];
+          a_pf[j] += df_pre * cprev[j];
+          a_po[j] += do_pre * ct[j];
+        }
+        #pragma GCC ivdep
+        for (int64_t j = 0; j < Gt; ++j) a_sum[j] += da[j];
+        if (ln) {
+          const T* xh = XHp + tb * Gt;
+          #pragma GCC ivdep
+          for (int64_t j = 0; j < Gt; ++j) a_hw[j] += da[j] * xh[j];
+          ln_backward_row(da, lhw, xh, RHp[tb], Gt, DGRp + tb * Gt);
+          // d gx = LN_ih's backward of da, in place (xi recomputed from gx and LN_ih's stats)
+          const T* gxr = gxp + tb * Gt;
+          const T mi = SIp[tb * 2], ri = SIp[tb * 2 + 1];
+          #pragma GCC ivdep
+          for (int64_t j = 0; j < Gt; ++j) {
+            xi[j] = (gxr[j] - mi) * ri;
+            a_iw[j] += da[j] * xi[j];
+          }
+          ln_backward_row(static_cast<const T*>(da), liw, xi, ri, Gt, da);
+        }
+      }
+    });
+    prof.lap(prof.pointwise);
+    // dh_{t-1} += (d gh_raw W_hh) * mask
+    if (rm) {
+      T* di = dhin.data_ptr<T>();
+      gemm_xw<T>(B, Gt, P, DGRp + t * B * Gt, whh, di, T(0));
+      #pragma GCC ivdep
+      for (int64_t i = 0; i < B * P; ++i) dhp[i] += di[i] * rmp[i];
+    } else {
+      gemm_xw<T>(B, Gt, P, DGRp + t * B * Gt, whh, dhp, T(1));
+    }
+    prof.lap(prof.gemm);
+  }
+
+  // reduce the per-thread accumulators (fixed order)
+  for (int64_t r = 1; r < nthreads; ++r)
+    for (int64_t j = 0; j < A; ++j) acc[j] += acc[r * A + j];
+  auto vec = [&](int64_t off, int64_t n) {
+    Tensor out = at::empty({n}, opts);
+    std::memcpy(out.data_ptr<T>(), acc.data() + off, sizeof(T) * n);
+    return out;
+  };
+  const int64_t TB = L * B;
+  Tensor dw_hh = at::mm(DGR.view({TB, Gt}).t(), HIN.view({TB, P}));
+  Tensor db_ih = has(b_ih) ? vec(0, Gt) : Tensor();
+  Tensor db_hh = has(b_hh) ? vec(0, Gt) : Tensor();
+  Tensor dln_ih_w, dln_ih_b, dln_hh_w, dln_hh_b, dlnc_w, dlnc_b, dpi, dpf, dpo, dw_hr;
+  if (ln) {
+    dln_hh_w = vec(Gt, Gt);
+    dln_hh_b = vec(0, Gt);
+    dln_ih_w = vec(2 * Gt, Gt);
+    dln_ih_b = vec(0, Gt);
+    dlnc_w = vec(3 * Gt, H);
+    dlnc_b = vec(3 * Gt + H, H);
+  }
+  if (peep) {
+    dpi = vec(3 * Gt + 2 * H, H);
+    dpf = vec(3 * Gt + 3 * H, H);
+    dpo = vec(3 * Gt + 4 * H, H);
+  }
+  if (proj) dw_hr = at::mm(DHT.view({TB, P}).t(), M.view({TB, H}));
+  prof.lap(prof.other);
+  prof.report("lstm backward", L, B, H);
+  return {DX, dh, dc, dw_hh, db_ih, db_hh, dln_ih_w, dln_ih_b, dln_hh_w, dln_hh_b, dlnc_w, dlnc_b,
+          dpi, dpf, dpo, dw_hr};
+}
+
+std::vector<Tensor> lstm_backward(const Tensor& dy, const Tensor& dhT, const Tensor& dcT,
+                                  const OptT& dCS, const std::vector<Tensor>& saved,
+                                  const Tensor& gx, const Tensor& w_hh, const OptT& b_ih,
+                                  const OptT& b_hh, const OptT& ln_ih_w, const OptT& ln_hh_w,
+                                  const OptT& ln_c_w, const OptT& peep_i, const OptT& peep_f,
+                                  const OptT& peep_o, const OptT& w_hr, const OptT& rmask,
+                                  const OptT& zh, const OptT& zc, const OptT& lengths,
+                                  bool reverse) {
+  std::vector<Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "fused_cpu_lstm_backward", [&] {
+    out = lstm_backward_impl<scalar_t>(dy, dhT, dcT, dCS, saved, gx, w_hh, b_ih, b_hh, ln_ih_w,
+                                       ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr, rmask, zh,
+                                       zc, lengths, reverse);
+  });
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// GRU and Elman (the LSTM has its own forward and backward above)
 // ------------------------------------------------------------------------------------------------
 // forward
 // ------------------------------------------------------------------------------------------------
@@ -222,7 +938,7 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
       #pragma GCC ivdep
       for (int64_t i = 0; i < B * P; ++i) HINt[i] = hp[i] * rmp[i];
     }
-    at::mm_out(gh, HIN[t], w_hh_t);
+    gemm_xwT<T>(B, Gt, P, HINt, w_hh.data_ptr<T>(), ghp, T(0));
     const T* gxt = gxp + t * B * Gt;
     T* XHt = ln ? XH.data_ptr<T>() + t * B * Gt : nullptr;
     T* RHt = ln ? RH.data_ptr<T>() + t * B : nullptr;
@@ -248,79 +964,7 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
       }
     };
 
-    if (family == LSTM) {
-      T* CPt = CP.data_ptr<T>() + t * B * H;
-      std::memcpy(CPt, cp, sizeof(T) * B * H);
-      T* CTt = CT.data_ptr<T>() + t * B * H;
-      T* TCt = TC.data_ptr<T>() + t * B * H;
-      T* XCt = lnc ? XC.data_ptr<T>() + t * B * H : nullptr;
-      T* RCt = lnc ? RC.data_ptr<T>() + t * B : nullptr;
-      T* Mt = proj ? M.data_ptr<T>() + t * B * H : nullptr;
-      T* Gt_ = Gp + t * B * 4 * H;
-      at::parallel_for(0, B, grain(8 * Gt), [&](int64_t b0, int64_t b1) {
-        std::vector<T> mrow(proj ? 0 : H), xrow(lnc ? 0 : H);
-        for (int64_t b = b0; b < b1; ++b) {
-          recurrent_row(b);
-          const bool v = is_valid(len, t, b);
-          const T* a = ghp + b * Gt;
-          const T* x = gxt + b * Gt;
-          T* g = Gt_ + b * 4 * H;
-          const T* cprev = CPt + b * H;
-          T* ct = CTt + b * H;
-          #pragma GCC ivdep
-          for (int64_t j = 0; j < H; ++j) {
-            T ai = x[j] + a[j];
-            T af = x[H + j] + a[H + j];
-            T ag = x[2 * H + j] + a[2 * H + j];
-            ai += pi[j] * cprev[j];
-            af += pf[j] * cprev[j];
-            T iv = sigmoid(ai), fv = sigmoid(af), gv = std::tanh(ag);
-            g[j] = iv;
-            g[H + j] = fv;
-            g[2 * H + j] = gv;
-            ct[j] = fv * cprev[j] + iv * gv;
-          }
-          T mean = 0, rstd = 1;
-          if (lnc) {
-            row_stats(ct, H, mean, rstd);
-            RCt[b] = rstd;
-          }
-          const T* cw = lnc ? lcw : ones.data();
-          const T* cb = lnc ? lcb : zeros.data();
-          T* tc = TCt + b * H;
-          T* c = cp + b * H;
-          T* hrow = hp + b * P;
-          T* yrow = yp + (t * B + b) * P;
-          const T* zcr = zc.row(t, b);
-          const T* zhr = zh.row(t, b);
-          // m = o * tanh(LN_c(c~)): into M (projection) or a scratch row (becomes h~)
-          T* m = proj ? Mt + b * H : mrow.data();
-          T* xc = lnc ? XCt + b * H : xrow.data();
-          #pragma GCC ivdep
-          for (int64_t j = 0; j < H; ++j) {
-            T ov = sigmoid(x[3 * H + j] + a[3 * H + j] + po[j] * ct[j]);
-            T xv = (ct[j] - mean) * rstd;
-            xc[j] = xv;
-            T tv = std::tanh(xv * cw[j] + cb[j]);
-            g[3 * H + j] = ov;
-            tc[j] = tv;
-            m[j] = ov * tv;
-          }
-          commit_row(ct, cprev, zcr, c, static_cast<T*>(nullptr), H, v);
-          if (!proj) commit_row(static_cast<const T*>(m), static_cast<const T*>(hrow), zhr, hrow, yrow, H, v);
-        }
-      });
-      if (proj) {
-        at::mm_out(htil, M[t], w_hr_t);
-        const T* ht = htil.data_ptr<T>();
-        for (int64_t b = 0; b < B; ++b) {
-          const bool v = is_valid(len, t, b);
-          T* hrow = hp + b * P;
-          T* yrow = yp + (t * B + b) * P;
-          commit_row(ht + b * P, static_cast<const T*>(hrow), zh.row(t, b), hrow, yrow, P, v);
-        }
-      }
-    } else if (family == GRU) {
+    if (family == GRU) {
       T* Gt_ = Gp + t * B * 4 * H;
       at::parallel_for(0, B, grain(8 * Gt), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
@@ -338,7 +982,7 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
             T r = sigmoid(x[j] + a[j]);
             T z = sigmoid(x[H + j] + a[H + j]);
             T hn = a[2 * H + j];
-            T n = std::tanh(x[2 * H + j] + r * hn);
+            T n = tanh_(x[2 * H + j] + r * hn);
             g[j] = r;
             g[H + j] = z;
             g[2 * H + j] = n;
@@ -370,7 +1014,7 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
             }
           } else {
             #pragma GCC ivdep
-            for (int64_t j = 0; j < H; ++j) g[j] = std::tanh(x[j] + a[j]);
+            for (int64_t j = 0; j < H; ++j) g[j] = tanh_(x[j] + a[j]);
           }
           commit_row(static_cast<const T*>(g), hprev, zhr, hrow, yrow, H, v);
         }
@@ -457,99 +1101,7 @@ std::vector<Tensor> backward_impl(int64_t family, const Tensor& dy_in, const Ten
     T* DGHt = DGH.data_ptr<T>() + t * B * Gt;
     T* DGRt = DGR.data_ptr<T>() + t * B * Gt;
 
-    if (family == LSTM) {
-      const T* Gt_ = Gp + t * B * 4 * H;
-      const T* CPt = CP.data_ptr<T>() + t * B * H;
-      const T* CTt = CT.data_ptr<T>() + t * B * H;
-      const T* TCt = TC.data_ptr<T>() + t * B * H;
-      // d h~ (zoneout on h), and what of dh goes straight to h_{t-1}
-      T* dht_all = proj ? DHT.data_ptr<T>() + t * B * P : nullptr;
-      std::vector<T> dht_local;
-      if (!proj) dht_local.resize(B * P);
-      T* dht = proj ? dht_all : dht_local.data();
-      for (int64_t b = 0; b < B; ++b) {
-        const bool v = is_valid(len, t, b);
-        T* d = dhp + b * P;
-        T* o = dht + b * P;
-        const T* zhr = zh.row(t, b);
-        const T* dyr = dyt + b * P;
-        #pragma GCC ivdep
-        for (int64_t j = 0; j < P; ++j) {
-          T g = d[j] + (v ? dyr[j] : T(0));
-          T z = zhr[j];
-          // lerp(new, old, z) = (1 - z) new + z old
-          o[j] = v ? (T(1) - z) * g : T(0);
-          d[j] = v ? z * g : g;
-        }
-      }
-      const T* dmp = dht;
-      if (proj) {
-        at::mm_out(dm, DHT[t], *w_hr);
-        dmp = dm.data_ptr<T>();
-      }
-      T* DCNt = lnc ? DCN.data_ptr<T>() + t * B * H : nullptr;
-      const T* XCt = lnc ? XC.data_ptr<T>() + t * B * H : nullptr;
-      const T* RCt = lnc ? RC.data_ptr<T>() + t * B : nullptr;
-      const T* XHt = ln ? XH.data_ptr<T>() + t * B * Gt : nullptr;
-      const T* RHt = ln ? RH.data_ptr<T>() + t * B : nullptr;
-      at::parallel_for(0, B, grain(8 * Gt), [&](int64_t b0, int64_t b1) {
-        std::vector<T> dct(H);
-        for (int64_t b = b0; b < b1; ++b) {
-          const bool v = is_valid(len, t, b);
-          T* da = DXt + b * Gt;
-          if (!v) {
-            std::memset(da, 0, sizeof(T) * Gt);
-            if (lnc) std::memset(DCNt + b * H, 0, sizeof(T) * H);
-            if (ln) std::memset(DGRt + b * Gt, 0, sizeof(T) * Gt);
-            continue;  // dc passes through unchanged
-          }
-          const T* g = Gt_ + b * 4 * H;
-          const T* tc = TCt + b * H;
-          const T* dmr = dmp + b * H;
-          const T* cprev = CPt + b * H;
-          const T* ct = CTt + b * H;
-          T* dcr = dcp + b * H;
-          const T* zcr = zc.row(t, b);
-          if (lnc) {
-            T* dcn = DCNt + b * H;
-            #pragma GCC ivdep
-            for (int64_t j = 0; j < H; ++j) {
-              T o = g[3 * H + j];
-              dcn[j] = dmr[j] * o * (T(1) - tc[j] * tc[j]);
-            }
-            ln_backward_row(dcn, lcw, XCt + b * H, RCt[b], H, dct.data());
-          } else {
-            #pragma GCC ivdep
-            for (int64_t j = 0; j < H; ++j) {
-              T o = g[3 * H + j];
-              dct[j] = dmr[j] * o * (T(1) - tc[j] * tc[j]);
-            }
-          }
-          #pragma GCC ivdep
-          for (int64_t j = 0; j < H; ++j) {
-            const T iv = g[j], fv = g[H + j], gv = g[2 * H + j], ov = g[3 * H + j];
-            T z = zcr[j];
-            T dcin = dcr[j];
-            T d_ct = dct[j] + (T(1) - z) * dcin;
-            T do_pre = dmr[j] * tc[j] * ov * (T(1) - ov);
-            d_ct += do_pre * po[j];
-            T di_pre = d_ct * gv * iv * (T(1) - iv);
-            T df_pre = d_ct * cprev[j] * fv * (T(1) - fv);
-            T dg_pre = d_ct * iv * (T(1) - gv * gv);
-            T dcprev = d_ct * fv + z * dcin;
-            dcprev += di_pre * pi[j] + df_pre * pf[j];
-            dcr[j] = dcprev;
-            da[j] = di_pre;
-            da[H + j] = df_pre;
-            da[2 * H + j] = dg_pre;
-            da[3 * H + j] = do_pre;
-          }
-          (void)ct;
-          if (ln) ln_backward_row(da, lw, XHt + b * Gt, RHt[b], Gt, DGRt + b * Gt);
-        }
-      });
-    } else {
-      // GRU and Elman: d h~ = (1 - z) (dh + dy), dh_{t-1} = z (dh + dy) + ...
+    {
       const T* XHt = ln ? XH.data_ptr<T>() + t * B * Gt : nullptr;
       const T* RHt = ln ? RH.data_ptr<T>() + t * B : nullptr;
       const T* HPt = HPp + t * B * P;
@@ -609,12 +1161,12 @@ std::vector<Tensor> backward_impl(int64_t family, const Tensor& dy_in, const Ten
     }
     // dh_{t-1} += (d gh_raw W_hh) * mask
     if (rm) {
-      at::mm_out(dhin, DGR[t], w_hh);
-      const T* di = dhin.data_ptr<T>();
+      T* di = dhin.data_ptr<T>();
+      gemm_xw<T>(B, Gt, P, DGR.data_ptr<T>() + t * B * Gt, w_hh.data_ptr<T>(), di, T(0));
       #pragma GCC ivdep
       for (int64_t i = 0; i < B * P; ++i) dhp[i] += di[i] * rmp[i];
     } else {
-      dh.addmm_(DGR[t], w_hh);
+      gemm_xw<T>(B, Gt, P, DGR.data_ptr<T>() + t * B * Gt, w_hh.data_ptr<T>(), dhp, T(1));
     }
   }
 
@@ -656,10 +1208,129 @@ std::vector<Tensor> backward(int64_t family, const Tensor& dy, const Tensor& dhT
   return out;
 }
 
+
+// ------------------------------------------------------------------------------------------------
+// step: one time step of one layer for streaming (Recurrent.step), every family and option, no
+// autograd. x (B, I), h (B, P), c (B, H) for the LSTM; zoneout at evaluation: the scalars zh, zc.
+// Returns (h_new,) or (h_new, c_new).
+// ------------------------------------------------------------------------------------------------
+template <typename T>
+std::vector<Tensor> step_impl(int64_t family, const Tensor& x, const Tensor& h, const OptT& c,
+                              const Tensor& w_ih, const Tensor& w_hh, const OptT& b_ih,
+                              const OptT& b_hh, const OptT& ln_ih_w, const OptT& ln_ih_b,
+                              const OptT& ln_hh_w, const OptT& ln_hh_b, const OptT& ln_c_w,
+                              const OptT& ln_c_b, const OptT& peep_i, const OptT& peep_f,
+                              const OptT& peep_o, const OptT& w_hr, double zh_, double zc_) {
+  const int64_t B = x.size(0), I = x.size(1), P = h.size(1), Gt = w_hh.size(0);
+  const T zh = T(zh_), zc = T(zc_);
+  std::vector<T> gxr(B * Gt), ghr(B * Gt);
+  const T* xp = x.data_ptr<T>();
+  const T* hp = h.data_ptr<T>();
+  if (B <= 4) {
+    small_xwT2<T>(B, Gt, I, xp, w_ih.data_ptr<T>(), gxr.data(), P, hp, w_hh.data_ptr<T>(),
+                  ghr.data());
+  } else {
+    gemm_xwT<T>(B, Gt, I, xp, w_ih.data_ptr<T>(), gxr.data(), T(0));
+    gemm_xwT<T>(B, Gt, P, hp, w_hh.data_ptr<T>(), ghr.data(), T(0));
+  }
+  Tensor h_new = at::empty({B, P}, h.options());
+  T* hn = h_new.data_ptr<T>();
+  if (family == LSTM) {
+    const int64_t H = Gt / 4;
+    LstmBuffers<T> buf;
+    const LstmP<T> p = lstm_params<T>(H, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w,
+                                      ln_c_b, peep_i, peep_f, peep_o, buf);
+    Tensor c_new = at::empty({B, H}, h.options());
+    T* cn = c_new.data_ptr<T>();
+    const T* cp = c->data_ptr<T>();
+    const bool proj = has(w_hr);
+    std::vector<T> pre(Gt), xh(Gt), g(Gt), ct(H), tc(H), xc(H), m(B * H);
+    T si[2], rh, rc;
+    for (int64_t b = 0; b < B; ++b) {
+      lstm_row(p, gxr.data() + b * Gt, ghr.data() + b * Gt, cp + b * H, pre.data(), xh.data(),
+               g.data(), ct.data(), tc.data(), m.data() + b * H, xc.data(), si, &rh, &rc);
+      for (int64_t j = 0; j < H; ++j) cn[b * H + j] = lerp(ct[j], cp[b * H + j], zc);
+    }
+    const T* hcand = m.data();
+    std::vector<T> htil;
+    if (proj) {
+      htil.resize(B * P);
+      gemm_xwT<T>(B, P, H, m.data(), w_hr->data_ptr<T>(), htil.data(), T(0));
+      hcand = htil.data();
+    }
+    for (int64_t i = 0; i < B * P; ++i) hn[i] = lerp(hcand[i], hp[i], zh);
+    return {h_new, c_new};
+  }
+  const int64_t H = Gt / (family == GRU ? 3 : 1);
+  const T* bi = ptr_or_null<T>(b_ih);
+  const T* bh = ptr_or_null<T>(b_hh);
+  const bool ln = has(ln_hh_w);
+  for (int64_t b = 0; b < B; ++b) {
+    T* gxb = gxr.data() + b * Gt;
+    T* ghb = ghr.data() + b * Gt;
+    if (ln) {  // GRU only: LN over each whole projection, before its bias
+      const T *liw = ln_ih_w->data_ptr<T>(), *lib = ln_ih_b->data_ptr<T>();
+      const T *lhw = ln_hh_w->data_ptr<T>(), *lhb = ln_hh_b->data_ptr<T>();
+      T mi, ri, mh, rhv;
+      row_stats(gxb, Gt, mi, ri);
+      row_stats(ghb, Gt, mh, rhv);
+      for (int64_t j = 0; j < Gt; ++j) {
+        gxb[j] = (gxb[j] - mi) * ri * liw[j] + lib[j];
+        ghb[j] = (ghb[j] - mh) * rhv * lhw[j] + lhb[j];
+      }
+    }
+    if (bi)
+      for (int64_t j = 0; j < Gt; ++j) gxb[j] += bi[j];
+    if (bh)
+      for (int64_t j = 0; j < Gt; ++j) ghb[j] += bh[j];
+    const T* hprev = hp + b * P;
+    T* out = hn + b * P;
+    if (family == GRU) {
+      #pragma GCC ivdep
+      for (int64_t j = 0; j < H; ++j) {
+        T r = sigmoid(gxb[j] + ghb[j]);
+        T z = sigmoid(gxb[H + j] + ghb[H + j]);
+        T n = tanh_(gxb[2 * H + j] + r * ghb[2 * H + j]);
+        out[j] = lerp((T(1) - z) * n + z * hprev[j], hprev[j], zh);
+      }
+    } else if (family == ELMAN_RELU) {
+      #pragma GCC ivdep
+      for (int64_t j = 0; j < H; ++j) {
+        T pre = gxb[j] + ghb[j];
+        out[j] = lerp(pre > T(0) ? pre : T(0), hprev[j], zh);
+      }
+    } else {
+      #pragma GCC ivdep
+      for (int64_t j = 0; j < H; ++j) out[j] = lerp(tanh_(gxb[j] + ghb[j]), hprev[j], zh);
+    }
+  }
+  return {h_new};
+}
+
+std::vector<Tensor> step(int64_t family, const Tensor& x, const Tensor& h, const OptT& c,
+                         const Tensor& w_ih, const Tensor& w_hh, const OptT& b_ih,
+                         const OptT& b_hh, const OptT& ln_ih_w, const OptT& ln_ih_b,
+                         const OptT& ln_hh_w, const OptT& ln_hh_b, const OptT& ln_c_w,
+                         const OptT& ln_c_b, const OptT& peep_i, const OptT& peep_f,
+                         const OptT& peep_o, const OptT& w_hr, double zh, double zc) {
+  TORCH_CHECK(x.is_contiguous() && h.is_contiguous() && w_ih.is_contiguous() &&
+                  w_hh.is_contiguous() && (!has(c) || c->is_contiguous()),
+              "fused_cpu.step: x, h, c and the weights must be contiguous");
+  std::vector<Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_cpu_step", [&] {
+    out = step_impl<scalar_t>(family, x, h, c, w_ih, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w,
+                              ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr, zh, zc);
+  });
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "rnnkit fused CPU recurrent executor (forward/backward over a whole sequence)";
-  m.def("forward", &forward, "fused forward over a sequence");
-  m.def("backward", &backward, "fused backward over a sequence");
+  m.doc() = "rnnkit fused CPU recurrent executor (forward/backward over a sequence; streaming step)";
+  m.def("forward", &forward, "fused forward over a sequence (GRU, Elman)");
+  m.def("backward", &backward, "fused backward over a sequence (GRU, Elman)");
+  m.def("lstm_forward", &lstm_forward, "fused LSTM forward over a sequence");
+  m.def("lstm_backward", &lstm_backward, "fused LSTM backward over a sequence");
+  m.def("step", &step, "one streaming time step of one layer (no autograd)");
 }

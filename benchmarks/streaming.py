@@ -1,0 +1,123 @@
+"""Speed of ``Recurrent.step()`` (streaming, one time step per call) against torch.nn's cells.
+
+For each cell variant, in one process and interleaved (anchor, ours, ... per repetition), times
+
+- ``ours``: ``rnnkit.Recurrent(cell, I, H).eval().step(x_t, state)`` under ``torch.inference_mode()``
+  (the fast C++ step of :mod:`rnnkit.executors.streaming`),
+- ``python``: the same module's Python step path (the cells' ``step``; what ``step()`` runs when
+  gradients are needed),
+- ``cell``: ``torch.nn.LSTMCell``/``GRUCell``/``RNNCell`` called once per step from Python (the
+  anchor: the target is ``ours`` at least 3x faster at B=1, H=256),
+- ``mv``: a bare ``torch.mv(W_hh, h)``: one matrix-vector product with the recurrent weight, the
+  memory-traffic floor of one projection (a full LSTM step reads ``W_ih`` and ``W_hh``, so about
+  2x this is the floor for I = H).
+
+Each repetition times ``--steps`` consecutive steps; the script prints the median microseconds per
+step and the ratios ``cell / ours`` (speed-up) and ``ours / mv``.
+
+Run (from the repository root)::
+
+    .venv/bin/python benchmarks/streaming.py                       # B=1, I=H=256, every variant
+    .venv/bin/python benchmarks/streaming.py --batch 1 --input 256 --hidden 256 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from rnnkit import Recurrent
+
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "lstm": ("lstm", {}),
+    "lstm+layer_norm": ("lstm", {"layer_norm": True}),
+    "lstm+peephole": ("lstm", {"peephole": True}),
+    "lstm+zoneout": ("lstm", {"zoneout": 0.1}),
+    "gru": ("gru", {}),
+    "rnn_tanh": ("rnn_tanh", {}),
+}
+ANCHORS = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn_tanh": torch.nn.RNNCell}
+
+
+def per_step_us(fn: Callable[[], None], steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - start) / steps * 1e6
+
+
+def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
+    cell_name, options = VARIANTS[name]
+    torch.manual_seed(args.seed)
+    B, I, H = args.batch, args.input, args.hidden
+    ours = Recurrent(cell_name, I, H, **options).eval()
+    anchor = ANCHORS[cell_name](I, H)
+    x = torch.randn(B, I)
+    n_state = len(ours.cell.state_sizes())
+    state = tuple(torch.zeros(1, B, H) for _ in range(n_state))
+    ours_state = state if n_state > 1 else state[0]
+    cell_state = tuple(s[0] for s in state) if n_state > 1 else state[0][0]
+    w_hh = ours.weight_hh_l0.detach().clone()
+    h = torch.randn(H)
+    hx = ours._prepare_state(ours_state, B, x.unsqueeze(0), True)
+
+    fns = {
+        "cell": lambda: anchor(x, cell_state),
+        "ours": lambda: ours.step(x, ours_state),
+        "python": lambda: ours._python_step(x, hx),
+        "mv": lambda: torch.mv(w_hh, h),
+    }
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    with torch.inference_mode():
+        for fn in fns.values():
+            per_step_us(fn, args.steps)  # warm-up
+        for rep in range(args.reps):
+            order = list(fns.items())
+            order = order[rep % len(order):] + order[: rep % len(order)]
+            for key, fn in order:
+                samples[key].append(per_step_us(fn, args.steps))
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    med["cell/ours"] = med["cell"] / med["ours"]
+    med["python/ours"] = med["python"] / med["ours"]
+    med["ours/mv"] = med["ours"] / med["mv"]
+    return med
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="benchmarks/streaming.py", description=__doc__.splitlines()[0])
+    p.add_argument("--cells", default=",".join(VARIANTS),
+                   help=f"comma-separated variants (default all: {','.join(VARIANTS)})")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--input", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--steps", type=int, default=200, help="steps per timed repetition (200)")
+    p.add_argument("--reps", type=int, default=15, help="repetitions (median; 15)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    names = [c.strip() for c in args.cells.split(",") if c.strip()]
+    unknown = [c for c in names if c not in VARIANTS]
+    if unknown:
+        p.error(f"unknown cells {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    torch.set_num_threads(args.threads)
+    print(f"# rnnkit Recurrent.step() vs torch.nn cells: B={args.batch} I={args.input} "
+          f"H={args.hidden} threads={args.threads} torch {torch.__version__}")
+    print(f"# load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"{'variant':<18} {'ours us':>8} {'python us':>9} {'cell us':>8} {'mv us':>7} "
+          f"{'cell/ours':>9} {'python/ours':>11} {'ours/mv':>7}")
+    for name in names:
+        r = measure(name, args)
+        print(f"{name:<18} {r['ours']:>8.1f} {r['python']:>9.1f} {r['cell']:>8.1f} {r['mv']:>7.1f} "
+              f"{r['cell/ours']:>9.2f} {r['python/ours']:>11.2f} {r['ours/mv']:>7.2f}", flush=True)
+    print(f"# load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The fast streaming step: one time step of a whole ``Recurrent`` stack, one C++ call per layer.
+
+``Recurrent.step(x_t, state)`` at batch 1 is dominated by per-op overhead when it runs the cell's
+Python ``step`` (a dozen ATen calls per layer, each a few microseconds). The ``fused_cpu``
+extension's ``step`` does one layer's whole step in one call: both projections (for a few rows a
+single pass of row dot products over ``W_ih`` and ``W_hh``; BLAS for larger batches), layer norms,
+biases, peepholes, the gates, the projection and zoneout's expectation, with the same pointwise code
+as the fused forward pass.
+
+It runs when all of these hold (else ``Recurrent.step`` takes the Python path, which is the
+specification and supports autograd):
+
+- no gradient is needed: grad mode is off (``torch.no_grad()`` / ``torch.inference_mode()``), or
+  neither the input, the state nor any parameter requires grad (the C++ step has no backward);
+- the module is on the CPU in float32 or float64, and its cell is one the fused kernels cover
+  (Elman, LSTM with any options, GRU with or without layer norm);
+- the ``fused_cpu`` extension is available (``RNNKIT_NO_EXT`` unset, a compiler at build time).
+
+``step()`` already runs with evaluation semantics (zoneout by its expectation; the stochastic
+regularisers refuse training mode), so the fast path needs no masks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit.cells.base import State
+from rnnkit.executors import fused_cpu
+
+_LSTM_EXTRAS = (
+    "layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight", "layer_norm_hh_bias",
+    "layer_norm_c_weight", "layer_norm_c_bias",
+    "weight_peephole_i", "weight_peephole_f", "weight_peephole_o", "weight_hr",
+)
+_GRU_EXTRAS = (
+    "layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight", "layer_norm_hh_bias",
+)
+_DTYPES = (torch.float32, torch.float64)
+
+
+def fast_step_refusal(module, x: Tensor, hx: State) -> str | None:
+    """None if :func:`step_stack` can run this step of ``module`` (a ``Recurrent``), else why not."""
+    if x.device.type != "cpu" or x.dtype not in _DTYPES:
+        return f"runs on CPU in float32/float64, not {x.device.type} {x.dtype}"
+    if x.dtype != module.weight_ih_l0.dtype:
+        return "input and weights differ in dtype"
+    if any(fused_cpu._family(spec) is None for spec in module.cells):
+        return f"no fused kernel for the {module.cell_name!r} cell"
+    if torch.is_grad_enabled() and (
+        x.requires_grad or any(s.requires_grad for s in hx)
+        or any(p.requires_grad for p in module.parameters())
+    ):
+        return "gradients are required (the C++ step has no backward)"
+    module_ext, reason = fused_cpu._extension()
+    return reason if module_ext is None else None
+
+
+def step_stack(module, x: Tensor, hx: State) -> tuple[Tensor, State]:
+    """One step of every layer: ``x`` (B, I), ``hx`` components (L, B, n) -> ``(y, new state)``.
+
+    The caller checks :func:`fast_step_refusal` first.
+    """
+    ext, _ = fused_cpu._extension()
+    zoneout = module.zoneout
+    zh = float(zoneout[0])
+    zc = float(zoneout[1]) if len(zoneout) > 1 else 0.0
+    registered = module._parameters  # a plain dict: no nn.Module.__getattr__ per parameter
+    inp = x.contiguous()
+    finals: list[list[Tensor]] = []
+    for layer, spec in enumerate(module.cells):
+        names = module._param_names[layer][0]
+        family = fused_cpu._family(spec)
+        extras_names = (_LSTM_EXTRAS if family == fused_cpu._LSTM
+                        else _GRU_EXTRAS if family == fused_cpu._GRU else ())
+        extras = [registered[names[n]] if n in names else None for n in extras_names]
+        extras += [None] * (10 - len(extras))
+        if extras[9] is not None:
+            extras[9] = extras[9].contiguous()  # weight_hr
+        b_ih, b_hh = names.get("bias_ih"), names.get("bias_hh")
+        h = hx[0][layer].contiguous()
+        c = hx[1][layer].contiguous() if family == fused_cpu._LSTM else None
+        new = ext.step(
+            family, inp, h, c, registered[names["weight_ih"]].contiguous(),
+            registered[names["weight_hh"]].contiguous(),
+            None if b_ih is None else registered[b_ih], None if b_hh is None else registered[b_hh],
+            *extras, zh, zc,
+        )
+        finals.append(new)
+        out = new[0]
+        if module.residual and layer > 0:
+            out = out + inp
+        inp = out
+    if len(finals) == 1:
+        return inp, tuple(s.unsqueeze(0) for s in finals[0])
+    return inp, tuple(torch.stack(parts) for parts in zip(*finals, strict=True))
