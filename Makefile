@@ -19,7 +19,7 @@ ext: $(STAMP)
 	-$(PY) -m rnnkit._ext
 
 demo: ext
-	$(PY) -m rnnkit.demo
+	$(VENV)/bin/rnnkit demo
 
 test: ext
 	$(PY) -m ruff check src tests benchmarks

@@ -1,6 +1,7 @@
 """rnnkit: recurrent neural networks for PyTorch, complete and fast."""
 
 from rnnkit.explain import explain
+from rnnkit.io import load, register_model, save
 from rnnkit.layers.conversion import from_torch, to_torch
 from rnnkit.layers.recurrent import Recurrent
 from rnnkit.layers.torch_cells import GRUCell, LSTMCell, RNNCell
@@ -18,5 +19,8 @@ __all__ = [
     "__version__",
     "explain",
     "from_torch",
+    "load",
+    "register_model",
+    "save",
     "to_torch",
 ]

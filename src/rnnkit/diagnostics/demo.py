@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnkit.diagnostics.files import json_safe, write_bytes_atomic
 from rnnkit.diagnostics.snapshot import Snapshot, snapshot
+from rnnkit.io.atomic import json_safe, write_bytes_atomic
 from rnnkit.layers.recurrent import Recurrent
 from rnnkit.tasks.adding import ADDING_BASELINE_MSE, adding_batch
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rnnkit.diagnostics.files import save_figure_atomic
 from rnnkit.diagnostics.gates import (
     HISTOGRAM_BINS,
     SIGMOID_HIGH,
@@ -24,6 +23,7 @@ from rnnkit.diagnostics.gates import (
 )
 from rnnkit.diagnostics.gradient_flow import GradientFlow
 from rnnkit.diagnostics.influence import DEFAULT_FRACTION, Influence
+from rnnkit.io.atomic import save_figure_atomic
 
 #: log10 of the smallest value drawn; exact zeros (underflow) are drawn at this floor
 LOG_FLOOR = -45.0

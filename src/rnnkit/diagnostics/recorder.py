@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnkit.diagnostics.files import append_jsonl_atomic
 from rnnkit.diagnostics.influence import DEFAULT_FRACTION, model_prediction
 from rnnkit.diagnostics.snapshot import snapshot
 from rnnkit.diagnostics.trace import find_recurrent
+from rnnkit.io.atomic import append_jsonl_atomic
 
 LossFn = Callable[[Any, Any], Tensor]
 

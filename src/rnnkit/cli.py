@@ -1,0 +1,376 @@
+"""The ``rnnkit`` command: ``info``, ``demo``, ``diagnose`` and every application's sub-command.
+
+Mounting an application
+-----------------------
+An application provides a module with ``app = typer.Typer(help=...)`` (its ``train``/``evaluate``/
+``predict``/... commands) and, optionally, ``demo(out_dir: Path, quick: bool) -> list[str]`` (its
+part of ``rnnkit demo``: it writes into ``out_dir`` and returns summary lines). It is mounted as
+``rnnkit <name>`` by any of:
+
+- living at ``rnnkit/apps/<name>/cli.py`` (discovered automatically),
+- :func:`register_app("<name>", "package.module:app")` before :func:`main` runs,
+- an entry point in the ``rnnkit.apps`` group (``<name> = "package.module:app"``) for packages
+  outside rnnkit.
+
+CLI modules must import heavy things (Lightning, data libraries) inside their commands: every app
+module is imported to build ``rnnkit --help``. An app that fails to import is listed with the reason
+instead of breaking the command.
+
+Errors: :class:`rnnkit.errors.UserError` (and bad options, missing files) print one line on stderr
+and exit 2; ``RNNKIT_DEBUG=1`` shows the traceback. Anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rnnkit.errors import UserError
+
+#: name -> ("module:attribute" or a Typer app, help text); the built-in ones first
+_APPS: dict[str, tuple[Any, str | None]] = {
+    "adding": ("rnnkit.training.adding_cli:app", None),
+}
+_DEMOS: dict[str, Callable[[Path, bool], list[str]]] = {}
+
+
+def register_app(name: str, app: typer.Typer | str, help: str | None = None) -> None:
+    """Mount ``app`` (a Typer app or ``"module:attribute"``) as ``rnnkit <name>``."""
+    _APPS[name] = (app, help)
+
+
+def register_demo(name: str, fn: Callable[[Path, bool], list[str]]) -> None:
+    """Add ``fn(out_dir, quick) -> summary lines`` to ``rnnkit demo``."""
+    _DEMOS[name] = fn
+
+
+def _discover() -> None:
+    try:
+        import rnnkit.apps as apps_pkg  # type: ignore[import-not-found]
+    except ImportError:
+        apps_pkg = None
+    if apps_pkg is not None:
+        for info in pkgutil.iter_modules(apps_pkg.__path__):
+            if (info.ispkg and info.name not in _APPS
+                    and importlib.util.find_spec(f"rnnkit.apps.{info.name}.cli") is not None):
+                _APPS[info.name] = (f"rnnkit.apps.{info.name}.cli:app", None)
+    try:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="rnnkit.apps"):
+            _APPS.setdefault(ep.name, (ep.value, None))
+    except Exception:  # a broken distribution's metadata must not break the command
+        pass
+
+
+def _resolve(target: Any) -> tuple[typer.Typer | None, Any, str | None]:
+    """(Typer app, its module or None, why it is unavailable)."""
+    if not isinstance(target, str):
+        return target, None, None
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attr or "app"), module, None
+    except Exception as exc:  # an optional dependency missing: show it, keep the command working
+        return None, None, f"{type(exc).__name__}: {exc}"
+
+
+def _unavailable(name: str, why: str) -> typer.Typer:
+    sub = typer.Typer(help=f"(unavailable: {why})")
+
+    @sub.callback(invoke_without_command=True)
+    def _fail() -> None:
+        raise UserError(f"rnnkit {name} is unavailable: {why}")
+
+    return sub
+
+
+def _version(value: bool) -> None:
+    if value:
+        import rnnkit
+
+        typer.echo(f"rnnkit {rnnkit.__version__}")
+        raise typer.Exit(0)
+
+
+def build_app() -> typer.Typer:
+    """The root Typer app with every sub-command mounted."""
+    root = typer.Typer(
+        name="rnnkit",
+        help="rnnkit: recurrent neural networks for PyTorch. Train, evaluate and inspect sequence models.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @root.callback()
+    def _root(
+        version: Annotated[bool, typer.Option("--version", help="print the version and exit", is_eager=True,
+                                              callback=_version, expose_value=True)] = False,
+    ) -> None:
+        """rnnkit: recurrent neural networks for PyTorch. Train, evaluate and inspect sequence models."""
+
+    root.command("info")(info)
+    root.command("demo")(demo)
+    root.add_typer(_diagnose_app(), name="diagnose")
+    _discover()
+    for name, (target, help_text) in _APPS.items():
+        sub, module, why = _resolve(target)
+        if sub is None:
+            root.add_typer(_unavailable(name, why or "unknown"), name=name)
+            continue
+        if help_text is None:
+            root.add_typer(sub, name=name)
+        else:
+            root.add_typer(sub, name=name, help=help_text)
+        if module is not None and callable(getattr(module, "demo", None)):
+            _DEMOS.setdefault(name, module.demo)
+    return root
+
+
+# ---- info ------------------------------------------------------------------------------------
+def executor_report() -> list[tuple[str, str]]:
+    """(executor, "available" or why not) for a CPU float32 plain LSTM, in auto's order."""
+    import torch
+
+    from rnnkit.cells.registry import make_cell
+    from rnnkit.executors.base import RunRequest
+    from rnnkit.executors.dispatch import backend_names, get_executor
+
+    cell = make_cell("lstm", 16, 16, True)
+    request = RunRequest(torch.device("cpu"), torch.float32)
+    rows = []
+    for name in backend_names():
+        reason = get_executor(name).supports(cell, request)
+        rows.append((name, "available" if reason is None else reason))
+    return rows
+
+
+def extension_report() -> list[tuple[str, str]]:
+    from rnnkit._ext import extension_names, load_extension
+
+    return [(name, "loaded" if mod is not None else str(why))
+            for name in extension_names() for mod, why in [load_extension(name)]]
+
+
+def info() -> None:
+    """Versions, and which executors run on this machine (and why the others do not)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    import rnnkit
+
+    console = Console()
+    versions = Table(title="rnnkit " + rnnkit.__version__, show_header=False, box=None)
+    versions.add_row("python", platform.python_version())
+    for pkg in ("torch", "lightning", "numpy", "safetensors", "typer", "rich", "pyyaml", "tensorboard", "matplotlib"):
+        try:
+            versions.add_row(pkg, version(pkg))
+        except PackageNotFoundError:
+            versions.add_row(pkg, "not installed")
+    versions.add_row("cpu threads", str(torch.get_num_threads()))
+    versions.add_row("cuda", torch.version.cuda + (" (GPU available)" if torch.cuda.is_available() else " (no GPU)")
+                     if torch.version.cuda else "not built with CUDA")
+    console.print(versions)
+    execs = Table(title="executors for a CPU float32 LSTM (auto's order of preference)")
+    execs.add_column("executor")
+    execs.add_column("status")
+    for name, status in executor_report():
+        execs.add_row(name, f"[green]{status}[/]" if status == "available" else status)
+    console.print(execs)
+    exts = extension_report()
+    if exts:
+        table = Table(title="C++ extensions")
+        table.add_column("extension")
+        table.add_column("status")
+        for name, status in exts:
+            table.add_row(name, f"[green]{status}[/]" if status == "loaded" else status)
+        console.print(table)
+    console.print("apps: " + ", ".join(sorted(_APPS)))
+
+
+# ---- diagnose --------------------------------------------------------------------------------
+def _diagnose_app() -> typer.Typer:
+    sub = typer.Typer(help="Gradient-flow diagnostics (docs/diagnostics.md). Apps add `rnnkit <app> diagnose`.",
+                      no_args_is_help=True)
+
+    @sub.command("demo")
+    def diagnose_demo(
+        out: Annotated[Path, typer.Option(help="directory for summary.json and the plots")],
+        quick: Annotated[bool, typer.Option("--quick", help="seconds instead of a minute")] = False,
+    ) -> None:
+        """Elman vs LSTM vs GRU on the adding problem: gradient flow, memory horizon, saturation."""
+        from rnnkit.diagnostics import run_demo
+
+        run_demo(out, quick)
+
+    return sub
+
+
+# ---- demo ------------------------------------------------------------------------------------
+def demo(
+    out: Annotated[Path, typer.Option(help="run directory for the demo's plots and files")] = Path("runs/demo"),
+    quick: Annotated[bool, typer.Option("--quick", help="a few seconds per part (for tests)")] = False,
+) -> None:
+    """A few-minute tour: why gated cells exist, gradient flow made visible, and each app's part."""
+    from rich.console import Console
+
+    console = Console()
+    out.mkdir(parents=True, exist_ok=True)
+    summary: list[tuple[str, list[str]]] = []
+    started = time.perf_counter()
+    parts: list[tuple[str, Callable[[Path, bool], list[str]]]] = [
+        ("cells", _demo_cells), ("diagnostics", _demo_diagnostics), ("training", _demo_training),
+        *sorted(_DEMOS.items()),
+    ]
+    for name, fn in parts:
+        console.rule(f"[bold]rnnkit demo: {name}")
+        t0 = time.perf_counter()
+        lines = fn(out / name, quick)
+        summary.append((f"{name} ({time.perf_counter() - t0:.0f} s, files in {out / name})", lines))
+    console.rule("[bold]rnnkit demo: summary")
+    for title, lines in summary:
+        console.print(f"[bold]{title}[/]")
+        for line in lines:
+            console.print(f"  - {line}")
+    console.print(f"done in {time.perf_counter() - started:.0f} s; everything is in {out}")
+
+
+def _demo_cells(out: Path, quick: bool) -> list[str]:
+    """rnnkit.demo: Elman vs LSTM vs GRU on the adding problem (and a plot of the curves)."""
+    from rnnkit import demo as core
+    from rnnkit.io.atomic import save_figure_atomic, write_json_atomic
+
+    argv = ["--quick"] if quick else ["--seconds-per-model", "15"]
+    cfg = core.parse_args(argv)
+    results: list[Any] = []
+    run = core.run
+
+    def run_and_keep(c):  # rnnkit.demo.main prints its report; keep its results for the plot
+        results.extend(run(c))
+        return results
+
+    core.run = run_and_keep
+    try:
+        core.main(argv)
+    finally:
+        core.run = run
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "results.json", {r.spec.label: {"executor": r.executor, "steps": r.steps,
+                                                            "curve": r.curve, "beats_baseline": r.beats_baseline}
+                                             for r in results})
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        ax.plot(*zip(*r.curve, strict=True), label=r.spec.label)
+    ax.axhline(1 / 6, ls="--", c="gray", label="baseline 1/6")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("held-out MSE")
+    ax.set_title(f"adding problem, T={cfg.seq_len}")
+    ax.legend()
+    save_figure_atomic(fig, out / "adding_curves.png")
+    plt.close(fig)
+    won = [r.spec.label for r in results if r.beats_baseline]
+    lost = [r.spec.label for r in results if not r.beats_baseline]
+    return [f"adding problem, T={cfg.seq_len}: beat the 1/6 baseline: {', '.join(won) or 'none'}; "
+            f"stayed at it: {', '.join(lost) or 'none'}" + (" (quick mode: too short to mean much)" if quick else ""),
+            f"learning curves: {out / 'adding_curves.png'}"]
+
+
+def _demo_diagnostics(out: Path, quick: bool) -> list[str]:
+    from rnnkit.diagnostics import run_demo
+
+    res = run_demo(out, quick=True)
+    init = res.get("init", {})
+    ratios = ", ".join(f"{k} {v.get('grad_ratio', float('nan')):.2g}" for k, v in init.items()
+                       if isinstance(v, dict) and isinstance(v.get("grad_ratio"), float))
+    lines = [f"gradient surviving {res['T']} steps at initialisation, |dL/dh_0|/|dL/dh_T|: {ratios}"
+             if ratios else f"gradient-flow tables for T={res['T']}",
+             f"{len(res.get('plots', []))} plots (gradient flow, input influence, gate saturation) in {out}"]
+    return lines
+
+
+def _demo_training(out: Path, quick: bool) -> list[str]:
+    """The backbone: a short run into a run directory, then rnnkit.load."""
+    import shutil
+
+    import rnnkit
+    from rnnkit.training.adding import AddingConfig
+    from rnnkit.training.adding_cli import run_adding
+    from rnnkit.training.config import TrainConfig
+
+    shutil.rmtree(out, ignore_errors=True)
+    # one thread: these tensors are small, and two threads spin at barriers when the cores are busy
+    cfg = TrainConfig(max_epochs=2 if quick else 12, batch_size=64, lr=1e-2, clip_norm=1.0, quiet=True, threads=1)
+    data = AddingConfig(seq_len=20, hidden=32, train_size=256 if quick else 2048, val_size=256)
+    print(f"training an LSTM on the adding problem (T={data.seq_len}) for {cfg.max_epochs} epochs into {out} ...")
+    metrics = run_adding(cfg, data, out)
+    model = rnnkit.load(out)
+    n = sum(p.numel() for p in model.parameters())
+    files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    return [f"trained {metrics['epochs_completed']} epochs ({metrics['global_step']} steps): validation MSE "
+            f"{metrics['val_loss']:.4f} (baseline 0.1667) in {metrics['train_seconds']:.0f} s",
+            f"run directory {out}: {', '.join(files)}",
+            f"rnnkit.load({str(out)!r}) rebuilt {type(model).__name__} ({n:,} parameters) from config.json + "
+            "model.safetensors, no pickle; resume with `rnnkit adding train --resume DIR`"]
+
+
+# ---- entry point -----------------------------------------------------------------------------
+def _error(message: str) -> int:
+    sys.stderr.write(f"rnnkit: error: {' '.join(str(message).split())}\n")
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 2 user error, 1 a bug's traceback)."""
+    try:
+        from typer._click.exceptions import ClickException, UsageError
+    except ImportError:  # typer on top of click (before it vendored click)
+        from click.exceptions import ClickException, UsageError  # type: ignore[no-redef]
+
+    debug = bool(os.environ.get("RNNKIT_DEBUG"))
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(build_app())
+    try:
+        result = command.main(args=args, prog_name="rnnkit", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `rnnkit` alone, `rnnkit adding`: the help
+            typer.echo(exc.format_message())
+            return 0
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "rnnkit"
+        return _error(f"{exc.format_message()} (see `{where} --help`)")
+    except ClickException as exc:
+        return _error(exc.format_message())
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("rnnkit: interrupted\n")
+        return 130
+    except (UserError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        if debug:
+            raise
+        return _error(str(exc))
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""What every app's ``train`` command shares: the training flags, config resolution, the run.
+
+An app's command declares its own task options plus :data:`TRAIN_FLAGS` (use :func:`train_options`
+to see them), then calls :func:`resolve_run` to merge defaults < the resumed run's config.json <
+``--config`` file < flags, and :func:`print_result` at the end. No Lightning import here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rnnkit.errors import UserError
+from rnnkit.training.config import TrainConfig, read_config_file, resolve, split_layers
+
+
+def resolve_run(
+    task_cls: type,
+    flags: dict[str, Any],
+    config_file: Path | None = None,
+    resume: Path | None = None,
+) -> tuple[TrainConfig, Any]:
+    """(TrainConfig, task config) from defaults < resumed run < config file < flags.
+
+    ``flags`` maps field names to values, ``None`` for flags not given. Keys of the config file
+    and flags go to whichever of the two dataclasses has that field.
+    """
+    train_layers: list[tuple[str, dict[str, Any]]] = []
+    task_layers: list[tuple[str, dict[str, Any]]] = []
+    if resume is not None:
+        from rnnkit.io.saving import read_config
+
+        if Path(resume).is_dir() and not (Path(resume) / "config.json").exists():
+            raise UserError(f"{resume} has no config.json: the run was interrupted before it started; "
+                            f"start it again with --out {resume}")
+        saved = read_config(resume)
+        source = str(Path(resume) / "config.json")
+        train_layers.append((source, _section(saved, "train", source)))
+        task_layers.append((source, _section(saved, "task", source)))
+    for source, mapping in ([(str(config_file), read_config_file(config_file))] if config_file else []) + [
+        ("--flags", flags)
+    ]:
+        train, rest = split_layers(TrainConfig, mapping)
+        task, unknown = split_layers(task_cls, rest)
+        if unknown:
+            key = sorted(unknown)[0]
+            raise UserError(f"{source}: unknown option {key!r}")
+        train_layers.append((source if source != "--flags" else "--", train))
+        task_layers.append((source if source != "--flags" else "--", task))
+    return resolve(TrainConfig, *train_layers), resolve(task_cls, *task_layers)
+
+
+def _section(saved: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    value = saved.get(key, {})
+    if not isinstance(value, dict):
+        raise UserError(f"{source}: '{key}' must be a JSON object")
+    return value
+
+
+def print_result(run_dir: Path, metrics: dict[str, Any], quiet: bool) -> None:
+    if quiet:
+        return
+    from rich.console import Console
+
+    c = Console()
+    val = metrics.get("val_loss")
+    c.print(f"[bold]{metrics['status']}[/]: epoch {metrics.get('epoch')}, step {metrics['global_step']}, "
+            f"train loss {_fmt(metrics.get('train_loss'))}, validation loss {_fmt(val)} "
+            f"in {metrics['train_seconds']:.1f} s")
+    c.print(f"run directory: {run_dir} (config.json, model.safetensors, metrics.json, log.csv, plots, "
+            "checkpoints/last.ckpt); load it with rnnkit.load(...)")
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2)

@@ -1,0 +1,184 @@
+"""``fit``: train a :class:`~rnnkit.training.task.SequenceTask` into a run directory.
+
+Builds the Lightning ``Trainer`` from a :class:`TrainConfig` (progress bar, loggers, atomic
+checkpoints, early stopping, DDP under ``torchrun``), handles ``resume`` (model, optimiser,
+scheduler, epoch, log and callbacks from ``checkpoints/last.ckpt``) and ``init_from`` (weights only,
+from another run's ``model.safetensors``), and finishes the run directory (metrics, log, plots).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnnkit.errors import UserError
+from rnnkit.io.atomic import is_temp_file, write_json_atomic
+from rnnkit.io.saving import CONFIG_FILE, WEIGHTS_FILE, load_state_into, load_weights, model_spec
+from rnnkit.training.config import TrainConfig, as_dict
+from rnnkit.training.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT, AtomicCheckpointIO, RunDirectory, last_checkpoint
+from rnnkit.training.task import NonFiniteLoss, SequenceTask
+
+
+def seed_everything(seed: int, threads: int | None = None) -> None:
+    """Seed Python, NumPy and torch (CPU runs with the same seed and thread count reproduce)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """(world size, processes on this node, global rank) from torchrun's environment (1, 1, 0 without)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    return world, local, int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    return distributed_env()[2] == 0
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*`sync_dist=True`.*",
+                    ".*Checkpoint directory.*exists.*",
+                    ".*LeafSpec.*", ".*smaller than the logging interval.*",
+                    ".*but have no logger configured.*", ".*`training_step` returned `None`.*",
+                    ".*isinstance.*treespec.*"):
+        warnings.filterwarnings("ignore", pattern)
+
+
+def build_trainer(cfg: TrainConfig, run_dir: Path, run_config: dict[str, Any]):
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    _quiet_lightning()
+    world, local, _ = distributed_env()
+    kwargs: dict[str, Any] = {}
+    if world > 1:  # launched by torchrun: one process per device, Lightning joins the group (gloo on CPU)
+        kwargs.update(strategy="ddp", devices=local, num_nodes=world // local)
+    else:
+        devices = cfg.devices if cfg.devices == "auto" else int(cfg.devices)
+        kwargs.update(devices=devices, num_nodes=cfg.num_nodes)
+        if devices not in ("auto", 1):
+            kwargs["strategy"] = "ddp"
+    rundir_cb = RunDirectory(run_dir, run_config, cfg.log_every_n_steps)
+    callbacks: list[Any] = [
+        rundir_cb,
+        ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="last", save_last=False, save_top_k=1,
+                        monitor=None, every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False),
+    ]
+    if cfg.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.early_stopping_patience,
+                                       min_delta=cfg.early_stopping_min_delta, check_on_train_epoch_end=True))
+    if not cfg.quiet:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    logger: Any = False
+    if cfg.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+            from lightning.pytorch.loggers import TensorBoardLogger
+            class _TensorBoard(TensorBoardLogger):
+                def save(self) -> None:  # no hparams.yaml (written non-atomically): config.json has them
+                    if self._experiment is not None:
+                        self._experiment.flush()
+
+            logger = _TensorBoard(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+        except ImportError:
+            logger = False
+    trainer = pl.Trainer(
+        accelerator=cfg.accelerator,
+        precision=cfg.precision,
+        max_epochs=cfg.max_epochs,
+        max_steps=cfg.max_steps,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=str(run_dir),
+        enable_progress_bar=not cfg.quiet,
+        enable_model_summary=not cfg.quiet,
+        log_every_n_steps=cfg.log_every_n_steps,
+        check_val_every_n_epoch=cfg.val_every_n_epochs,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # SequenceTask.loader shards by (seed, epoch) itself
+        plugins=[AtomicCheckpointIO()],
+        deterministic=False,
+        **kwargs,
+    )
+    return trainer, rundir_cb
+
+
+def fit(
+    task: SequenceTask,
+    run_dir: str | os.PathLike,
+    run_config: dict[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    init_from: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Train ``task`` into ``run_dir``; returns the final metrics (also in ``metrics.json``).
+
+    ``run_config`` is saved in ``config.json`` beside the model spec and ``"train"`` (the task's
+    :class:`TrainConfig`). ``resume``: continue from ``run_dir/checkpoints/last.ckpt`` (a run
+    directory without a checkpoint yet starts from scratch). ``init_from``: copy the weights of
+    another run's ``model.safetensors`` before training (shapes must match).
+    """
+    cfg = task.cfg
+    run_dir = Path(run_dir)
+    ckpt = last_checkpoint(run_dir)
+    ckpt_path: str | None = None
+    if resume:
+        if is_main_process():  # leftovers of atomic writes a kill interrupted
+            for path in run_dir.rglob(".*.tmp"):
+                if is_temp_file(path):
+                    path.unlink(missing_ok=True)
+        if ckpt.exists():
+            ckpt_path = str(ckpt)
+        elif not cfg.quiet and is_main_process():
+            print(f"rnnkit: {run_dir} has no checkpoint yet: starting from the beginning")
+    elif (run_dir / CONFIG_FILE).exists() or ckpt.exists():
+        raise UserError(f"{run_dir} already holds a run: pass --resume {run_dir} to continue it, "
+                        "or choose another --out")
+    if init_from is not None:
+        source = Path(init_from) / WEIGHTS_FILE
+        load_state_into(task.model, load_weights(source), str(source))
+    run_config = {**(run_config or {}), "train": as_dict(cfg)}
+    if init_from is not None:
+        run_config["init_from"] = str(init_from)
+    if is_main_process():  # config.json first (milliseconds after the start): --resume needs it
+        write_json_atomic(run_dir / CONFIG_FILE, {**run_config, "model": model_spec(task.model)})
+    trainer, rundir_cb = build_trainer(cfg, run_dir, run_config)
+    status = "completed"
+    threads = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    try:
+        trainer.fit(task, ckpt_path=ckpt_path)
+    except NonFiniteLoss as exc:
+        if trainer.is_global_zero:
+            rundir_cb.write(trainer, task, status="stopped_nonfinite", plots=False,
+                            error=str(exc), nonfinite_step=exc.step, nonfinite_epoch=exc.epoch)
+        raise
+    finally:
+        torch.set_num_threads(threads)  # fit may run inside a larger program (tests, the demo)
+    if trainer.interrupted:
+        status = "interrupted"
+    elif any(getattr(cb, "stopped_epoch", 0) for cb in trainer.callbacks if type(cb).__name__ == "EarlyStopping"):
+        status = "early_stopped"
+    if trainer.is_global_zero:
+        rundir_cb.write(trainer, task, status=status, plots=cfg.plots)
+    metrics = rundir_cb.metrics(trainer, task, status)
+    return metrics
+
+
+__all__ = ["CHECKPOINT_DIR", "LAST_CHECKPOINT", "build_trainer", "distributed_env", "fit", "seed_everything"]
