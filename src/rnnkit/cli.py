@@ -121,7 +121,7 @@ def build_app() -> typer.Typer:
 
     root.command("info")(info)
     root.command("demo")(demo)
-    root.add_typer(_diagnose_app(), name="diagnose")
+    root.command("diagnose")(diagnose)
     _discover()
     for name, (target, help_text) in _APPS.items():
         sub, module, why = _resolve(target)
@@ -203,21 +203,66 @@ def info() -> None:
 
 
 # ---- diagnose --------------------------------------------------------------------------------
-def _diagnose_app() -> typer.Typer:
-    sub = typer.Typer(help="Gradient-flow diagnostics (docs/diagnostics.md). Apps add `rnnkit <app> diagnose`.",
-                      no_args_is_help=True)
+def diagnose(
+    target: Annotated[str, typer.Argument(help="a run directory, or `demo` for the built-in tour")],
+    out: Annotated[Path | None, typer.Option(help="where summary, jsonl and plots go "
+                                                   "(default: RUN_DIR/diagnostics)")] = None,
+    data: Annotated[Path | None, typer.Option(help="data file for the run's app (see the app's docs)")] = None,
+    size: Annotated[int, typer.Option(help="sequences to diagnose")] = 64,
+    quick: Annotated[bool, typer.Option("--quick", help="demo: seconds instead of a minute")] = False,
+) -> None:
+    """Gradient-flow diagnostics (docs/diagnostics.md).
 
-    @sub.command("demo")
-    def diagnose_demo(
-        out: Annotated[Path, typer.Option(help="directory for summary.json and the plots")],
-        quick: Annotated[bool, typer.Option("--quick", help="seconds instead of a minute")] = False,
-    ) -> None:
-        """Elman vs LSTM vs GRU on the adding problem: gradient flow, memory horizon, saturation."""
+    `rnnkit diagnose demo --out DIR`: Elman vs LSTM vs GRU on the adding problem.
+    `rnnkit diagnose RUN_DIR [--data FILE]`: gradient flow, memory horizon, gate saturation and
+    spectra of a trained model, on data its app prepares."""
+    if target == "demo":
         from rnnkit.diagnostics import run_demo
 
+        if out is None:
+            raise UserError("rnnkit diagnose demo needs --out DIR")
         run_demo(out, quick)
+        return
+    for line in diagnose_run(Path(target), out, data, size):
+        typer.echo(line)
 
-    return sub
+
+def diagnose_run(run_dir: Path, out: Path | None, data: Path | None, size: int) -> list[str]:
+    """Diagnose a trained run: its app's ``diagnose_inputs(run_dir, model, config, data, size)``
+    gives the input and the loss; the recorder writes jsonl and plots; returns summary lines."""
+    import rnnkit
+    from rnnkit.diagnostics.recorder import GradientFlowRecorder
+    from rnnkit.io.saving import read_config
+
+    if size < 1:
+        raise UserError(f"--size must be at least 1, got {size}")
+    config = read_config(run_dir)
+    model = rnnkit.load(run_dir)
+    app_name = config.get("app")
+    if app_name not in _APPS:
+        raise UserError(f"{run_dir}: config.json names no known app ({app_name!r})")
+    _, module, why = _resolve(_APPS[app_name][0])
+    provide = getattr(module, "diagnose_inputs", None)
+    if provide is None:
+        raise UserError(f"the {app_name} app cannot be diagnosed yet" + (f" ({why})" if why else ""))
+    x, loss_of_output = provide(run_dir, model, config, data, size)
+    out = out if out is not None else run_dir / "diagnostics"
+    recorder = GradientFlowRecorder(1, out, loss_fn=lambda output, _batch: loss_of_output(output))
+    record = recorder.on_train_step(model, (x,), 0)
+    assert record is not None
+    lines = [f"diagnostics of {run_dir} ({app_name}) on {size} sequences -> {out}"]
+    for layer, per_direction in enumerate(record["gradient_flow"]["ratio"]):
+        for direction, ratio in enumerate(per_direction):
+            lines.append(f"  layer {layer} dir {direction}: |dL/dh_first| / |dL/dh_last| = {ratio:.3g}")
+    if record.get("influence") is not None:
+        inf = record["influence"]
+        reached = "" if inf["horizon_reached"] else " (at least: the whole sequence)"
+        lines.append(f"  memory horizon: {inf['horizon']} steps{reached}")
+    for b in record["spectrum"]:
+        lines.append(f"  layer {b['layer']} dir {b['direction']} W_hh[{b['gate']}]: spectral radius "
+                     f"{b['spectral_radius']:.3g}, top singular value {b['singular_values'][0]:.3g}")
+    lines.append(f"  plots: {', '.join(record.get('plots', []))}")
+    return lines
 
 
 # ---- demo ------------------------------------------------------------------------------------

@@ -90,6 +90,10 @@ class AddingTask(SequenceTask):
             return None, state
         return torch.mean((pred - y) ** 2), state
 
+    def diagnostic_inputs(self, batch: Any) -> tuple[Tensor, Any]:
+        x, y = batch
+        return x.transpose(0, 1), lambda pred: torch.mean((pred - y) ** 2)
+
     def train_dataloader(self):
         return self.loader(self._train, train=True)
 

@@ -115,3 +115,16 @@ def evaluate(
     with torch.no_grad():
         mse = float(torch.mean((model(x) - y) ** 2))
     typer.echo(f"test MSE {mse:.5f} on {size} fresh sequences of T={T} (baseline 1/6 = {ADDING_BASELINE_MSE:.4f})")
+
+
+def diagnose_inputs(run_dir: Path, model, config: dict, data: Path | None, size: int):
+    """For ``rnnkit diagnose RUN_DIR``: fresh adding sequences at the run's length (no data file)."""
+    import torch
+
+    from rnnkit.tasks.adding import adding_batch
+
+    if data is not None:
+        raise UserError("the adding task draws its own sequences: diagnose it without --data")
+    T = int(config.get("task", {}).get("seq_len", 50))
+    x, y = adding_batch(T, size, generator=torch.Generator().manual_seed(7))
+    return x, lambda pred: torch.mean((pred - y) ** 2)

@@ -60,6 +60,7 @@ class TrainConfig:
     log_every_n_steps: int = 10
     val_every_n_epochs: int = 1
     plots: bool = True
+    diagnostics_every: int = 0  # record gradient-flow diagnostics every N optimiser steps (0: off)
 
     def validate(self) -> TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)

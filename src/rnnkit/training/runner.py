@@ -80,6 +80,10 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, run_config: dict[str, Any]):
     if cfg.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.early_stopping_patience,
                                        min_delta=cfg.early_stopping_min_delta, check_on_train_epoch_end=True))
+    if cfg.diagnostics_every > 0:
+        from rnnkit.training.diagnostics_callback import DIAGNOSTICS_DIR, DiagnosticsCallback
+
+        callbacks.append(DiagnosticsCallback(cfg.diagnostics_every, run_dir / DIAGNOSTICS_DIR, plots=cfg.plots))
     if not cfg.quiet:
         from lightning.pytorch.callbacks import RichProgressBar
 

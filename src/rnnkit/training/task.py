@@ -20,6 +20,7 @@ every chunk.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
@@ -77,6 +78,12 @@ class SequenceTask(pl.LightningModule):
         self.chunk_index, self.n_chunks = 0, 1  # which TBPTT chunk compute_loss is looking at
 
     # ---- to implement -------------------------------------------------------------------------
+    def diagnostic_inputs(self, batch: Any) -> tuple[Tensor, Callable[[Any], Tensor]]:
+        """For the gradient-flow diagnostics (``diagnostics_every``, ``rnnkit diagnose``): the input
+        ``x`` to call ``self.model(x)`` with for ``batch``, and the loss of that call's output."""
+        raise UserError(f"{type(self).__name__} does not define diagnostic_inputs(batch): "
+                        "gradient-flow diagnostics are not available for this task")
+
     def compute_loss(self, batch: Any, state: Any) -> tuple[Tensor | None, Any]:
         raise NotImplementedError
 
