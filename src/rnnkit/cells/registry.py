@@ -10,18 +10,24 @@ from rnnkit.cells.base import CellSpec
 from rnnkit.cells.elman import ElmanSpec
 from rnnkit.cells.gru import GRUSpec
 from rnnkit.cells.lstm import LSTMSpec
+from rnnkit.cells.mingru import MinGRUSpec
+from rnnkit.cells.minlstm import MinLSTMSpec
 
 _FACTORIES: dict[str, Callable[..., CellSpec]] = {
     "rnn_tanh": lambda *a, **k: ElmanSpec(*a, nonlinearity="tanh", **k),
     "rnn_relu": lambda *a, **k: ElmanSpec(*a, nonlinearity="relu", **k),
     "lstm": LSTMSpec,
     "gru": GRUSpec,
+    "mingru": MinGRUSpec,
+    "minlstm": MinLSTMSpec,
 }
 _CLASSES: dict[str, type[CellSpec]] = {
     "rnn_tanh": ElmanSpec,
     "rnn_relu": ElmanSpec,
     "lstm": LSTMSpec,
     "gru": GRUSpec,
+    "mingru": MinGRUSpec,
+    "minlstm": MinLSTMSpec,
 }
 
 

@@ -14,6 +14,7 @@ from rnnkit.executors.base import Executor, RunRequest
 from rnnkit.executors.fused_cpu import FusedCPUExecutor
 from rnnkit.executors.native import NativeExecutor
 from rnnkit.executors.reference import ReferenceExecutor
+from rnnkit.executors.scan import ScanExecutor
 
 _REGISTRY: dict[str, Executor] = {}
 _PRIORITY: list[str] = []
@@ -33,6 +34,7 @@ def register_executor(executor: Executor, *, before: str | None = "reference") -
 register_executor(ReferenceExecutor(), before=None)
 register_executor(NativeExecutor())
 register_executor(FusedCPUExecutor(), before="native")
+register_executor(ScanExecutor(), before="fused_cpu")
 
 
 def backend_names() -> list[str]:

@@ -4,5 +4,14 @@ Each task is a pure data generator (tensors in, tensors out); models and trainin
 """
 
 from rnnkit.tasks.adding import ADDING_BASELINE_MSE, adding_batch
+from rnnkit.tasks.copy_memory import copy_memory_baseline, copy_memory_batch
+from rnnkit.tasks.selective_copy import selective_copy_batch, selective_copy_symbols
 
-__all__ = ["ADDING_BASELINE_MSE", "adding_batch"]
+__all__ = [
+    "ADDING_BASELINE_MSE",
+    "adding_batch",
+    "copy_memory_baseline",
+    "copy_memory_batch",
+    "selective_copy_batch",
+    "selective_copy_symbols",
+]

@@ -150,7 +150,9 @@ def fit(
             ckpt_path = str(ckpt)
         elif not cfg.quiet and is_main_process():
             print(f"rnnkit: {run_dir} has no checkpoint yet: starting from the beginning")
-    elif (run_dir / CONFIG_FILE).exists() or ckpt.exists():
+    elif is_main_process() and ((run_dir / CONFIG_FILE).exists() or ckpt.exists()):
+        # only the main process checks: it writes config.json right below, and a slower process of the
+        # same DDP run must not mistake that for an earlier run (torchrun ends the others if it raises)
         raise UserError(f"{run_dir} already holds a run: pass --resume {run_dir} to continue it, "
                         "or choose another --out")
     if init_from is not None:

@@ -1,0 +1,150 @@
+"""The scan executor: parallel-in-time execution of the cells that are linear in ``h``
+(minGRU and minLSTM, :mod:`rnnkit.cells.mingru`).
+
+Their gates read only ``x_t``, so one input GEMM computes all of them for all steps
+(``cell.project_input``) and what remains is the elementwise linear recurrence
+``h_t = a_t * h_{t-1} + b_t``. How to run that fast depends on the device:
+
+- CPU (``impl="fused"``): the ``scan`` C++ extension (``src/rnnkit/csrc/scan/``) runs the recurrence
+  sequentially in time and vectorised / threaded over batch x hidden, with the gate functions fused in,
+  forward and backward (backward is the reverse linear recurrence ``dh_{t-1} = a_t dh_t + dy_{t-1}``
+  fused with the gate derivatives). One pass over ``gx`` each way: memory speed; the per-step recurrent
+  GEMM of the GRU/LSTM is gone. Forward stores nothing beyond ``gx`` and the outputs (``h_{t-1}`` is
+  read back from them). A log-space scan would be slower here: on 2-16 cores the sequential pass is
+  already at memory bandwidth, and a parallel scan does more passes.
+- GPU (``impl="triton"``): ``(a, b)`` from the cell in PyTorch, then a chunked parallel scan over time
+  in Triton (:mod:`rnnkit.executors.triton_scan`), forward and backward.
+
+Lengths: steps at or past a sequence's length use ``a=1, b=0`` (the state is kept) and output zero;
+reverse runs from T-1 down, as the reference executor. Zoneout stays linear
+(``h_t = lerp(a_t h_{t-1} + b_t, h_{t-1}, z_t)``) and is supported; recurrent dropout is not
+(these cells have no ``W_hh``). Per-step states are the outputs (the state is ``(h,)``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit.cells.base import CellSpec, Params, State
+from rnnkit.cells.mingru import MinGRUSpec
+from rnnkit.cells.minlstm import MinLSTMSpec
+from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, valid_steps
+
+_FAMILY = {MinGRUSpec: 0, MinLSTMSpec: 1}
+_FUSED_DTYPES = (torch.float32, torch.float64)
+_TRITON_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+IMPLS = ("fused", "triton")
+
+
+def _extension():
+    from rnnkit._ext import load_extension
+
+    return load_extension("scan")
+
+
+class _FusedScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, meta, gx, h0, z, lengths):
+        module, family, act_g, reverse = meta
+        y, hT = module.forward(family, act_g, gx, h0, z, lengths, reverse)
+        ctx.meta = meta
+        ctx.save_for_backward(gx, h0, y, z, lengths)
+        return y, hT
+
+    @staticmethod
+    def backward(ctx, dy, dhT):
+        module, family, act_g, reverse = ctx.meta
+        gx, h0, y, z, lengths = ctx.saved_tensors
+        dy = torch.zeros_like(y) if dy is None else dy.contiguous()
+        dhT = None if dhT is None else dhT.contiguous()
+        dgx, dh0 = module.backward(family, act_g, gx, h0, y, dy, dhT, z, lengths, reverse)
+        return None, dgx, dh0, None, None
+
+
+class ScanExecutor(Executor):
+    """``impl``: None picks by device (``fused`` on CPU, ``triton`` on GPU); tests name one."""
+
+    name = "scan"
+    description = "parallel-in-time cells (minGRU, minLSTM): fused C++ recurrence on CPU, Triton scan on GPU"
+
+    def __init__(self, impl: str | None = None) -> None:
+        if impl is not None and impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS} or None, got {impl!r}")
+        self.impl = impl
+
+    def _impl(self, device: torch.device) -> str:
+        return self.impl or ("fused" if device.type == "cpu" else "triton")
+
+    def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
+        if type(cell) not in _FAMILY:
+            return f"the {cell.name!r} cell is not linear in h (scan runs minGRU and minLSTM)"
+        impl = self._impl(request.device)
+        if impl == "fused":
+            if request.device.type != "cpu":
+                return f"the fused scan runs on CPU, not {request.device.type}"
+            if request.dtype not in _FUSED_DTYPES:
+                return f"dtype {request.dtype} is not supported on CPU (float32, float64)"
+            return _extension()[1]
+        from rnnkit.executors.triton_scan import interpreting, triton_available
+
+        if request.device.type != "cuda" and not interpreting():
+            return f"the Triton scan needs a CUDA device (or TRITON_INTERPRET=1), not {request.device.type}"
+        if request.dtype not in _TRITON_DTYPES:
+            return f"dtype {request.dtype} is not supported by the Triton scan"
+        return triton_available()
+
+    def run(
+        self,
+        cell: CellSpec,
+        params: Params,
+        x: Tensor,
+        state0: State,
+        lengths: Tensor | None = None,
+        reverse: bool = False,
+        masks: StepMasks | None = None,
+        return_states: bool = False,
+    ) -> RunResult:
+        reason = self.supports(cell, RunRequest(x.device, x.dtype, masks is not None and masks.any(),
+                                                return_states))
+        if reason is not None:
+            raise ValueError(f"scan executor: {reason}")
+        if masks is not None and masks.recurrent is not None:
+            raise ValueError(f"recurrent dropout acts on weight_hh; the {cell.name!r} cell has none")
+        z = None
+        if masks is not None and masks.zoneout is not None:
+            z = masks.zoneout[0]
+        T, B = x.shape[0], x.shape[1]
+        H = cell.hidden_size
+        gx = cell.project_input(params, x)
+        if self._impl(x.device) == "fused":
+            outputs, final = self._run_fused(cell, gx, state0[0], z, lengths, reverse, T, B, H)
+        else:
+            outputs, final = self._run_triton(cell, gx, state0[0], z, lengths, reverse, T, B, H)
+        return RunResult(outputs, (final,), (outputs,) if return_states else None)
+
+    def _run_fused(self, cell, gx, h0, z, lengths, reverse, T, B, H):
+        module, _ = _extension()
+        if z is not None:
+            z = z.detach().to(dtype=gx.dtype)
+            if z.dim() != 0:
+                z = z.expand(T, B, H).contiguous()
+        if lengths is not None:
+            lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
+        meta = (module, _FAMILY[type(cell)], cell.activation == "g", bool(reverse))
+        return _FusedScan.apply(meta, gx.contiguous(), h0.contiguous(), z, lengths)
+
+    def _run_triton(self, cell, gx, h0, z, lengths, reverse, T, B, H):
+        from rnnkit.executors.triton_scan import linear_scan
+
+        a, b = cell.scan_coefficients(gx)
+        if z is not None:
+            z = z.detach().to(dtype=gx.dtype)
+            # lerp(a h + b, h, z) = (a + z (1 - a)) h + (1 - z) b
+            a, b = a + z * (1 - a), (1 - z) * b
+        valid = valid_steps(lengths, T, gx.device)
+        if valid is not None:
+            a = torch.where(valid, a, torch.ones_like(a))
+            b = torch.where(valid, b, torch.zeros_like(b))
+        h, final = linear_scan(a, b, h0, reverse)
+        return (h if valid is None else h * valid), final
