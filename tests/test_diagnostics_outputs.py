@@ -174,7 +174,7 @@ def test_demo_writes_plots_and_summary(demo):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["init"]["lstm_chrono"]["grad_ratio"] == pytest.approx(r["init"]["lstm_chrono"]["grad_ratio"])
-    assert set(summary["trained"]) == {"elman", "lstm", "lstm_chrono", "gru"}
+    assert set(summary["trained"]) == {"elman", "lstm", "lstm_chrono", "gru", "mingru"}
 
 
 def test_cli_passes_arguments(monkeypatch, tmp_path):

@@ -39,6 +39,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "lstm": ("lstm", "torch"),
     "lstm_chrono": ("lstm", "chrono"),
     "gru": ("gru", "torch"),
+    "mingru": ("mingru", "torch"),
 }
 EXPLODING_RADIUS = 2.5
 
@@ -120,7 +121,7 @@ def _summary_row(snap: Snapshot) -> dict[str, Any]:
         "horizon": horizon,
         "horizon_reached": reached,
         "saturation": sat,
-        "max_spectral_radius": max(b.spectral_radius for b in snap.spectrum),
+        "max_spectral_radius": max((b.spectral_radius for b in snap.spectrum), default=float("nan")),
     }
 
 

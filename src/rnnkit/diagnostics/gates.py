@@ -101,10 +101,22 @@ def _gru_gates(spec: CellSpec, params: Params, gx_t: Tensor, state: State) -> di
     return {"r": r, "z": torch.sigmoid(xz + hz), "n": torch.tanh(xn + r * hn)}
 
 
+def _mingru_gates(spec: CellSpec, params: Params, gx_t: Tensor, state: State) -> dict[str, Tensor]:
+    a, _ = spec.scan_coefficients(gx_t)  # type: ignore[attr-defined]
+    return {"z": 1 - a}  # h_t = (1 - z) h_{t-1} + z g(h~)
+
+
+def _minlstm_gates(spec: CellSpec, params: Params, gx_t: Tensor, state: State) -> dict[str, Tensor]:
+    a, _ = spec.scan_coefficients(gx_t)  # type: ignore[attr-defined]
+    return {"f": a}  # the normalised forget gate f' = f / (f + i); i' = 1 - f'
+
+
 register_gates("rnn_tanh", {"h": "tanh"}, _elman_gates)
 register_gates("rnn_relu", {"h": "relu"}, _elman_gates)
 register_gates("lstm", {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid", "tanh_c": "tanh"}, _lstm_gates)
 register_gates("gru", {"r": "sigmoid", "z": "sigmoid", "n": "tanh"}, _gru_gates)
+register_gates("mingru", {"z": "sigmoid"}, _mingru_gates)
+register_gates("minlstm", {"f": "sigmoid"}, _minlstm_gates)
 
 
 # ---- statistics -----------------------------------------------------------------------------------

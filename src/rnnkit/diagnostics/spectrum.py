@@ -40,13 +40,16 @@ def gate_names(cell_name: str, num_gates: int) -> tuple[str, ...]:
 
 @torch.no_grad()
 def recurrent_spectrum(model: nn.Module, k: int = 3, *, recurrent: str | None = None) -> list[BlockSpectrum]:
-    """Top-``k`` singular values and spectral radius of every gate block of every ``weight_hh``."""
+    """Top-``k`` singular values and spectral radius of every gate block of every ``weight_hh``
+    (none for cells without recurrent weights, e.g. minGRU: their recurrence is elementwise)."""
     rec = find_recurrent(model, recurrent)
     out = []
     for layer, spec in enumerate(rec.cells):
         names = gate_names(rec.cell_name, spec.num_gates)
         for direction in range(rec.num_directions):
             params = rec.layer_params(layer, direction)
+            if "weight_hh" not in params:
+                continue
             blocks = params["weight_hh"].detach().double().cpu().chunk(spec.num_gates, dim=0)
             w_hr = params.get("weight_hr")
             for gate, w in zip(names, blocks, strict=True):
