@@ -1,0 +1,7 @@
+"""Time-series forecasting: ``rnnkit forecast train | evaluate | predict | backtest`` (docs/forecast.md).
+
+``data.py`` (CSV -> validated series, windows), ``model.py`` (recurrent or Transformer encoder, direct
+or autoregressive head, Gaussian / Student-t likelihood), ``task.py`` (the LightningModule),
+``metrics.py`` (MASE, sMAPE, MAE, RMSE, MAPE, CRPS, coverage), ``baselines.py`` (naive, seasonal
+naive, ETS, ARIMA), ``pipeline.py`` (train / evaluate / backtest / predict), ``plots.py``, ``cli.py``.
+"""

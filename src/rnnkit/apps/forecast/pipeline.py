@@ -1,0 +1,355 @@
+"""Train, evaluate, backtest and predict: what the CLI commands (and the tests, and the demo) call.
+
+Splits. ``train`` holds out the last ``holdout`` steps of every series (default: one horizon) and
+scores the model and the baselines there. ``backtest`` is rolling-origin: ``windows`` forecast
+origins ``stride`` steps apart at the end of every series; the model is trained once on what comes
+before the first origin and then forecasts every window from the data before its origin (no refit);
+the baselines are refitted at every origin. Every score in a report comes from the same windows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnkit.errors import UserError
+
+from . import baselines as bl
+from .data import (
+    Series,
+    Windows,
+    check_lengths,
+    fmt_time,
+    future_times,
+    invert_transform,
+    load_series,
+    make_windows,
+    season_for,
+)
+from .metrics import aggregate, window_metrics
+
+
+@dataclass
+class ForecastConfig:
+    """Task options (data, model, evaluation); training options are :class:`TrainConfig`'s."""
+
+    data: str = ""
+    format: str = "auto"
+    id_col: str = "series_id"
+    time_col: str = "timestamp"
+    target: str = "value"
+    freq: str | None = None
+    missing: str = "interpolate"
+    irregular: str = "error"
+    past_covariates: str = ""
+    known_covariates: str = ""
+    static_covariates: str = ""
+    horizon: int = 12
+    context: int = 0  # 0: auto (from horizon and season, capped by the shortest series)
+    season: int = 0  # 0: from the frequency
+    seasonal_features: bool = True
+    transform: str = "none"  # none | log
+    scaling: str = "window"
+    arch: str = "rnn"
+    cell: str = "lstm"
+    hidden: int = 32
+    num_layers: int = 1
+    dropout: float = 0.0
+    head: str = "auto"  # auto: autoregressive (DeepAR) for an RNN without covariates and horizon <= 24
+    likelihood: str = "gaussian"
+    backend: str = "auto"
+    holdout: int = -1  # -1: one horizon
+    windows: int = 3  # backtest origins
+    stride: int = 0  # 0: one horizon
+    max_windows: int = 20000  # training windows (a seeded subsample beyond this)
+    n_samples: int = 200
+    quantiles: str = "0.025,0.1,0.5,0.9,0.975"
+    baselines: str = "naive,snaive,ets,arima"
+    plot_series: int = 4
+    short: str = "error"  # error | drop: series shorter than context + horizon (+ hold-out)
+    ensemble: int = 1  # > 1: that many forecasters from different initialisations, trained together
+
+    def validate(self) -> ForecastConfig:
+        if self.horizon <= 0:
+            raise UserError(f"horizon must be positive, got {self.horizon}")
+        if self.context < 0 or self.context == 1:
+            raise UserError(f"context must be at least 2 (or 0 for automatic), got {self.context}")
+        if self.short not in ("error", "drop"):
+            raise UserError(f"unknown short-series policy {self.short!r}; choose error or drop")
+        if self.transform not in ("none", "log"):
+            raise UserError(f"unknown transform {self.transform!r}; choose none or log")
+        for name in ("hidden", "num_layers", "windows", "n_samples", "max_windows", "ensemble"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for b in self.baseline_list():
+            if b not in bl.BASELINES:
+                raise UserError(f"unknown baseline {b!r}; choose from {', '.join(bl.BASELINES)}")
+        for q in self.quantile_list():
+            if not 0 < q < 1:
+                raise UserError(f"quantiles must lie in (0, 1), got {q}")
+        from rnnkit.cells.registry import cell_names
+
+        if self.arch == "rnn" and self.cell not in cell_names():
+            raise UserError(f"unknown cell {self.cell!r}; choose one of: {', '.join(cell_names())}")
+        return self
+
+    def baseline_list(self) -> list[str]:
+        return [b.strip() for b in self.baselines.split(",") if b.strip()]
+
+    def quantile_list(self) -> list[float]:
+        try:
+            return [float(q) for q in str(self.quantiles).split(",") if q.strip()]
+        except ValueError:
+            raise UserError(f"quantiles must be numbers separated by commas, got {self.quantiles!r}") from None
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def read_data(cfg: ForecastConfig, path: str | Path | None = None) -> Series:
+    return load_series(Path(path or cfg.data), fmt=cfg.format, id_col=cfg.id_col, time_col=cfg.time_col,
+                       target=cfg.target, freq=cfg.freq, missing=cfg.missing, irregular=cfg.irregular,
+                       past_covariates=cfg.past_covariates, known_covariates=cfg.known_covariates,
+                       static_covariates=cfg.static_covariates)
+
+
+def drop_short(cfg: ForecastConfig, data: Series, holdout: int, horizon: int | None = None) -> Series:
+    """``short=drop``: without the series too short for the window (a note on stderr); else ``data``."""
+    if cfg.short != "drop":
+        return data
+    import sys
+
+    season = cfg.season or season_for(data.freq)
+    H = cfg.horizon if horizon is None else horizon
+    want = cfg.context or max(2 * cfg.horizon, 3 * season if season > 1 else 0, 8)
+    need = want + H + holdout
+    keep = [i for i, n in enumerate(data.lengths()) if n >= need]
+    if not keep:
+        raise UserError(f"every series is shorter than the window ({need} steps); lower --context or --horizon")
+    if len(keep) < len(data):
+        sys.stderr.write(f"rnnkit: note: dropped {len(data) - len(keep)} of {len(data)} series shorter than "
+                         f"{need} steps (--set short=drop)\n")
+    return data.select(keep)
+
+
+def resolve_shapes(cfg: ForecastConfig, data: Series, holdout: int) -> tuple[int, int]:
+    """(context, season) for ``data`` (auto values filled in)."""
+    season = cfg.season or season_for(data.freq)
+    if cfg.transform == "log" and any(np.any(v <= 0) for v in data.values):
+        raise UserError("--transform log needs positive values; some series have values <= 0")
+    if cfg.context:
+        context = cfg.context
+    else:
+        want = max(2 * cfg.horizon, 3 * season if season > 1 else 0, 8)
+        room = int(data.lengths().min()) - cfg.horizon - holdout
+        context = min(want, max(room, 0))
+        if context < 2:
+            sid = data.ids[int(np.argmin(data.lengths()))]
+            raise UserError(f"series {sid!r} has {int(data.lengths().min())} values, shorter than the window "
+                            f"(horizon {cfg.horizon}" + (f" + held-out {holdout}" if holdout else "") +
+                            " + a context of at least 2); lower --horizon or drop the series")
+    check_lengths(data, context, cfg.horizon, holdout, cfg.data or "data")
+    return context, season
+
+
+def training_windows(cfg: ForecastConfig, data: Series, context: int, season: int, seed: int):
+    """(train, val): every window of the (cut) series; val: the last window of each series."""
+    H = cfg.horizon
+    origins = [np.arange(context, len(v) - H + 1) for v in data.values]
+    total = sum(len(o) for o in origins)
+    if total > cfg.max_windows:
+        rng = np.random.default_rng(seed)
+        flat = np.concatenate([np.stack([np.full(len(o), s), o], 1) for s, o in enumerate(origins)])
+        keep = flat[np.sort(rng.choice(len(flat), cfg.max_windows, replace=False))]
+        origins = [keep[keep[:, 0] == s, 1] for s in range(len(data))]
+    train = make_windows(data, context, H, origins, _season_feat(cfg, season), cfg.transform)
+    val = make_windows(data, context, H, [np.array([len(v) - H]) for v in data.values], _season_feat(cfg, season),
+                       cfg.transform)
+    return train, val
+
+
+def resolve_head(cfg: ForecastConfig, data: Series) -> str:
+    if cfg.head != "auto":
+        return cfg.head
+    # measured (docs/benchmarks.md): autoregressive wins on short univariate series and horizons
+    # (AirPassengers h=12: RMSE 17.0-18.4 vs 20.6-28.5 over 3 seeds); direct wins with covariates and
+    # long horizons (half-hourly demand h=48: 0.254 vs 0.385), where sampled paths compound errors
+    ar = cfg.arch == "rnn" and not (data.past_names or data.known_names) and cfg.horizon <= 24
+    return "autoregressive" if ar else "direct"
+
+
+def _season_feat(cfg: ForecastConfig, season: int) -> int:
+    return season if cfg.seasonal_features else 1
+
+
+# ---- model ---------------------------------------------------------------------------------------
+def build_model(cfg: ForecastConfig, data: Series, train: Windows, context: int):
+    from .model import ForecastEnsemble, Forecaster
+
+    flat = train.x_ctx.reshape(train.x_ctx.shape[0] * train.x_ctx.shape[1], train.x_ctx.shape[-1]).astype(np.float64)
+    mean, std = flat.mean(0), flat.std(0)
+    std = np.where(std > 1e-8, std, 1.0)
+    n_cov = len(data.past_names) + len(data.known_names)
+    mean[n_cov:], std[n_cov:] = 0.0, 1.0  # seasonal sin/cos as they are
+    smean, sstd = train.static.mean(0) if len(train.static) else [], train.static.std(0) if len(train.static) else []
+    sstd = np.where(np.asarray(sstd) > 1e-8, sstd, 1.0)
+    kw = dict(context=context, horizon=cfg.horizon, n_ctx_features=train.x_ctx.shape[-1],
+              n_fut_features=train.x_fut.shape[-1], n_static=train.static.shape[-1], n_past=len(data.past_names),
+              arch=cfg.arch, cell=cfg.cell, hidden=cfg.hidden, num_layers=cfg.num_layers, dropout=cfg.dropout,
+              head=cfg.head, likelihood=cfg.likelihood, scaling=cfg.scaling, backend=cfg.backend,
+              cov_mean=[float(x) for x in mean], cov_std=[float(x) for x in std],
+              static_mean=[float(x) for x in np.ravel(smean)], static_std=[float(x) for x in np.ravel(sstd)])
+    return Forecaster(**kw) if cfg.ensemble <= 1 else ForecastEnsemble(cfg.ensemble, **kw)
+
+
+def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout: int):
+    """Train on ``data`` without its last ``holdout`` steps; returns (model, fit metrics, context, season)."""
+    import dataclasses
+
+    from rnnkit.training.config import as_dict
+    from rnnkit.training.runner import fit, seed_everything
+
+    from .task import ForecastTask
+
+    context, season = resolve_shapes(cfg, data, holdout)
+    train, val = training_windows(cfg, data.cut(holdout), context, season, tcfg.seed)
+    if len(train) < 8 * tcfg.batch_size:  # few windows: smaller batches, so an epoch is several steps
+        tcfg = dataclasses.replace(tcfg, batch_size=max(1, min(tcfg.batch_size, len(train) // 8 or 1)))
+    seed_everything(tcfg.seed)
+    model = build_model(dataclasses.replace(cfg, head=resolve_head(cfg, data)), data, train, context)
+    task = ForecastTask(model, tcfg, train, val)
+    resolved = dataclasses.replace(cfg, context=context, season=season, head=resolve_head(cfg, data))
+    info = {"freq": data.freq, "n_series": len(data), "train_windows": len(train), "holdout": holdout}
+    metrics = fit(task, run_dir, {"app": "forecast", "task": as_dict(resolved), "data_info": info})
+    model.eval()
+    return model, metrics, resolved
+
+
+# ---- forecasting and scoring ---------------------------------------------------------------------
+def model_forecast(model, cfg: ForecastConfig, data: Series, origins: list[np.ndarray], seed: int = 0,
+                   known_future=None, batch: int = 1024):
+    """Windows at ``origins`` and the model's (point (N, H), samples (N, n, H)) on the value scale."""
+    import torch
+
+    w = make_windows(data, cfg.context, cfg.horizon, origins, _season_feat(cfg, cfg.season), cfg.transform,
+                     known_future)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    points, samples = [], []
+    for i in range(0, len(w), batch):
+        sl = slice(i, i + batch)
+        p, s = model.forecast(*(torch.from_numpy(a[sl]) for a in (w.y_ctx, w.x_ctx, w.x_fut, w.static)),
+                              n_samples=cfg.n_samples, generator=gen)
+        points.append(p.numpy())
+        samples.append(s.numpy())
+    point = invert_transform(np.concatenate(points).astype(np.float64), cfg.transform)
+    samp = invert_transform(np.concatenate(samples).astype(np.float64), cfg.transform)
+    return w, point, samp
+
+
+def score(model, cfg: ForecastConfig, data: Series, origins: list[np.ndarray], label: str, seed: int = 0):
+    """Forecast every window with the model and the baselines; returns (report dict, per-window rows)."""
+    w, point, samples = model_forecast(model, cfg, data, origins, seed)
+    H, m = cfg.horizon, cfg.season
+    names = [label, *cfg.baseline_list()]
+    rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    fallbacks = dict.fromkeys(names, 0)
+    arima_ok = _arima_cheap(data, len(w), m)
+    preds: dict[str, np.ndarray] = {label: point}
+    for n in names[1:]:
+        preds[n] = np.zeros_like(point)
+    for i in range(len(w)):
+        s, o = int(w.series[i]), int(w.origin[i])
+        hist, actual = data.values[s][:o], data.values[s][o:o + H]
+        rows[label].append(window_metrics(actual, point[i], hist, m, samples[i].T))
+        for n in names[1:]:
+            if n == "arima" and not arima_ok:
+                continue
+            p, smp, fell = bl.forecast(n, hist, H, m, cfg.n_samples)
+            fallbacks[n] += int(fell)
+            preds[n][i] = p
+            rows[n].append(window_metrics(actual, p, hist, m, smp))
+    preds = {n: p for n, p in preds.items() if rows[n]}  # a skipped baseline has no column
+    table = {n: aggregate(r) for n, r in rows.items() if r}
+    for n in table:
+        table[n]["windows"] = len(rows[n])
+        if fallbacks[n]:
+            table[n]["fallbacks"] = fallbacks[n]
+    report = {"windows": len(w), "series": len(data), "horizon": H, "season": m, "metrics": table,
+              "skipped": [n for n in names if not rows[n]]}
+    return report, w, point, samples, preds
+
+
+def _arima_cheap(data: Series, n_windows: int, season: int) -> bool:
+    """ARIMA only where it costs seconds: few windows, short seasons, short histories."""
+    return n_windows <= 200 and season <= 24 and int(data.lengths().max()) <= 2000
+
+
+def evaluation_origins(data: Series, horizon: int, windows: int, stride: int) -> tuple[list[np.ndarray], int]:
+    """Rolling origins at the end of every series, and the hold-out length they need."""
+    holdout = (windows - 1) * stride + horizon
+    return [len(v) - holdout + stride * np.arange(windows) for v in data.values], holdout
+
+
+def forecast_frame(cfg: ForecastConfig, data: Series, w: Windows, point, samples, preds=None):
+    """A long DataFrame: series_id, origin, timestamp, step, forecast, q..., actual, baselines."""
+    import pandas as pd
+
+    qs = cfg.quantile_list()
+    recs = []
+    for i in range(len(w)):
+        s, o = int(w.series[i]), int(w.origin[i])
+        times = data.times[s]
+        ft = future_times(times[:o], data.freq, cfg.horizon) if o > 0 else None
+        qv = np.quantile(samples[i], qs, axis=0) if qs else np.zeros((0, cfg.horizon))
+        for k in range(cfg.horizon):
+            rec = {"series_id": data.ids[s], "origin": fmt_time(times[o - 1]), "timestamp": fmt_time(ft[k]),
+                   "step": k + 1, "forecast": float(point[i, k]), "mean": float(samples[i, :, k].mean())}
+            for q, v in zip(qs, qv[:, k], strict=True):
+                rec[f"q{q:g}"] = float(v)
+            rec["actual"] = float(data.values[s][o + k]) if o + k < len(data.values[s]) else math.nan
+            for n, p in (preds or {}).items():
+                if n != "model":
+                    rec[n] = float(p[i, k])
+            recs.append(rec)
+    return pd.DataFrame.from_records(recs)
+
+
+def write_report(run_dir: Path, report: dict[str, Any], name: str, command: str | None = None) -> Path:
+    from rnnkit.io.atomic import write_json_atomic, write_text_atomic
+
+    write_json_atomic(run_dir / f"{name}.json", report)
+    lines = [f"# forecast {name}", "", f"{report['series']} series, {report['windows']} windows of horizon "
+             f"{report['horizon']} (season {report['season']})" + (f"; command: `{command}`" if command else ""), "",
+             markdown_table(report["metrics"])]
+    return write_text_atomic(run_dir / f"{name}.md", "\n".join(lines) + "\n")
+
+
+COLUMNS = ("mase", "smape", "mape", "mae", "rmse", "crps", "coverage80", "coverage95")
+
+
+def markdown_table(table: dict[str, dict[str, float]]) -> str:
+    head = "| model | " + " | ".join(COLUMNS) + " |\n|---|" + "---:|" * len(COLUMNS) + "\n"
+    body = ""
+    for name, row in table.items():
+        cells = []
+        for c in COLUMNS:
+            v = row.get(c)
+            cells.append("-" if v is None or not math.isfinite(v) else f"{v:.3f}")
+        body += f"| {name} | " + " | ".join(cells) + " |\n"
+    return head + body
+
+
+def print_table(table: dict[str, dict[str, float]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("model")
+    for c in COLUMNS:
+        t.add_column(c, justify="right")
+    for name, row in table.items():
+        t.add_row(name, *("-" if row.get(c) is None or not math.isfinite(row[c]) else f"{row[c]:.3f}" for c in COLUMNS))
+    Console(width=max(120, Console().width)).print(t)

@@ -1,0 +1,87 @@
+"""PNG plots in the run directory: history, forecast, prediction bands, backtest windows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .data import Series, Windows
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_forecasts(path: Path, data: Series, w: Windows, point, samples, title: str, max_series: int = 4,
+                   baseline: tuple[str, np.ndarray] | None = None, history: int | None = None) -> Path | None:
+    """One panel per series (the first ``max_series``): history, every window's forecast with its
+    80% and 95% bands, and the actual values."""
+    from rnnkit.io.atomic import save_figure_atomic
+
+    plt = _plt()
+    series = list(dict.fromkeys(int(s) for s in w.series))[:max_series]
+    if not series:
+        return None
+    fig, axes = plt.subplots(len(series), 1, figsize=(9, 2.8 * len(series)), squeeze=False)
+    for ax, s in zip(axes[:, 0], series, strict=True):
+        idx = np.flatnonzero(w.series == s)
+        first = int(w.origin[idx].min())
+        last = int(w.origin[idx].max()) + point.shape[1]
+        start = max(0, first - (history or 4 * point.shape[1]))
+        y, t = data.values[s], np.arange(len(data.values[s]))
+        ax.plot(t[start:min(last, len(y))], y[start:min(last, len(y))], color="black", lw=1, label="actual")
+        for j, i in enumerate(idx):
+            o = int(w.origin[i])
+            steps = np.arange(o, o + point.shape[1])
+            for lo, hi, a in ((0.025, 0.975, 0.15), (0.1, 0.9, 0.3)):
+                q = np.quantile(samples[i], [lo, hi], axis=0)
+                ax.fill_between(steps, q[0], q[1], color="C0", alpha=a, lw=0,
+                                label=(f"{round((hi - lo) * 100)}% band" if j == 0 else None))
+            ax.plot(steps, point[i], color="C0", lw=1.5, label="forecast" if j == 0 else None)
+            if baseline is not None:
+                ax.plot(steps, baseline[1][i], color="C3", lw=1, ls="--", label=baseline[0] if j == 0 else None)
+            ax.axvline(o - 0.5, color="gray", lw=0.5, ls=":")
+        ticks = ax.get_xticks()
+        times = data.times[s]
+        ax.set_xticks([x for x in ticks if 0 <= x < len(times)])
+        ax.set_xticklabels([str(times[int(x)])[:10] for x in ticks if 0 <= x < len(times)], fontsize=7)
+        ax.set_title(f"{data.ids[s]}", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure_atomic(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_future(path: Path, data: Series, point, samples, future_t, title: str, max_series: int = 4) -> Path:
+    """History and the forecast beyond the end of the data (``rnnkit forecast predict``)."""
+    from rnnkit.io.atomic import save_figure_atomic
+
+    plt = _plt()
+    n = min(max_series, len(data))
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2.8 * n), squeeze=False)
+    for s, ax in enumerate(axes[:, 0]):
+        y = data.values[s]
+        h = point.shape[1]
+        k = min(len(y), 6 * h)
+        ax.plot(np.arange(-k, 0), y[-k:], color="black", lw=1, label="history")
+        steps = np.arange(h)
+        for lo, hi, a in ((0.025, 0.975, 0.15), (0.1, 0.9, 0.3)):
+            q = np.quantile(samples[s], [lo, hi], axis=0)
+            ax.fill_between(steps, q[0], q[1], color="C0", alpha=a, lw=0, label=f"{round((hi - lo) * 100)}% band")
+        ax.plot(steps, point[s], color="C0", lw=1.5, label="forecast")
+        ax.set_title(f"{data.ids[s]}: {future_t[s][0]} ... {future_t[s][-1]}", fontsize=9)
+        ax.set_xlabel("steps from the end of the data", fontsize=8)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure_atomic(fig, path)
+    plt.close(fig)
+    return path
