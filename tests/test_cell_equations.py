@@ -15,16 +15,6 @@ from rnnkit.cells import InitOptions, make_cell
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (layer_norm on a busy 2-core
-    machine takes milliseconds per call with 2 threads, microseconds with 1)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def random_params(cell, seed: int = 0, scale: float = 0.5, dtype=F64) -> dict[str, torch.Tensor]:
     """Every parameter random (layer-norm gains and biases too, so their placement matters)."""
     g = torch.Generator().manual_seed(seed)

@@ -16,15 +16,6 @@ from rnnkit.executors.reference import ReferenceExecutor
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (layer_norm on a busy 2-core
-    machine takes milliseconds per call with 2 threads, microseconds with 1)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 CELL_OPTIONS = [
     ("rnn_tanh", {}),
     ("rnn_relu", {}),

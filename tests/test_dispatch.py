@@ -19,14 +19,6 @@ CPU32 = RunRequest(torch.device("cpu"), torch.float32)
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def native_and_reference_only(monkeypatch):
     """Auto's priority list with only the two executors every install has (no C++ extension)."""

@@ -14,14 +14,6 @@ T, B, I, H = 5, 4, 3, 4
 LENGTHS = [2, 5, 1, 4]  # its sorting permutation is not its own inverse
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 CELLS = [
     ("rnn_tanh", {}),
     ("rnn_relu", {}),

@@ -16,14 +16,6 @@ from rnnkit.layers.regularizers import dropout_mask, zoneout_weights
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def as_tuple(s):
     return s if isinstance(s, tuple) else (s,)
 

@@ -87,15 +87,6 @@ MATRIX = _matrix()
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: threads only add overhead (and stall badly on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_matrix_covers_every_pair_of_axis_values():
     axes = {
         "cell": CELLS, "num_layers": LAYERS, "bidirectional": BIDIRECTIONAL, "kind": KINDS,

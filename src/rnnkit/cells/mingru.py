@@ -41,12 +41,15 @@ def g(x: Tensor) -> Tensor:
     return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
 
 
+@dataclass(frozen=True)
 class MinimalCell(CellSpec):
-    """What minGRU and minLSTM share: input-only gates, state ``(h,)``, no ``W_hh``."""
+    """What minGRU and minLSTM share: input-only gates, state ``(h,)``, no ``W_hh``, the candidate's
+    ``activation`` ("g": the paper's positive g; "identity")."""
 
-    activation: str
+    activation: str = "g"
 
-    def _check_activation(self) -> None:
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {self.activation!r}"
@@ -92,14 +95,8 @@ class MinimalCell(CellSpec):
 class MinGRUSpec(MinimalCell):
     """minGRU cell (see the module docstring for the equations)."""
 
-    activation: str = "g"
-
     name: ClassVar[str] = "mingru"
     num_gates: ClassVar[int] = 2
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._check_activation()
 
     def _chrono_init(self, params: Params, tmax: float) -> None:
         if not self.bias:

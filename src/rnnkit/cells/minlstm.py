@@ -38,14 +38,8 @@ from rnnkit.cells.mingru import MinimalCell
 class MinLSTMSpec(MinimalCell):
     """minLSTM cell (see the module docstring for the equations)."""
 
-    activation: str = "g"
-
     name: ClassVar[str] = "minlstm"
     num_gates: ClassVar[int] = 3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._check_activation()
 
     def _chrono_init(self, params: Params, tmax: float) -> None:
         if not self.bias:

@@ -11,24 +11,13 @@ from typing import Annotated
 import typer
 
 from rnnkit.errors import UserError
+from rnnkit.training.cli_support import parse_set
 
 app = typer.Typer(help="The adding problem: a small real task that exercises the training backbone.",
                   no_args_is_help=True)
 
 TRAIN = "Training"
 TASK = "Task"
-
-
-def _parse_set(items: list[str] | None) -> dict[str, object]:
-    import yaml
-
-    out: dict[str, object] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UserError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return out
 
 
 @app.command()
@@ -76,7 +65,7 @@ def train(
         "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "schedule": schedule,
         "clip_norm": clip_norm, "clip_value": clip_value, "tbptt_steps": tbptt, "nan_policy": nan_policy,
         "early_stopping_patience": early_stopping, "seed": seed, "threads": threads,
-        "tensorboard": tensorboard, "quiet": True if quiet else None, **_parse_set(set_),
+        "tensorboard": tensorboard, "quiet": True if quiet else None, **parse_set(set_),
     }
     cfg, data = resolve_run(AddingConfig, flags, config, resume)
     run_dir = resume if resume is not None else out

@@ -15,6 +15,19 @@ from rnnkit.errors import UserError
 from rnnkit.training.config import TrainConfig, read_config_file, resolve, split_layers
 
 
+def parse_set(items: list[str] | None) -> dict[str, object]:
+    """``--set key=value`` options (values parsed as YAML scalars) as a mapping; ``-`` in keys as ``_``."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
 def resolve_run(
     task_cls: type,
     flags: dict[str, Any],

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from rnnkit.errors import UserError
+from rnnkit.training.cli_support import parse_set
 
 app = typer.Typer(help="Time-series forecasting: recurrent (or Transformer) global models vs naive, seasonal "
                        "naive, ETS and ARIMA baselines, with backtests, CSV forecasts and plots.",
@@ -46,18 +47,6 @@ def example_csv(name: str, out_dir: Path) -> Path:
     return path
 
 
-def _parse_set(items: list[str] | None) -> dict[str, object]:
-    import yaml
-
-    out: dict[str, object] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UserError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return out
-
-
 Data = Annotated[Path | None, typer.Option(help="CSV: long (series_id,timestamp,value[,covariates]) or wide "
                                                 "(timestamp + one column per series)", rich_help_panel=DATA)]
 Example = Annotated[str | None, typer.Option(help="use a series shipped with statsmodels instead of --data: "
@@ -71,7 +60,7 @@ def _flags(**kw) -> dict[str, object]:
               "static": "static_covariates", "fmt": "format", "early_stopping": "early_stopping_patience"}
     flags = {rename.get(k, k): (str(v) if isinstance(v, Path) else v) for k, v in kw.items()}
     flags["quiet"] = True if quiet else None
-    return {**flags, **_parse_set(sets)}
+    return {**flags, **parse_set(sets)}
 
 
 def _setup(out: Path, data: Path | None, example: str | None, config: Path | None, flags: dict):
