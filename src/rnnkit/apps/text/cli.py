@@ -1,0 +1,239 @@
+"""``rnnkit text``: train, evaluate and sample language models (docs/text.md).
+
+Heavy imports (torch, Lightning, tokenizers) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rnnkit.errors import UserError
+from rnnkit.training.cli_support import parse_set
+
+app = typer.Typer(help="Text generation: character or BPE language models (LSTM/GRU/... or a Transformer).",
+                  no_args_is_help=True)
+
+TRAIN = "Training"
+DATA = "Data"
+MODEL = "Model"
+
+
+def resolve_text_run(flags: dict, config: Path | None, resume: Path | None):
+    """(TrainConfig, TextConfig): text defaults < resumed run < --config file < flags."""
+    from rnnkit.apps.text.task import TRAIN_DEFAULTS, TextConfig
+    from rnnkit.training.config import TrainConfig, read_config_file, resolve, split_layers
+
+    layers: list[tuple[str, dict]] = [("text defaults", dict(TRAIN_DEFAULTS))]
+    if resume is not None:
+        from rnnkit.io.saving import read_config
+
+        if not (Path(resume) / "config.json").exists():
+            raise UserError(f"{resume} has no config.json: nothing to resume; start it with --out {resume}")
+        saved = read_config(resume)
+        layers.append((str(Path(resume) / "config.json"), {**saved.get("train", {}), **saved.get("task", {})}))
+    if config is not None:
+        layers.append((str(config), read_config_file(config)))
+    layers.append(("--flags", flags))
+    train_layers, task_layers = [], []
+    for source, mapping in layers:
+        train, rest = split_layers(TrainConfig, mapping)
+        task, unknown = split_layers(TextConfig, rest)
+        if unknown:
+            raise UserError(f"{source}: unknown option {sorted(unknown)[0]!r}")
+        src = "--" if source == "--flags" else source
+        train_layers.append((src, train))
+        task_layers.append((src, task))
+    return resolve(TrainConfig, *train_layers), resolve(TextConfig, *task_layers)
+
+
+@app.command()
+def train(
+    paths: Annotated[list[Path] | None, typer.Argument(help="UTF-8 text files or folders (default: the Python "
+                                                           "documentation topics, pydoc_data.topics)")] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory to create")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue the run in this directory")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="start from this run's weights")] = None,
+    pattern: Annotated[str | None, typer.Option(help="files taken from folders [*.txt]", rich_help_panel=DATA)] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="char | bpe [char]", rich_help_panel=DATA)] = None,
+    bpe_vocab: Annotated[int | None, typer.Option(help="BPE vocabulary size [1024]", rich_help_panel=DATA)] = None,
+    valid_fraction: Annotated[float | None, typer.Option(help="[0.05]", rich_help_panel=DATA)] = None,
+    test_fraction: Annotated[float | None, typer.Option(help="[0.05]", rich_help_panel=DATA)] = None,
+    arch: Annotated[str | None, typer.Option(help="rnn | transformer (same parameter count) [rnn]",
+                                             rich_help_panel=MODEL)] = None,
+    cell: Annotated[str | None, typer.Option(help="lstm | gru | rnn_tanh | ... [lstm]", rich_help_panel=MODEL)] = None,
+    embedding_size: Annotated[int | None, typer.Option(help="[= hidden]", rich_help_panel=MODEL)] = None,
+    hidden: Annotated[int | None, typer.Option(help="[256]", rich_help_panel=MODEL)] = None,
+    num_layers: Annotated[int | None, typer.Option(help="[1]", rich_help_panel=MODEL)] = None,
+    tie_weights: Annotated[bool | None, typer.Option("--tie-weights/--no-tie-weights", rich_help_panel=MODEL)] = None,
+    embedding_dropout: Annotated[float | None, typer.Option(rich_help_panel=MODEL)] = None,
+    input_dropout: Annotated[float | None, typer.Option(rich_help_panel=MODEL)] = None,
+    variational_dropout: Annotated[float | None, typer.Option(rich_help_panel=MODEL)] = None,
+    weight_drop: Annotated[float | None, typer.Option(rich_help_panel=MODEL)] = None,
+    output_dropout: Annotated[float | None, typer.Option(help="[0.1]", rich_help_panel=MODEL)] = None,
+    ar: Annotated[float | None, typer.Option(help="activation regularisation", rich_help_panel=MODEL)] = None,
+    tar: Annotated[float | None, typer.Option(help="temporal activation regularisation", rich_help_panel=MODEL)] = None,
+    bptt: Annotated[int | None, typer.Option(help="TBPTT window in tokens [128]", rich_help_panel=TRAIN)] = None,
+    epoch_steps: Annotated[int | None, typer.Option(help="batches per epoch (validation after each) [200]",
+                                                    rich_help_panel=TRAIN)] = None,
+    minutes: Annotated[float | None, typer.Option(help="time budget for training", rich_help_panel=TRAIN)] = None,
+    epochs: Annotated[int | None, typer.Option(help="max epochs [20]", rich_help_panel=TRAIN)] = None,
+    max_steps: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="parallel streams [32]", rich_help_panel=TRAIN)] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adam | adamw | sgd | ntasgd [adam]",
+                                                  rich_help_panel=TRAIN)] = None,
+    lr: Annotated[float | None, typer.Option(help="[5e-3]", rich_help_panel=TRAIN)] = None,
+    clip_norm: Annotated[float | None, typer.Option(help="[1.0]", rich_help_panel=TRAIN)] = None,
+    seed: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads", rich_help_panel=TRAIN)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="any other option: --set key=value",
+                                                   rich_help_panel=TRAIN)] = None,
+) -> None:
+    """Train a language model on text files into a run directory (TBPTT over a continuous stream)."""
+    from rnnkit.apps.text.task import run_text
+
+    if (out is None) == (resume is None):
+        raise UserError("give exactly one of --out DIR (a new run) or --resume RUN_DIR")
+    flags = {
+        "files": [str(p) for p in paths] if paths else None, "pattern": pattern, "tokenizer": tokenizer,
+        "bpe_vocab": bpe_vocab, "valid_fraction": valid_fraction, "test_fraction": test_fraction, "arch": arch,
+        "cell": cell, "embedding_size": embedding_size, "hidden": hidden, "num_layers": num_layers,
+        "tie_weights": tie_weights, "embedding_dropout": embedding_dropout, "input_dropout": input_dropout,
+        "variational_dropout": variational_dropout, "weight_drop": weight_drop, "output_dropout": output_dropout,
+        "ar": ar, "tar": tar, "bptt": bptt, "epoch_steps": epoch_steps, "minutes": minutes, "max_epochs": epochs,
+        "max_steps": max_steps, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "clip_norm": clip_norm,
+        "seed": seed, "threads": threads, "quiet": True if quiet else None, **parse_set(set_),
+    }
+    cfg, text = resolve_text_run(flags, config, resume)
+    run_dir = resume if resume is not None else out
+    metrics = run_text(cfg, text, run_dir, resume=resume is not None, init_from=init_from)
+    if not cfg.quiet:
+        t = metrics["text"]
+        v = t.get("valid")
+        typer.echo(f"{metrics['status']}: step {metrics['global_step']} in {metrics['train_seconds']:.0f} s"
+                   + (f"; validation: {v['bits_per_char']:.3f} bits/char, perplexity {v['perplexity']:.2f}, "
+                      f"cross-entropy {v['cross_entropy']:.4f} nats/token" if v else ""))
+        typer.echo(f"run directory: {run_dir}; sample with `rnnkit text generate {run_dir}`")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory of `rnnkit text train`")],
+    split: Annotated[str, typer.Option(help="test | valid | train (of the training corpus)")] = "test",
+    file: Annotated[Path | None, typer.Option(help="evaluate on this UTF-8 text file instead")] = None,
+    batch: Annotated[int, typer.Option(help="parallel streams")] = 16,
+) -> None:
+    """Cross-entropy, perplexity and bits per character of a trained model on held-out text."""
+    import json
+
+    from rnnkit.apps.text.metrics import summary
+
+    res = evaluate_run(run_dir, split, file, batch)
+    s = summary(res["cross_entropy"], res["tokens_per_char"])
+    typer.echo(json.dumps({**res, **s}, indent=2))
+
+
+def evaluate_run(run_dir: Path, split: str = "test", file: Path | None = None, batch: int = 16) -> dict:
+    import torch
+
+    import rnnkit
+    from rnnkit.apps.text.data import read_text_file
+    from rnnkit.apps.text.task import TextConfig, evaluate_ids, prepare
+    from rnnkit.apps.text.tokenizer import load_tokenizer
+    from rnnkit.io.saving import read_config
+
+    if not Path(run_dir).is_dir():
+        raise UserError(f"run directory {run_dir} not found")
+    model = rnnkit.load(run_dir)
+    tok = load_tokenizer(run_dir)
+    cfg = read_config(run_dir)
+    text_cfg = TextConfig(**cfg.get("task", {}))
+    if file is not None:
+        s = read_text_file(Path(file))
+        if not s:
+            raise UserError(f"{file} is empty")
+        ids, chars, source = torch.tensor(tok.encode(s), dtype=torch.long), len(s), str(file)
+    else:
+        if split not in ("train", "valid", "test"):
+            raise UserError(f"unknown split {split!r}; choose test, valid or train")
+        data = prepare(text_cfg, tok)
+        ids, chars, source = data.ids[split], data.chars[split], f"{split} split"
+        if len(ids) < 2:
+            raise UserError(f"the {split} split is empty (test_fraction 0?): evaluate --split valid or --file")
+    total, count = evaluate_ids(model, ids, text_cfg.bptt, batch)
+    return {"source": source, "tokens": count, "cross_entropy": total / count, "tokens_per_char": len(ids) / chars}
+
+
+@app.command()
+def generate(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory of `rnnkit text train`")],
+    prompt: Annotated[str, typer.Option(help="text to continue (default: start after a blank line)")] = "",
+    max_tokens: Annotated[int, typer.Option(help="tokens to generate")] = 500,
+    temperature: Annotated[float, typer.Option(help="0: greedy")] = 0.8,
+    top_k: Annotated[int, typer.Option(help="sample from the k most likely tokens (0: all)")] = 0,
+    top_p: Annotated[float, typer.Option(help="nucleus sampling: smallest set with this probability")] = 1.0,
+    seed: Annotated[int, typer.Option(help="sampling seed (same seed, same text)")] = 0,
+    unknown: Annotated[str, typer.Option(help="prompt characters outside the vocabulary: error | skip")] = "error",
+    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="print tokens as they come")] = True,
+    echo_prompt: Annotated[bool, typer.Option("--echo-prompt/--no-echo-prompt", help="print the prompt first")] = True,
+) -> None:
+    """Continue a prompt with a trained model, streaming the text as it is produced."""
+    import rnnkit
+    from rnnkit.apps.text.generate import check_sampling, generate_stream
+    from rnnkit.apps.text.tokenizer import load_tokenizer
+
+    if unknown not in ("error", "skip"):
+        raise UserError(f"unknown --unknown {unknown!r}; choose error or skip")
+    check_sampling(temperature, top_k, top_p, max_tokens)
+    if not Path(run_dir).is_dir():
+        raise UserError(f"run directory {run_dir} not found")
+    tok = load_tokenizer(run_dir)
+    model = rnnkit.load(run_dir)
+    pieces = generate_stream(model, tok, prompt, max_tokens, temperature, top_k, top_p, seed, unknown)
+    if echo_prompt:
+        sys.stdout.write(prompt)
+    if stream:
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    else:
+        sys.stdout.write("".join(pieces))
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def demo(out_dir: Path, quick: bool) -> list[str]:
+    """`rnnkit demo`'s text part: a short char-LSTM on the Python docs topics, then a sample."""
+    import math
+    import shutil
+
+    import rnnkit
+    from rnnkit.apps.text.generate import generate
+    from rnnkit.apps.text.task import TextConfig, run_text
+    from rnnkit.apps.text.tokenizer import load_tokenizer
+    from rnnkit.training.config import TrainConfig
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    seconds = 5 if quick else 14
+    cfg = TrainConfig(max_epochs=1000, batch_size=16, lr=5e-3, clip_norm=1.0, quiet=True, threads=1,
+                      tensorboard=False, plots=not quick, log_every_n_steps=10)
+    text = TextConfig(hidden=192, bptt=64, epoch_steps=15, minutes=seconds / 60,
+                      output_dropout=0.0)
+    print(f"training a character LSTM on the Python documentation topics (pydoc_data.topics) for "
+          f"{seconds} s into {out_dir} ...")
+    m = run_text(cfg, text, out_dir)
+    model, tok = rnnkit.load(out_dir), load_tokenizer(out_dir)
+    prompt = "The "
+    sample = generate(model, tok, prompt, max_tokens=160, temperature=0.7, seed=0)
+    t = m["text"]
+    line = " ".join((prompt + sample).split())
+    return [f"{t['parameters']:,}-parameter char LSTM, {m['global_step']} steps in {m['train_seconds']:.0f} s: "
+            f"validation {t['valid']['bits_per_char']:.2f} bits/char (a uniform guess over its {t['vocab_size']} "
+            f"symbols: {math.log2(t['vocab_size']):.1f}; a real run trains minutes to hours)",
+            f"sample (temperature 0.7, seed 0): {line[:200]!r}",
+            f"run directory {out_dir}; try `rnnkit text generate {out_dir} --prompt 'The '`"]
