@@ -150,6 +150,17 @@ class CellSpec(ABC):
         return tuple(torch.zeros(batch, n, device=device, dtype=dtype) for n in self.state_sizes())
 
 
+def options_repr(spec: CellSpec, init: InitOptions) -> str:
+    """``", name=value"`` for the cell options and initialisation that differ from their defaults,
+    as the modules built on a cell show them in ``repr``."""
+    s = "".join(f", {name}=True" for name in ("peephole", "layer_norm") if getattr(spec, name, False))
+    if init.forget_bias is not None:
+        s += f", forget_bias={init.forget_bias}"
+    if init.scheme != "torch":
+        s += f", init={init.scheme!r}"
+    return s
+
+
 def recurrent_input(h: Tensor, recurrent_mask: Tensor | None) -> Tensor:
     """``h_{t-1}`` as seen by the recurrent weights (dropped out if a mask is given)."""
     return h if recurrent_mask is None else h * recurrent_mask

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from rnnkit.cells.base import CellSpec, Params, State, layer_norm
+from rnnkit.cells.base import CellSpec, Params, State, layer_norm, normed_linear
 
 SIGMOID_LOW = 0.05
 SIGMOID_HIGH = 0.95
@@ -69,10 +69,8 @@ def _lookup(spec: CellSpec) -> tuple[GateKinds, GateFn]:
 
 # ---- the families ---------------------------------------------------------------------------------
 def _recurrent_part(spec: CellSpec, params: Params, h: Tensor) -> Tensor:
-    gh = torch.nn.functional.linear(h, params["weight_hh"])
-    if getattr(spec, "layer_norm", False):
-        gh = layer_norm(gh, params, "layer_norm_hh")
-    return gh + params["bias_hh"] if "bias_hh" in params else gh
+    """``W_hh h + b_hh`` as the cell computes it (layer norm included)."""
+    return normed_linear(h, params, "hh", getattr(spec, "layer_norm", False))
 
 
 def _elman_gates(spec: CellSpec, params: Params, gx_t: Tensor, state: State) -> dict[str, Tensor]:

@@ -76,6 +76,16 @@ class Executor(ABC):
     def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
         """None if this executor can run ``request`` for ``cell``, else why not."""
 
+    def check_runnable(
+        self, cell: CellSpec, x: Tensor, masks: StepMasks | None, return_states: bool
+    ) -> None:
+        """Raise ValueError with ``supports``' reason if this call cannot run here (a direct call to
+        ``run`` bypasses the dispatcher, which asks ``supports`` first)."""
+        has_masks = masks is not None and masks.any()
+        reason = self.supports(cell, RunRequest(x.device, x.dtype, has_masks, return_states))
+        if reason is not None:
+            raise ValueError(f"{self.name} executor: {reason}")
+
     @abstractmethod
     def run(
         self,

@@ -185,10 +185,7 @@ class FusedCPUExecutor(Executor):
         masks: StepMasks | None = None,
         return_states: bool = False,
     ) -> RunResult:
-        reason = self.supports(cell, RunRequest(x.device, x.dtype, masks is not None and masks.any(),
-                                                return_states))
-        if reason is not None:
-            raise ValueError(f"fused_cpu executor: {reason}")
+        self.check_runnable(cell, x, masks, return_states)
         module, _ = _extension()
         family = _family(cell)
         T, B = x.shape[0], x.shape[1]

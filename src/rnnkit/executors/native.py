@@ -66,10 +66,7 @@ class NativeExecutor(Executor):
         masks: StepMasks | None = None,
         return_states: bool = False,
     ) -> RunResult:
-        if (masks is not None and masks.any()) or return_states:
-            raise ValueError("native executor: " + str(self.supports(
-                cell, RunRequest(x.device, x.dtype, masks is not None and masks.any(), return_states)
-            )))
+        self.check_runnable(cell, x, masks, return_states)
         if reverse:
             x = flip_sequences(x, lengths)
         hx = tuple(s.unsqueeze(0) for s in state0)

@@ -105,10 +105,7 @@ class ScanExecutor(Executor):
         masks: StepMasks | None = None,
         return_states: bool = False,
     ) -> RunResult:
-        reason = self.supports(cell, RunRequest(x.device, x.dtype, masks is not None and masks.any(),
-                                                return_states))
-        if reason is not None:
-            raise ValueError(f"scan executor: {reason}")
+        self.check_runnable(cell, x, masks, return_states)
         if masks is not None and masks.recurrent is not None:
             raise ValueError(f"recurrent dropout acts on weight_hh; the {cell.name!r} cell has none")
         z = None

@@ -22,16 +22,19 @@ def _factory(module: nn.Module) -> dict:
     return {"device": p.device, "dtype": p.dtype}
 
 
+def _stack_options(module: nn.Module, factory: dict) -> dict:
+    """The constructor options torch.nn's stacks and rnnkit's drop-ins share, read off either one."""
+    return dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
+                dropout=module.dropout, bidirectional=module.bidirectional, **factory)
+
+
 def from_torch(module: nn.Module) -> nn.Module:
     """The rnnkit drop-in equivalent of a torch.nn RNN/LSTM/GRU or cell, with the same weights."""
     if isinstance(module, (_TorchCompatible, _CellModule)):
         return module
     f = _factory(module)
     if isinstance(module, nn.RNNBase):
-        common = dict(
-            num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
-            dropout=module.dropout, bidirectional=module.bidirectional, **f,
-        )
+        common = _stack_options(module, f)
         if isinstance(module, nn.LSTM):
             ours: nn.Module = LSTM(module.input_size, module.hidden_size,
                                    proj_size=module.proj_size, **common)
@@ -76,10 +79,7 @@ def to_torch(module: nn.Module) -> nn.Module:
         dropped = [name for name in _TRAIN_OPTIONS if getattr(module, name)]
         if dropped:
             warnings.warn(f"to_torch: dropping training-only {', '.join(dropped)}", stacklevel=2)
-        common = dict(
-            num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
-            dropout=module.dropout, bidirectional=module.bidirectional, **f,
-        )
+        common = _stack_options(module, f)
         if isinstance(module, LSTM):
             theirs: nn.Module = nn.LSTM(module.input_size, module.hidden_size,
                                         proj_size=module.proj_size, **common)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.cells.base import CellSpec, InitOptions, Params, State
+from rnnkit.cells.base import CellSpec, InitOptions, Params, State, options_repr
 from rnnkit.cells.registry import make_cell
 from rnnkit.executors.base import Executor, RunRequest, StepMasks
 from rnnkit.executors.dispatch import choose, get_executor, validate_backend
@@ -197,18 +197,7 @@ class Recurrent(nn.Module):
 
     def _options_repr(self) -> str:
         """The rnnkit options that differ from their defaults, for ``repr``."""
-        s = ""
-        for name, default in (
-            ("peephole", False),
-            ("layer_norm", False),
-        ):
-            value = getattr(self.cell, name, default)
-            if value != default:
-                s += f", {name}={value}"
-        if self.init_options.forget_bias is not None:
-            s += f", forget_bias={self.init_options.forget_bias}"
-        if self.init_options.scheme != "torch":
-            s += f", init={self.init_options.scheme!r}"
+        s = options_repr(self.cell, self.init_options)
         for name in ("variational_dropout", "recurrent_dropout", "weight_drop"):
             if getattr(self, name):
                 s += f", {name}={getattr(self, name)}"

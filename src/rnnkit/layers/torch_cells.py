@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnkit.cells.base import CellSpec, InitOptions, Params
+from rnnkit.cells.base import CellSpec, InitOptions, Params, options_repr
 from rnnkit.cells.registry import make_cell
 
 
@@ -56,14 +56,7 @@ class _CellModule(nn.Module):
             s += f", bias={self.bias}"
         if getattr(self, "nonlinearity", "tanh") != "tanh":
             s += f", nonlinearity={self.nonlinearity}"
-        for name in ("peephole", "layer_norm"):
-            if getattr(self.spec, name, False):
-                s += f", {name}=True"
-        if self.init_options.forget_bias is not None:
-            s += f", forget_bias={self.init_options.forget_bias}"
-        if self.init_options.scheme != "torch":
-            s += f", init={self.init_options.scheme!r}"
-        return s
+        return s + options_repr(self.spec, self.init_options)
 
     def _check_dims(self, input: Tensor, hx: tuple[Tensor, ...] | None, names: list[str]) -> bool:
         if input.dim() not in (1, 2):
