@@ -157,3 +157,17 @@ def test_awd_regularisers_and_ntasgd_train(trained, tmp_path, capsys):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["config"]["weight_drop"] == 0.3 and cfg["task"]["tar"] == 1
     assert math.isfinite(json.loads((run / "metrics.json").read_text())["text"]["valid"]["bits_per_char"])
+
+
+def test_diagnose_a_text_run(trained, tmp_path, capsys):
+    run, corpus = trained
+    code, out, err = _run(capsys, "diagnose", run, "--out", tmp_path / "d", "--size", "3")
+    assert code == 0, err
+    assert "layer 0 dir 0: |dL/dh_first| / |dL/dh_last| =" in out
+    record = json.loads((tmp_path / "d" / "diagnostics.jsonl").read_text().splitlines()[0])
+    assert len(record["gradient_flow"]["ratio"]) == 1 and record["spectrum"]
+    code, _, _ = _run(capsys, "diagnose", run, "--out", tmp_path / "e", "--size", "2", "--data", corpus / "part1.txt")
+    assert code == 0
+    (tmp_path / "short.txt").write_text("the ")
+    err = _error(capsys, "diagnose", run, "--out", tmp_path / "f", "--data", tmp_path / "short.txt")
+    assert "fewer than one window" in err

@@ -153,3 +153,22 @@ def test_cosine_warmup_schedule_and_clip_value(tmp_path):
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
     lrs = [float(r.split(",")[4]) for r in rows]
     assert lrs[0] < 1e-2 and lrs[-1] < lrs[1]  # warm-up, then decay
+
+
+def test_cosine_follows_a_time_budget_when_it_runs_ahead_of_the_steps():
+    from rnnkit.training.config import TrainConfig
+    from rnnkit.training.optim import build_scheduler
+
+    cfg = TrainConfig(lr=1.0, schedule="cosine", min_lr=0.01)
+    spent = [0.0]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = build_scheduler(opt, cfg, total_steps=10**6, time_progress=lambda: spent[0])
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.0)
+    spent[0] = 0.5  # half the budget gone after one step of a million: the time decides
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01 + 0.99 * 0.5)
+    spent[0] = 1.7  # past the budget: the floor, not beyond it
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)

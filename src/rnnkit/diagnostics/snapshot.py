@@ -49,7 +49,7 @@ def snapshot(
     check: bool = True,
 ) -> Snapshot:
     """Diagnose ``model`` on ``x``: ``loss_fn(model(x))`` for the gradient flow, ``output_fn(model(x))``
-    ((B,) or (B, K)) as ``y_T`` for the influence (skipped if None)."""
+    ((B,) or (B, K)) as ``y_T`` for the influence (skipped if it or its result is None)."""
     rec = find_recurrent(model, recurrent)
     with eval_mode(model), torch.enable_grad(), trace(
         model, recurrent=recurrent, record_gates=gates, check=check
@@ -59,8 +59,9 @@ def snapshot(
         flow = GradientFlow(rec.cell_name, gradient_norms(tape.state_gradients(loss), tape.state_names),
                             float(loss.detach()))
         influence = None
-        if output_fn is not None:
-            norms = jacobian_norms(tape, output_fn(output), num_projections)
+        y_last = output_fn(output) if output_fn is not None else None
+        if y_last is not None:  # None: an output with no (B,) / (B, K) reading; no influence
+            norms = jacobian_norms(tape, y_last, num_projections)
             influence = Influence(rec.cell_name, norms.mean(dim=1).flip(0).cpu())
     stats = tape.gate_statistics() if gates else None
     return Snapshot(flow, influence, stats, recurrent_spectrum(model, recurrent=recurrent))

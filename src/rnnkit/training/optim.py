@@ -6,14 +6,16 @@
   ``ntasgd_patience`` ones, then :class:`torch.optim.ASGD` (``t0=0, lambd=0``: a running average of
   the iterates from the switch on); validation and the saved model use the averaged weights.
 - Schedules: ``constant`` and ``cosine`` (to ``min_lr`` over the run, both with linear ``warmup_steps``)
-  step every optimiser step; ``step`` and ``exponential`` every epoch; ``plateau`` (torch's
+  step every optimiser step; a run with a wall-clock budget (the task's ``budget_progress``) follows
+  cosine by whichever is further along, steps or time, so the rate reaches ``min_lr`` as the budget
+  ends; ``step`` and ``exponential`` every epoch; ``plateau`` (torch's
   ``ReduceLROnPlateau``) after every validation.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -40,7 +42,9 @@ def schedule_interval(cfg: TrainConfig) -> str:
             "plateau": "validation"}[cfg.schedule]
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int,
+                    time_progress: Callable[[], float] | None = None):
+    """The scheduler of ``cfg.schedule``; ``time_progress()`` is the fraction of a time budget spent."""
     if cfg.schedule in ("constant", "cosine"):
         warm, floor = cfg.warmup_steps, cfg.min_lr / cfg.lr
         total = max(total_steps, warm + 1)
@@ -51,6 +55,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_st
             if cfg.schedule == "constant":
                 return 1.0
             progress = min(1.0, (step - warm) / max(1, total - warm))
+            if time_progress is not None:
+                progress = max(progress, min(1.0, time_progress()))
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -119,8 +119,13 @@ class SequenceTask(pl.LightningModule):
     def configure_optimizers(self):
         opt = build_optimizer(self.model.parameters(), self.cfg, averaged=self.ntasgd_switched)
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
-        sched = build_scheduler(opt, self.cfg, int(total) if math.isfinite(total) else 10**9)
+        sched = build_scheduler(opt, self.cfg, int(total) if math.isfinite(total) else 10**9,
+                                time_progress=self.budget_progress)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched}}  # stepped by hand (manual optimisation)
+
+    def budget_progress(self) -> float:
+        """The fraction of a wall-clock training budget spent (0 without one; apps with one override)."""
+        return 0.0
 
     def _params(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]

@@ -207,6 +207,37 @@ def generate(
     sys.stdout.flush()
 
 
+def diagnose_inputs(run_dir: Path, model, config: dict, data: Path | None, size: int):
+    """For ``rnnkit diagnose RUN_DIR``: ``size`` windows of ``bptt`` tokens from the validation split
+    (or from the text file ``data``), evenly spaced; the loss is the next-token cross-entropy."""
+    import torch
+
+    from rnnkit.apps.text.data import read_text_file
+    from rnnkit.apps.text.task import TextConfig, prepare
+    from rnnkit.apps.text.tokenizer import load_tokenizer
+
+    if getattr(model, "rnn", None) is None:
+        raise UserError("only recurrent text models can be diagnosed (this run is a transformer)")
+    tok = load_tokenizer(run_dir)
+    text_cfg = TextConfig(**config.get("task", {}))
+    if data is not None:
+        ids, source = torch.tensor(tok.encode(read_text_file(Path(data))), dtype=torch.long), str(data)
+    else:
+        ids, source = prepare(text_cfg, tok).ids["valid"], "the validation split"
+    T = text_cfg.bptt
+    if len(ids) < T + 1:
+        raise UserError(f"{source} has {len(ids)} tokens, fewer than one window of bptt+1 = {T + 1}")
+    starts = torch.linspace(0, len(ids) - T - 1, size).long()
+    window = torch.stack([ids[s:s + T + 1] for s in starts.tolist()], 1)  # (T+1, size)
+    x, y = window[:-1], window[1:]
+
+    def loss(output):
+        logits = output[0]
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    return x, loss
+
+
 def demo(out_dir: Path, quick: bool) -> list[str]:
     """`rnnkit demo`'s text part: a short char-LSTM on the Python docs topics, then a sample."""
     import math

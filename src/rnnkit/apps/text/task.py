@@ -174,8 +174,13 @@ class TextTask(SequenceTask):
             if self._windows.start(self.current_epoch) != 0:
                 self._carry = carry  # the stream goes on where the last epoch stopped
 
+    def budget_progress(self) -> float:
+        if self.text.minutes is None or not self._t0:
+            return 0.0
+        return (time.perf_counter() - self._t0) / (60 * self.text.minutes)
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.text.minutes is not None and time.perf_counter() - self._t0 > 60 * self.text.minutes:
+        if self.budget_progress() >= 1.0:
             self.stopped_by_time = True
             self.trainer.should_stop = True
 
