@@ -54,7 +54,7 @@ def test_selective_copy_layout():
 
 @pytest.fixture(scope="module")
 def bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "memory_tasks.py"
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "memory_tasks.py"  # the wrapper
     spec = importlib.util.spec_from_file_location("rnnkit_bench_memory_tasks", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -91,3 +91,18 @@ def test_scan_benchmark_smoke():
     assert all(r["median_s"] > 0 for r in rows)
     assert by["mingru"]["speedup_vs_ref"] > 0 and by["gru"]["speedup_vs_gru"] == 1.0
     assert module.memory_child("mingru", 64, 2, 8) >= 0
+
+
+def test_rnnkit_bench_memory_cli(tmp_path, capsys):
+    from rnnkit.cli import main
+
+    out = tmp_path / "rows.jsonl"
+    code = main(["bench", "memory", "--tasks", "adding:12", "--cells", "gru", "--hidden", "8", "--budget", "0",
+                 "--eval-every", "1", "--eval-batch", "8", "--batch", "4", "--json", str(out)])
+    assert code == 0 and len(out.read_text().splitlines()) == 1
+    capsys.readouterr()
+    for bad, why in [(["--cells", "nope"], "unknown cell 'nope'"), (["--tasks", "adding:x"], "T must be an integer"),
+                     (["--tasks", "sorting:10"], "unknown task"), (["--budget", "x"], "invalid float")]:
+        code = main(["bench", "memory", *bad])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and why in err, err

@@ -122,6 +122,10 @@ def build_app() -> typer.Typer:
     root.command("info")(info)
     root.command("demo")(demo)
     root.command("diagnose")(diagnose)
+    bench = typer.Typer(help="Benchmarks that ship with rnnkit.", no_args_is_help=True)
+    bench.command("memory", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                              "help_option_names": []}, add_help_option=False)(bench_memory)
+    root.add_typer(bench, name="bench")
     _discover()
     for name, (target, help_text) in _APPS.items():
         sub, module, why = _resolve(target)
@@ -200,6 +204,18 @@ def info() -> None:
             table.add_row(name, f"[green]{status}[/]" if status == "loaded" else status)
         console.print(table)
     console.print("apps: " + ", ".join(sorted(_APPS)))
+
+
+# ---- bench ---------------------------------------------------------------------------------
+def bench_memory(ctx: typer.Context) -> None:
+    """Long-range memory tasks (adding, copy memory, selective copy) per cell; --help for the options."""
+    from rnnkit.bench.memory_tasks import main as run
+
+    try:
+        run(list(ctx.args), prog="rnnkit bench memory")
+    except SystemExit as e:  # argparse's --help
+        if e.code:
+            raise typer.Exit(2) from None
 
 
 # ---- diagnose --------------------------------------------------------------------------------

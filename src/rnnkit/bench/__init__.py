@@ -1,0 +1,2 @@
+"""Benchmarks that ship with the package (``rnnkit bench ...``); the speed benchmarks live in
+``benchmarks/`` of the repository."""

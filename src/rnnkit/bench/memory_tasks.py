@@ -1,0 +1,279 @@
+"""Long-range memory benchmarks: adding problem, copy memory and selective copy, per cell.
+
+Trains ``rnnkit.Recurrent(cell, ...) + Linear`` on fresh random batches (Adam, gradient clipping
+1.0), evaluates on a fixed held-out batch every ``--eval-every`` steps and stops when the metric
+reaches the task's threshold or the per-run time budget (``--budget`` seconds of training) is spent.
+Reports the final metric, whether and when (training wall time, evaluation excluded, and step) the
+threshold was reached.
+
+Tasks (``--tasks``, ``name:T`` items; default: all of these):
+
+- ``adding:200,600,1000`` — MSE, threshold 1e-4 (baseline 1/6); Bai et al. 2018 T=600: LSTM 0.164,
+  GRU 5.3e-5.
+- ``copy:100,500,1000`` — cross-entropy over all T+20 steps, threshold 1e-3 (memoryless baseline
+  10 log 8 / (T+20)); Bai et al. 2018 T=1000: LSTM 0.0204, GRU 0.0197.
+- ``selective:256`` — selective copy (16 tokens, vocab 8 here) at the recall steps; cross-entropy,
+  threshold: accuracy >= 0.99 (reported with the loss).
+
+Cells (``--cells``): ``elman`` (rnn_tanh), ``lstm`` (torch init), ``lstm_chrono`` (chrono init,
+T_max = T), ``gru``, ``mingru``, ``minlstm``, ``mingru_chrono``, ``minlstm_chrono``. The classic cells
+have one layer (as Bai et al.); the min cells two (``--min-layers``): one minGRU layer's gates read
+only its input, so a single layer cannot keep time during the recall phase (Feng et al. stack them).
+
+Run (the full grid takes many hours on 2 cores)::
+
+    rnnkit bench memory --tasks adding:600 --cells lstm_chrono,mingru --budget 1200 \\
+        --json runs/memory_adding600.jsonl --markdown
+
+(or ``python benchmarks/memory_tasks.py ...`` from the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import rnnkit
+from rnnkit.errors import UserError
+from rnnkit.tasks import (
+    ADDING_BASELINE_MSE,
+    adding_batch,
+    copy_memory_baseline,
+    copy_memory_batch,
+    selective_copy_batch,
+    selective_copy_symbols,
+)
+
+CELLS = {
+    "elman": ("rnn_tanh", {}),
+    "lstm": ("lstm", {}),
+    "lstm_chrono": ("lstm", {"init": "chrono"}),
+    "gru": ("gru", {}),
+    "mingru": ("mingru", {}),
+    "minlstm": ("minlstm", {}),
+    "mingru_chrono": ("mingru", {"init": "chrono"}),
+    "minlstm_chrono": ("minlstm", {"init": "chrono"}),
+}
+DEFAULT_CELLS = ["elman", "lstm", "lstm_chrono", "gru", "mingru", "minlstm"]
+DEFAULT_TASKS = ["adding:200", "adding:600", "adding:1000", "copy:100", "copy:500", "copy:1000",
+                 "selective:256"]
+SELECTIVE_VOCAB, SELECTIVE_TOKENS = 8, 16
+PUBLISHED = {("adding", 600, "lstm"): 0.164, ("adding", 600, "gru"): 5.3e-5,
+             ("copy", 1000, "lstm"): 0.0204, ("copy", 1000, "gru"): 0.0197}
+
+
+@dataclass
+class Row:
+    task: str
+    T: int
+    cell: str
+    metric: str
+    final: float
+    baseline: float
+    threshold: float
+    reached: bool
+    time_to_threshold_s: float | None
+    steps_to_threshold: int | None
+    steps: int
+    train_time_s: float
+    accuracy: float | None
+    layers: int
+    hidden: int
+    params: int
+    executor: str
+    published: float | None
+
+
+class Model(nn.Module):
+    def __init__(self, cell: str, n_in: int, n_out: int, hidden: int, layers: int, options: dict,
+                 T: int, one_hot: bool):
+        super().__init__()
+        if options.get("init") == "chrono":
+            options = {**options, "chrono_tmax": float(max(T, 3))}
+        self.one_hot, self.n_in = one_hot, n_in
+        self.rnn = rnnkit.Recurrent(cell, n_in, hidden, layers, **options)
+        self.head = nn.Linear(hidden, n_out)
+
+    def forward(self, x):
+        if self.one_hot:
+            x = F.one_hot(x, self.n_in).float()
+        y, _ = self.rnn(x)
+        return self.head(y)
+
+
+class Task:
+    def __init__(self, name: str, T: int):
+        self.name, self.T = name, T
+        if name == "adding":
+            self.n_in, self.n_out, self.one_hot = 2, 1, False
+            self.metric, self.baseline, self.threshold = "mse", ADDING_BASELINE_MSE, 1e-4
+        elif name == "copy":
+            self.n_in, self.n_out, self.one_hot = 10, 10, True
+            self.metric, self.baseline, self.threshold = "loss", copy_memory_baseline(T), 1e-3
+        elif name == "selective":
+            n = selective_copy_symbols(SELECTIVE_VOCAB)
+            self.n_in, self.n_out, self.one_hot = n, n, True
+            self.metric, self.baseline, self.threshold = "accuracy", 1 / SELECTIVE_VOCAB, 0.99
+        else:
+            raise ValueError(f"unknown task {name!r} (adding, copy, selective)")
+
+    def batch(self, n: int, gen: torch.Generator):
+        if self.name == "adding":
+            return adding_batch(self.T, n, generator=gen)
+        if self.name == "copy":
+            return copy_memory_batch(self.T, n, generator=gen)
+        return selective_copy_batch(self.T, n, SELECTIVE_TOKENS, SELECTIVE_VOCAB, generator=gen)
+
+    def loss(self, out, y):
+        """(loss to optimise, metric value, accuracy or None)."""
+        if self.name == "adding":
+            loss = F.mse_loss(out[-1, :, 0], y)
+            return loss, loss.item(), None
+        logits = out.reshape(-1, out.shape[-1])
+        loss = F.cross_entropy(logits, y.reshape(-1), ignore_index=-100)
+        scored = y.reshape(-1) != -100
+        if self.name == "copy":
+            scored = torch.zeros_like(scored).view(y.shape)
+            scored[-10:] = True
+            scored = scored.reshape(-1)
+        acc = (logits.argmax(-1)[scored] == y.reshape(-1)[scored]).float().mean().item()
+        return loss, (acc if self.metric == "accuracy" else loss.item()), acc
+
+    def reached(self, value: float) -> bool:
+        return value >= self.threshold if self.metric == "accuracy" else value <= self.threshold
+
+
+def run_one(task: Task, cell_key: str, args) -> Row:
+    cell, options = CELLS[cell_key]
+    layers = args.min_layers if cell.startswith("min") else 1
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    model = Model(cell, task.n_in, task.n_out, args.hidden, layers, dict(options), task.T,
+                  task.one_hot)
+    lr = args.lr_min if cell.startswith("min") else args.lr
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    x_eval, y_eval = task.batch(args.eval_batch, torch.Generator().manual_seed(10_000 + args.seed))
+    executor = ",".join(sorted({ex.name for per in model.rnn.plan().executors for ex in per}))
+    train_time, step, reached_at, reached_step = 0.0, 0, None, None
+    value, acc = float("nan"), None
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(args.eval_every):
+            x, y = task.batch(args.batch, gen)
+            loss, _, _ = task.loss(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            opt.step()
+            step += 1
+        train_time += time.perf_counter() - t0
+        model.eval()
+        with torch.no_grad():
+            _, value, acc = task.loss(model(x_eval), y_eval)
+        model.train()
+        if args.verbose:
+            print(f"  {task.name}:{task.T} {cell_key} step {step} {task.metric}={value:.3g} "
+                  f"t={train_time:.0f}s", file=sys.stderr, flush=True)
+        if task.reached(value) and reached_at is None:
+            reached_at, reached_step = train_time, step
+            break
+        if not math.isfinite(value) or train_time >= args.budget or step >= args.max_steps:
+            break
+    return Row(task.name, task.T, cell_key, task.metric, value, task.baseline, task.threshold,
+               reached_at is not None, reached_at, reached_step, step, train_time, acc, layers,
+               args.hidden, sum(p.numel() for p in model.parameters()), executor,
+               PUBLISHED.get((task.name, task.T, cell_key)))
+
+
+def markdown(rows: list[Row]) -> str:
+    out = ["| task | T | cell | metric | final | threshold | reached | time to threshold (s) | steps "
+           "| train time (s) | Bai et al. 2018 |", "|" + "---|" * 11]
+    for r in rows:
+        ttt = f"{r.time_to_threshold_s:.0f}" if r.time_to_threshold_s is not None else "-"
+        pub = f"{r.published:.3g}" if r.published is not None else ""
+        final = f"{r.final:.3g}"
+        if r.accuracy is not None and r.metric != "accuracy":
+            final += f" (acc {r.accuracy:.3f})"
+        out.append(f"| {r.task} | {r.T} | {r.cell} | {r.metric} | {final} | {r.threshold:g} | "
+                   f"{'yes' if r.reached else 'no'} | {ttt} | {r.steps} | {r.train_time_s:.0f} | {pub} |")
+    return "\n".join(out)
+
+
+def parse_tasks(spec: str) -> list[Task]:
+    tasks = []
+    for item in spec.split(","):
+        name, _, T = item.partition(":")
+        try:
+            tasks.append(Task(name.strip(), int(T)))
+        except ValueError as e:
+            why = e if "unknown task" in str(e) else "T must be an integer"
+            raise UserError(f"bad task {item!r} (name:T, e.g. adding:600): {why}") from None
+        if tasks[-1].T < 2:
+            raise UserError(f"bad task {item!r}: T must be at least 2")
+    return tasks
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """For the CLI: a bad option is a UserError (one line, exit 2), not argparse's usage dump."""
+
+    def error(self, message: str):
+        raise UserError(message)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> list[Row]:
+    """Run the benchmark (``prog`` set: called by the ``rnnkit`` CLI, bad options raise UserError)."""
+    parser = _OneLineErrors if prog else argparse.ArgumentParser
+    p = parser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="name:T items, comma separated")
+    p.add_argument("--cells", default=",".join(DEFAULT_CELLS), help=f"from {', '.join(CELLS)}")
+    p.add_argument("--budget", type=float, default=600.0, help="training seconds per run")
+    p.add_argument("--max-steps", type=int, default=10**9)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--min-layers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--eval-batch", type=int, default=512)
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam lr of the classic cells")
+    p.add_argument("--lr-min", type=float, default=3e-3, help="Adam lr of minGRU/minLSTM")
+    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", default=None, help="append rows to this JSON-lines file")
+    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cells = [c.strip() for c in args.cells.split(",")]
+    for c in cells:
+        if c not in CELLS:
+            p.error(f"unknown cell {c!r}; choose from {', '.join(CELLS)}")
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch "
+          f"{torch.__version__}, threads {torch.get_num_threads()}; argv: {' '.join(sys.argv[1:])}",
+          flush=True)
+    rows = []
+    for task in parse_tasks(args.tasks):
+        for cell in cells:
+            row = run_one(task, cell, args)
+            rows.append(row)
+            print(json.dumps(asdict(row)), flush=True)
+            if args.json:
+                with open(args.json, "a") as f:
+                    f.write(json.dumps(asdict(row)) + "\n")
+    if args.markdown:
+        print(markdown(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
