@@ -122,6 +122,23 @@ def test_masks_match_reference(name, options, masks_kind, reverse):
     _check(name, options, 5, 3, 4, 6, reverse, True, masks_kind)
 
 
+@pytest.mark.parametrize("name,options", [("lstm", {"layer_norm": True, "peephole": True}),
+                                          ("lstm", {}), ("gru", {"layer_norm": True})],
+                         ids=lambda v: str(v))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_buffers_and_threads(name, options, threads):
+    """Buffers of 1 MiB and more come from the kernel's block cache: the second call gets the first
+    call's freed (dirty) blocks. Two threads split the backward pass that runs after the loop.
+    (float64: at this size float32's rounding, amplified over the steps, exceeds the tolerance.)"""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for _ in range(2):
+            _check(name, options, 16, 48, 8, 64, False, True, "zoneout", dtype=torch.float64)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("name", ["rnn_tanh", "gru", "lstm"])
 def test_no_bias(name):
     _check(name, {}, 4, 2, 3, 5, False, True, "recurrent", bias=False)

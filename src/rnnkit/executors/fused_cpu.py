@@ -1,14 +1,16 @@
 """The fused CPU executor: C++ forward and backward over a whole sequence (Haste's design).
 
-The input projection over all steps is one GEMM in ATen, outside the loop, and autograd
-differentiates it: ``cell.project_input(params, x)`` for GRU/Elman; for the LSTM only ``x W_ih^T``,
-without bias: the kernel adds ``b_ih + b_hh`` and applies the input layer norm itself, so that LN_ih,
-its backward and the bias gradients cost no extra passes over memory. The time loop and its backward
-are one :class:`torch.autograd.Function` whose forward and backward call the ``fused_cpu`` C++
-extension (``src/rnnkit/csrc/fused_cpu/``): per step one GEMM (two for a projected LSTM), called
+The input projection over all steps is one GEMM outside the loop, done by the extension into its
+cache of large buffers (:class:`_Projection`; a fresh buffer of that size costs a page fault per
+4 KiB on every call): ``x W_ih^T + b_ih`` for GRU/Elman (the layer-norm GRU keeps
+``cell.project_input``); for the LSTM only ``x W_ih^T``, without bias: the kernel adds
+``b_ih + b_hh`` and applies the input layer norm itself, so that LN_ih, its backward and the bias
+gradients cost no extra passes over memory. The time loop and its backward are one
+:class:`torch.autograd.Function` whose forward and backward call the ``fused_cpu`` C++ extension
+(``src/rnnkit/csrc/fused_cpu/``): per step one GEMM (two for a projected LSTM), called
 straight into BLAS on preallocated buffers, and one fused pointwise pass; backward per step the
-pointwise pass (which also accumulates the LSTM's bias, layer-norm and peephole gradients) and one
-GEMM for ``dh_{t-1}``; weight gradients as one GEMM each over all T*B rows after the loop.
+pointwise pass and one GEMM for ``dh_{t-1}``; the LSTM's bias, layer-norm and peephole gradients
+in one pass over all rows after the loop, weight gradients as one GEMM each over all T*B rows.
 
 Cells: Elman (tanh, relu), LSTM (plain, layer norm, peepholes, projection), GRU (plain, layer norm);
 recurrent-dropout and zoneout masks (:class:`~rnnkit.executors.base.StepMasks`), lengths, both
@@ -140,6 +142,26 @@ class _FusedLSTM(torch.autograd.Function):
         return (None, *grads, None, None, None, None)
 
 
+class _Projection(torch.autograd.Function):
+    """``x W^T (+ b)`` over all steps, computed by the extension into its cache of large buffers: a
+    fresh buffer of this size from the allocator costs a page fault per 4 KiB on every call."""
+
+    @staticmethod
+    def forward(ctx, module, x, w, b):
+        x, w = x.contiguous(), w.contiguous()
+        ctx.module = module
+        ctx.has_b = b is not None
+        ctx.save_for_backward(x, w)
+        return module.project(x, w, b)
+
+    @staticmethod
+    def backward(ctx, dgx):
+        x, w = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dx, dw, db = ctx.module.project_backward(dgx, x, w, need[1], need[2], ctx.has_b and need[3])
+        return None, dx, dw, db
+
+
 def _zoneout(z: Tensor | None, T: int, B: int, n: int, like: Tensor) -> Tensor | None:
     """None, a 0-dim weight, or a contiguous (T, B, n) weight in ``like``'s dtype."""
     if z is None:
@@ -211,7 +233,7 @@ class FusedCPUExecutor(Executor):
 
         ln = getattr(cell, "layer_norm", False)
         if is_lstm:
-            gx = torch.nn.functional.linear(x, params["weight_ih"]).contiguous()
+            gx = _Projection.apply(module, x, params["weight_ih"], None)
             result = _FusedLSTM.apply(
                 (module, bool(reverse), bool(return_states)), gx, h0, c0,
                 p("weight_hh"), p("bias_ih"), p("bias_hh"),
@@ -226,7 +248,10 @@ class FusedCPUExecutor(Executor):
             states = (outputs, result[3]) if return_states else None
             return RunResult(outputs, final, states)
 
-        gx = cell.project_input(params, x).contiguous()
+        if ln:  # the GRU's input layer norm: the cell's own projection
+            gx = cell.project_input(params, x).contiguous()
+        else:
+            gx = _Projection.apply(module, x, params["weight_ih"], params.get("bias_ih"))
         result = _FusedRun.apply(
             (module, family, bool(reverse)), gx, h0, None,
             p("weight_hh"), p("bias_hh"),

@@ -10,8 +10,13 @@
 // on raw pointers into preallocated buffers (no per-step tensor or allocation), and one fused
 // pointwise pass written as plain loops over contiguous rows (vectorised by the compiler: -O3
 // -march=native -ffast-math, libmvec for exp/tanh). Backward runs pointwise per step plus one GEMM for
-// dh_{t-1}; the pointwise pass also accumulates the bias, layer-norm and peephole gradients (the data
-// is in cache there); the weight gradients are one GEMM each over all T*B rows after the loop.
+// dh_{t-1}; the LSTM's step does only what the next step waits for (d c_{t-1} and the gradient that
+// enters the dh GEMM); its bias, peephole and LN_hh-weight sums and LN_ih's backward are one pass over
+// all T*B rows after the loop, split over the threads (the GRU/Elman backward still accumulates them
+// in its step); the weight gradients are one GEMM each over all T*B rows after the loop.
+// Large buffers come from a cache of freed blocks (BlockCache below): fresh ones cost a page fault per
+// 4 KiB on every call, measured as much as the whole pointwise work. `project` does the caller's input
+// projection into that cache too.
 //
 // The equations are those of rnnkit/cells/*.py and the masking rules those of
 // rnnkit/executors/reference.py (the specification):
@@ -20,8 +25,9 @@
 //   - lengths: at steps t >= length[b] the state is kept and the output is zero;
 //   - reverse: t runs from T-1 down to 0.
 //
-// Profiling: RNNKIT_FUSED_PROFILE=1 prints, per LSTM call, the seconds spent in the per-step GEMMs,
-// the pointwise passes and the weight-gradient GEMMs (stderr).
+// Profiling: RNNKIT_FUSED_PROFILE=1 prints, per LSTM call, the milliseconds spent in the per-step
+// GEMMs, the per-step pointwise passes, the backward's pass after the loop and the rest (mostly the
+// weight-gradient GEMMs) on stderr.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -33,8 +39,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 // Vectorised exp/tanh: glibc's libmvec provides SIMD variants, but its declarations are only visible
 // under __FAST_MATH__, which -fno-finite-math-only (set by rnnkit._ext) turns off. Declare them so
@@ -144,20 +153,23 @@ struct Zone {
   inline const T* row(int64_t t, int64_t b) const { return p ? p + (t * B + b) * n : fill.data(); }
 };
 
-// mean and 1/sqrt(var + eps) of a row of n values (biased variance, as F.layer_norm)
+// mean and 1/sqrt(var + eps) of a row of n values (biased variance, as F.layer_norm), in one pass:
+// sums of x - x[0] and of its square (the shift keeps the one-pass variance accurate when |mean| is
+// large next to the spread; the reductions vectorise under -ffast-math).
 template <typename T>
 inline void row_stats(const T* x, int64_t n, T& mean, T& rstd) {
-  T s = 0;
-  #pragma GCC ivdep
-  for (int64_t j = 0; j < n; ++j) s += x[j];
-  mean = s / T(n);
-  T v = 0;
+  const T x0 = x[0];
+  T s = 0, s2 = 0;
   #pragma GCC ivdep
   for (int64_t j = 0; j < n; ++j) {
-    T d = x[j] - mean;
-    v += d * d;
+    const T d = x[j] - x0;
+    s += d;
+    s2 += d * d;
   }
-  rstd = T(1) / std::sqrt(v / T(n) + T(kEps));
+  const T m = s / T(n);
+  mean = x0 + m;
+  const T v = s2 / T(n) - m * m;
+  rstd = T(1) / std::sqrt((v > T(0) ? v : T(0)) + T(kEps));
 }
 
 // dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = dy * w
@@ -205,6 +217,84 @@ inline void for_rows(int64_t n, int64_t g, int64_t slots, const F& fn) {
   });
 }
 
+
+// Large buffers (the activations saved for backward, the gradient buffers) come from a small cache of
+// freed blocks rather than from malloc: glibc maps blocks of this size anew (or trims its heap) after
+// a free, depending on its heap's history, and then each call pays a page fault per 4 KiB, first
+// touched inside the time loop; under load that costs as much as the pointwise work. A block goes
+// back to the cache when its tensor dies. The free blocks kept total at most the peak of the blocks in
+// use at once (so memory stays within twice what the calls needed, whatever the mix of sizes) and at
+// most 1 GiB (RNNKIT_FUSED_CACHE_MB overrides; 0 turns the cache off).
+class BlockCache {
+ public:
+  static BlockCache& get() {
+    static BlockCache* c = new BlockCache;  // never destroyed: tensors may die at exit
+    return *c;
+  }
+  void* take(size_t n) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = free_.lower_bound(n);
+      if (it != free_.end() && it->first <= n + n / 4) {  // best fit, at most 25% wasted
+        void* p = it->second;
+        held_ -= it->first;
+        size_[p] = it->first;
+        use(it->first);
+        free_.erase(it);
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(kAlign, round(n));
+    TORCH_CHECK(p != nullptr, "fused_cpu: out of memory allocating ", n, " bytes");
+    std::lock_guard<std::mutex> g(mu_);
+    size_[p] = round(n);
+    use(round(n));
+    return p;
+  }
+  void give(void* p) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = size_.find(p);
+    const size_t n = it->second;
+    size_.erase(it);
+    live_ -= n;
+    free_.emplace(n, p);
+    held_ += n;
+    while (held_ > std::min(limit(), peak_)) {  // drop the largest free blocks first
+      auto last = std::prev(free_.end());
+      held_ -= last->first;
+      std::free(last->second);
+      free_.erase(last);
+    }
+  }
+
+ private:
+  static constexpr size_t kAlign = 64;
+  static size_t limit() {
+    static const size_t n = [] {
+      const char* s = std::getenv("RNNKIT_FUSED_CACHE_MB");
+      return s ? size_t(std::max<long long>(std::atoll(s), 0)) << 20 : size_t(1) << 30;
+    }();
+    return n;
+  }
+  static size_t round(size_t n) { return (std::max<size_t>(n, 1) + kAlign - 1) / kAlign * kAlign; }
+  std::mutex mu_;
+  std::multimap<size_t, void*> free_;
+  std::unordered_map<void*, size_t> size_;
+  size_t held_ = 0, live_ = 0, peak_ = 0;  // bytes: free in the cache, in use, most in use at once
+  void use(size_t n) {
+    live_ += n;
+    peak_ = std::max(peak_, live_);
+  }
+};
+
+inline Tensor empty_big(at::IntArrayRef sizes, const at::TensorOptions& opts) {
+  int64_t numel = 1;
+  for (int64_t d : sizes) numel *= d;
+  const size_t n = size_t(numel) * opts.dtype().itemsize();
+  if (n < (size_t(1) << 20)) return at::empty(sizes, opts);  // malloc keeps small blocks mapped
+  void* p = BlockCache::get().take(n);
+  return at::from_blob(p, sizes, [](void* q) { BlockCache::get().give(q); }, opts);
+}
 
 enum Family { ELMAN_TANH = 0, ELMAN_RELU = 1, LSTM = 2, GRU = 3 };
 
@@ -310,7 +400,7 @@ void small_xwT2(int64_t B, int64_t N, int64_t K1, const T* A1, const T* W1, T* C
 // ---- optional phase timing -------------------------------------------------------------------------
 struct Prof {
   bool on;
-  double gemm = 0, pointwise = 0, other = 0;
+  double gemm = 0, pointwise = 0, other = 0, after = 0;
   std::chrono::steady_clock::time_point last;
   Prof() : on(std::getenv("RNNKIT_FUSED_PROFILE") != nullptr) {
     if (on) last = std::chrono::steady_clock::now();
@@ -324,8 +414,8 @@ struct Prof {
   void report(const char* what, int64_t L, int64_t B, int64_t H) const {
     if (on)
       std::fprintf(stderr, "rnnkit fused_cpu %s L=%ld B=%ld H=%ld: step GEMMs %.3f ms, pointwise %.3f ms, "
-                   "other %.3f ms\n", what, (long)L, (long)B, (long)H, gemm * 1e3, pointwise * 1e3,
-                   other * 1e3);
+                   "pointwise after the loop %.3f ms, other %.3f ms\n", what, (long)L, (long)B,
+                   (long)H, gemm * 1e3, pointwise * 1e3, after * 1e3, other * 1e3);
   }
 };
 
@@ -333,76 +423,131 @@ struct Prof {
 template <typename T>
 struct LstmP {
   int64_t H = 0, Gt = 0;
-  const T* bias = nullptr;                                        // b_ih + b_hh (Gt) or null
-  const T *liw = nullptr, *lib = nullptr, *lhw = nullptr, *lhb = nullptr;  // LN_ih, LN_hh
-  const T *lcw = nullptr, *lcb = nullptr;                         // LN_c (ones/zeros without LN)
+  const T* bias = nullptr;  // b_ih + b_hh (+ LN_ih's and LN_hh's biases with LN), zeros if none (Gt)
+  const T *liw = nullptr, *lhw = nullptr;                         // LN_ih, LN_hh weights
+  const T *lcw = nullptr, *lcb = nullptr;                         // LN_c
   const T *pi = nullptr, *pf = nullptr, *po = nullptr;            // peepholes (zeros without)
-  bool ln = false;
+  bool ln = false, peep = false;
+};
+
+// Where one row's new state goes: c_t = lerp(c~_t, c_{t-1}, zc) into c (and cs, the per-step copy);
+// without projection h_t = lerp(m, h_{t-1}, zh) into h and y. Rows that do not commit (past their
+// length, or projected h) point these at scratch.
+template <typename T>
+struct LstmOut {
+  const T* zc;
+  T *c, *cs;
+  const T *hprev, *zh;
+  T *h, *y;
 };
 
 // One row: from the raw projections gxr = W_ih x and ghr = W_hh h_{t-1} (Gt each) and c_{t-1},
 // the gate activations g (i f g o), the candidate cell ct, tc = tanh(LN_c(ct)), m = o * tc; and what
 // backward needs: xh (LN_hh's xhat, Gt), si = (mean, rstd) of LN_ih, rh (LN_hh's rstd), xc (LN_c's
-// xhat, H), rc (its rstd). `pre` is Gt of scratch.
-template <typename T>
-inline void lstm_row(const LstmP<T>& p, const T* gxr, const T* ghr, const T* cprev, T* pre, T* xh,
-                     T* g, T* ct, T* tc, T* m, T* xc, T* si, T* rh, T* rc) {
+// xhat, H), rc (its rstd). `pre` is Gt of scratch. Three passes: the layer norms of both projections
+// (after one pass of statistics each), the i f g gates with c_t and LN_c's statistics, the o gate
+// with LN_c and the new h; the state commit is fused into the last two.
+// (out of line: inlined into the parallel_for lambdas, GCC leaves some loops scalar)
+template <typename T, bool LN, bool PEEP>
+__attribute__((noinline)) void lstm_row(const LstmP<T>& p, const T* gxr, const T* ghr, const T* cprev, T* pre, T* xh,
+                     T* g, T* ct, T* tc, T* m, T* xc, T* si, T* rh, T* rc, const LstmOut<T>& o) {
   const int64_t H = p.H, Gt = p.Gt;
-  if (p.ln) {
+  const T* bs = p.bias;
+  if constexpr (LN) {
     T mi, ri, mh, rhv;
     row_stats(gxr, Gt, mi, ri);
     row_stats(ghr, Gt, mh, rhv);
     si[0] = mi;
     si[1] = ri;
     *rh = rhv;
-    const T *liw = p.liw, *lib = p.lib, *lhw = p.lhw, *lhb = p.lhb;
+    const T *liw = p.liw, *lhw = p.lhw;
     #pragma GCC ivdep
     for (int64_t j = 0; j < Gt; ++j) {
       T xv = (ghr[j] - mh) * rhv;
       xh[j] = xv;
-      pre[j] = ((gxr[j] - mi) * ri) * liw[j] + lib[j] + (xv * lhw[j] + lhb[j]);
+      pre[j] = ((gxr[j] - mi) * ri) * liw[j] + xv * lhw[j] + bs[j];
     }
   } else {
     #pragma GCC ivdep
-    for (int64_t j = 0; j < Gt; ++j) pre[j] = gxr[j] + ghr[j];
-  }
-  if (p.bias) {
-    const T* bs = p.bias;
-    #pragma GCC ivdep
-    for (int64_t j = 0; j < Gt; ++j) pre[j] += bs[j];
+    for (int64_t j = 0; j < Gt; ++j) pre[j] = gxr[j] + ghr[j] + bs[j];
   }
   const T *pi = p.pi, *pf = p.pf, *po = p.po;
+  const T* zc = o.zc;
+  T* cn = o.c;
+  T* cs = o.cs;
+  T s = 0, s2 = 0;
   #pragma GCC ivdep
   for (int64_t j = 0; j < H; ++j) {
-    T ai = pre[j] + pi[j] * cprev[j];
-    T af = pre[H + j] + pf[j] * cprev[j];
+    const T cp = cprev[j];
+    T ai = pre[j], af = pre[H + j];
+    if constexpr (PEEP) {
+      ai += pi[j] * cp;
+      af += pf[j] * cp;
+    }
     T iv = sigmoid(ai), fv = sigmoid(af), gv = tanh_(pre[2 * H + j]);
     g[j] = iv;
     g[H + j] = fv;
     g[2 * H + j] = gv;
-    ct[j] = fv * cprev[j] + iv * gv;
+    const T c = fv * cp + iv * gv;
+    ct[j] = c;
+    const T cv = lerp(c, cp, zc[j]);
+    cn[j] = cv;
+    cs[j] = cv;
+    if constexpr (LN) {
+      s += c;
+      s2 += c * c;
+    }
   }
   T mean = 0, rstd = 1;
-  if (p.ln) {
-    row_stats(ct, H, mean, rstd);
+  if constexpr (LN) {
+    mean = s / T(H);
+    const T v = s2 / T(H) - mean * mean;
+    rstd = T(1) / std::sqrt((v > T(0) ? v : T(0)) + T(kEps));
     *rc = rstd;
   }
   const T *cw = p.lcw, *cb = p.lcb;
+  const T *hprev = o.hprev, *zh = o.zh;
+  T *hn = o.h, *y = o.y;
   #pragma GCC ivdep
   for (int64_t j = 0; j < H; ++j) {
-    T ov = sigmoid(pre[3 * H + j] + po[j] * ct[j]);
-    T xv = (ct[j] - mean) * rstd;
-    xc[j] = xv;
-    T tv = tanh_(xv * cw[j] + cb[j]);
+    const T c = ct[j];
+    T ao = pre[3 * H + j];
+    if constexpr (PEEP) ao += po[j] * c;
+    const T ov = sigmoid(ao);
+    T tv;
+    if constexpr (LN) {
+      T xv = (c - mean) * rstd;
+      xc[j] = xv;
+      tv = tanh_(xv * cw[j] + cb[j]);
+    } else {
+      tv = tanh_(c);
+    }
     g[3 * H + j] = ov;
     tc[j] = tv;
-    m[j] = ov * tv;
+    const T mv = ov * tv;
+    m[j] = mv;
+    const T hv = lerp(mv, hprev[j], zh[j]);
+    hn[j] = hv;
+    y[j] = hv;
+  }
+}
+
+template <typename T>
+inline void lstm_row_any(const LstmP<T>& p, const T* gxr, const T* ghr, const T* cprev, T* pre,
+                         T* xh, T* g, T* ct, T* tc, T* m, T* xc, T* si, T* rh, T* rc,
+                         const LstmOut<T>& o) {
+  if (p.ln) {
+    if (p.peep) lstm_row<T, true, true>(p, gxr, ghr, cprev, pre, xh, g, ct, tc, m, xc, si, rh, rc, o);
+    else lstm_row<T, true, false>(p, gxr, ghr, cprev, pre, xh, g, ct, tc, m, xc, si, rh, rc, o);
+  } else {
+    if (p.peep) lstm_row<T, false, true>(p, gxr, ghr, cprev, pre, xh, g, ct, tc, m, xc, si, rh, rc, o);
+    else lstm_row<T, false, false>(p, gxr, ghr, cprev, pre, xh, g, ct, tc, m, xc, si, rh, rc, o);
   }
 }
 
 template <typename T>
 struct LstmBuffers {  // what lstm_params keeps alive
-  std::vector<T> zeros, ones, bias;
+  std::vector<T> zeros, bias;
 };
 
 template <typename T>
@@ -414,32 +559,25 @@ LstmP<T> lstm_params(int64_t H, const OptT& b_ih, const OptT& b_hh, const OptT& 
   p.H = H;
   p.Gt = 4 * H;
   buf.zeros.assign(H, T(0));
-  buf.ones.assign(H, T(1));
-  if (has(b_ih) || has(b_hh)) {
-    buf.bias.assign(4 * H, T(0));
-    for (const OptT* b : {&b_ih, &b_hh}) {
-      if (!has(*b)) continue;
-      const T* bp = (*b)->data_ptr<T>();
-      for (int64_t j = 0; j < 4 * H; ++j) buf.bias[j] += bp[j];
-    }
-    p.bias = buf.bias.data();
-  }
   p.ln = has(ln_hh_w);
+  // every constant added to the pre-activations, summed once
+  buf.bias.assign(4 * H, T(0));
+  for (const OptT* b : {&b_ih, &b_hh, &ln_ih_b, &ln_hh_b}) {
+    if (!has(*b) || (!p.ln && (b == &ln_ih_b || b == &ln_hh_b))) continue;
+    const T* bp = (*b)->data_ptr<T>();
+    for (int64_t j = 0; j < 4 * H; ++j) buf.bias[j] += bp[j];
+  }
+  p.bias = buf.bias.data();
   if (p.ln) {
     p.liw = ln_ih_w->data_ptr<T>();
-    p.lib = ln_ih_b->data_ptr<T>();
     p.lhw = ln_hh_w->data_ptr<T>();
-    p.lhb = ln_hh_b->data_ptr<T>();
     p.lcw = ln_c_w->data_ptr<T>();
     p.lcb = ln_c_b->data_ptr<T>();
-  } else {
-    p.lcw = buf.ones.data();
-    p.lcb = buf.zeros.data();
   }
-  const bool peep = has(peep_i);
-  p.pi = peep ? peep_i->data_ptr<T>() : buf.zeros.data();
-  p.pf = peep ? peep_f->data_ptr<T>() : buf.zeros.data();
-  p.po = peep ? peep_o->data_ptr<T>() : buf.zeros.data();
+  p.peep = has(peep_i);
+  p.pi = p.peep ? peep_i->data_ptr<T>() : buf.zeros.data();
+  p.pf = p.peep ? peep_f->data_ptr<T>() : buf.zeros.data();
+  p.po = p.peep ? peep_o->data_ptr<T>() : buf.zeros.data();
   return p;
 }
 
@@ -471,26 +609,26 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& gx, const Tensor& h0, const 
   const bool ln = p.ln;
   auto opts = gx.options();
 
-  Tensor y = at::empty({L, B, P}, opts);
+  Tensor y = empty_big({L, B, P}, opts);
   Tensor h = h0.clone();
   Tensor c = c0.clone();
-  Tensor CS = want_states ? at::empty({L, B, H}, opts) : Tensor();
-  Tensor HP = at::empty({L, B, P}, opts);
-  Tensor HIN = rm ? at::empty({L, B, P}, opts) : HP;
-  Tensor Gs = at::empty({L, B, Gt}, opts);
-  Tensor CP = at::empty({L, B, H}, opts);
-  Tensor CT = at::empty({L, B, H}, opts);
-  Tensor TC = at::empty({L, B, H}, opts);
-  Tensor XH = ln ? at::empty({L, B, Gt}, opts) : Tensor();
-  Tensor RH = ln ? at::empty({L, B}, opts) : Tensor();
-  Tensor SI = ln ? at::empty({L, B, 2}, opts) : Tensor();
-  Tensor XC = ln ? at::empty({L, B, H}, opts) : Tensor();
-  Tensor RC = ln ? at::empty({L, B}, opts) : Tensor();
-  Tensor M = proj ? at::empty({L, B, H}, opts) : Tensor();
+  Tensor CS = want_states ? empty_big({L, B, H}, opts) : Tensor();
+  Tensor HP = empty_big({L, B, P}, opts);
+  Tensor HIN = rm ? empty_big({L, B, P}, opts) : HP;
+  Tensor Gs = empty_big({L, B, Gt}, opts);
+  Tensor CP = empty_big({L, B, H}, opts);
+  Tensor CT = empty_big({L, B, H}, opts);
+  Tensor TC = empty_big({L, B, H}, opts);
+  Tensor XH = ln ? empty_big({L, B, Gt}, opts) : Tensor();
+  Tensor RH = ln ? empty_big({L, B}, opts) : Tensor();
+  Tensor SI = ln ? empty_big({L, B, 2}, opts) : Tensor();
+  Tensor XC = ln ? empty_big({L, B, H}, opts) : Tensor();
+  Tensor RC = ln ? empty_big({L, B}, opts) : Tensor();
+  Tensor M = proj ? empty_big({L, B, H}, opts) : Tensor();
   Tensor gh = at::empty({B, Gt}, opts);
   Tensor htil = proj ? at::empty({B, P}, opts) : Tensor();
   const int64_t nthreads = at::get_num_threads();
-  const int64_t S = 2 * Gt + 2 * H;  // per-thread scratch: pre, xh, m, xc
+  const int64_t S = 2 * Gt + 6 * H;  // per-thread scratch: pre, xh, m, xc, 4 sinks for LstmOut
   std::vector<T> scratch(nthreads * S);
 
   const T* gxp = gx.data_ptr<T>();
@@ -541,20 +679,26 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& gx, const Tensor& h0, const 
       T* xhs = pre + Gt;
       T* ms = xhs + Gt;
       T* xcs = ms + H;
+      T* sink = xcs + H;  // 4 * H
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t tb = t * B + b;
         const bool v = is_valid(len, t, b);
         T* m = proj ? Mp + tb * H : ms;
-        lstm_row(p, gxp + tb * Gt, ghp + b * Gt, CPt + b * H, pre, ln ? XHp + tb * Gt : xhs,
-                 Gp + tb * Gt, CTp + tb * H, TCp + tb * H, m, ln ? XCp + tb * H : xcs,
-                 ln ? SIp + tb * 2 : pre, ln ? RHp + tb : pre, ln ? RCp + tb : pre);
-        T* crow = cp + b * H;
-        commit_row(static_cast<const T*>(CTp + tb * H), static_cast<const T*>(CPt + b * H),
-                   zc.row(t, b), crow, csp ? csp + tb * H : static_cast<T*>(nullptr), H, v);
-        if (!proj) {
-          T* hrow = hp + b * P;
-          commit_row(static_cast<const T*>(m), static_cast<const T*>(hrow), zh.row(t, b), hrow,
-                     yp + tb * P, H, v);
+        LstmOut<T> o;
+        o.zc = zc.row(t, b);
+        o.c = v ? cp + b * H : sink;
+        o.cs = (v && csp) ? csp + tb * H : sink + H;
+        const bool commit_h = v && !proj;
+        o.hprev = commit_h ? HPt + b * P : buf.zeros.data();
+        o.zh = commit_h ? zh.row(t, b) : buf.zeros.data();
+        o.h = commit_h ? hp + b * P : sink + 2 * H;
+        o.y = commit_h ? yp + tb * P : sink + 3 * H;
+        lstm_row_any(p, gxp + tb * Gt, ghp + b * Gt, CPt + b * H, pre, ln ? XHp + tb * Gt : xhs,
+                     Gp + tb * Gt, CTp + tb * H, TCp + tb * H, m, ln ? XCp + tb * H : xcs,
+                     ln ? SIp + tb * 2 : pre, ln ? RHp + tb : pre, ln ? RCp + tb : pre, o);
+        if (!v) {  // state kept, outputs zero
+          if (csp) std::memset(csp + tb * H, 0, sizeof(T) * H);
+          if (!proj) std::memset(yp + tb * P, 0, sizeof(T) * P);
         }
       }
     });
@@ -594,6 +738,147 @@ std::vector<Tensor> lstm_forward(const Tensor& gx, const Tensor& h0, const Tenso
   return out;
 }
 
+// ---- the LSTM's backward pointwise step --------------------------------------------------------
+template <typename T>
+struct LstmBwdP {
+  int64_t H;
+  const T *lhw, *lcw, *pi, *pf, *po;
+};
+
+// One row of one step: g (i f g o), tc, dm = d(o * tc), c_{t-1}, the zoneout weight of c, dc (d c_t
+// in, d c_{t-1} out), da (d pre-activations out); with LN, LN_c's xc/rc, LN_hh's xh/rh and dgr (d of
+// the raw recurrent projection, what the dh GEMM reads). Only what the next step waits for is done
+// here; the rest is lstm_bwd_peep / lstm_bwd_ln_ih, after the loop on every thread.
+template <typename T>
+struct BwdRow {
+  const T *g, *tc, *dm, *cprev, *zc;
+  T *dc, *da, *dcn, *acc;
+  const T* xc = nullptr;
+  T rc = 0;
+  const T* xh = nullptr;
+  T rh = 0;
+  T* dgr = nullptr;
+};
+
+template <typename T, bool LN, bool PEEP>
+__attribute__((noinline)) void lstm_bwd_row(const LstmBwdP<T>& p, const BwdRow<T>& r) {
+  const int64_t H = p.H;
+  const T *g = r.g, *tc = r.tc, *dmr = r.dm, *cprev = r.cprev, *zcr = r.zc;
+  T *dcr = r.dc, *da = r.da, *dcn = r.dcn;
+  const T *pi = p.pi, *pf = p.pf, *po = p.po, *lcw = p.lcw, *xc = r.xc;
+  // LN_c's backward needs two row means of d(LN_c out) first; it also feeds LN_c's weight/bias sums
+  T mc1 = 0, mc2 = 0;
+  if constexpr (LN) {
+    T* a_cw = r.acc + 3 * 4 * H;
+    T* a_cb = a_cw + H;
+    #pragma GCC ivdep
+    for (int64_t j = 0; j < H; ++j) {
+      const T d = dmr[j] * g[3 * H + j] * (T(1) - tc[j] * tc[j]);
+      dcn[j] = d;
+      a_cw[j] += d * xc[j];
+      a_cb[j] += d;
+      const T dw = d * lcw[j];
+      mc1 += dw;
+      mc2 += dw * xc[j];
+    }
+    mc1 /= T(H);
+    mc2 /= T(H);
+  }
+  const T rc = r.rc;
+  const T* lhw = p.lhw;
+  const T* xh = r.xh;
+  T mh1 = 0, mh2 = 0;  // LN_hh's row means, accumulated as da is produced
+  #pragma GCC ivdep
+  for (int64_t j = 0; j < H; ++j) {
+    const T iv = g[j], fv = g[H + j], gv = g[2 * H + j], ov = g[3 * H + j];
+    const T z = zcr[j];
+    const T dcin = dcr[j];
+    const T tv = tc[j];
+    T d_ct;
+    if constexpr (LN) d_ct = rc * (dcn[j] * lcw[j] - mc1 - xc[j] * mc2);
+    else d_ct = dmr[j] * ov * (T(1) - tv * tv);
+    d_ct += (T(1) - z) * dcin;
+    const T do_pre = dmr[j] * tv * ov * (T(1) - ov);
+    if constexpr (PEEP) d_ct += do_pre * po[j];
+    const T di_pre = d_ct * gv * iv * (T(1) - iv);
+    const T df_pre = d_ct * cprev[j] * fv * (T(1) - fv);
+    const T dg_pre = d_ct * iv * (T(1) - gv * gv);
+    T dcprev = d_ct * fv + z * dcin;
+    if constexpr (PEEP) dcprev += di_pre * pi[j] + df_pre * pf[j];
+    dcr[j] = dcprev;
+    da[j] = di_pre;
+    da[H + j] = df_pre;
+    da[2 * H + j] = dg_pre;
+    da[3 * H + j] = do_pre;
+    if constexpr (LN) {
+      const T w0 = di_pre * lhw[j], w1 = df_pre * lhw[H + j];
+      const T w2 = dg_pre * lhw[2 * H + j], w3 = do_pre * lhw[3 * H + j];
+      mh1 += (w0 + w1) + (w2 + w3);
+      mh2 += (w0 * xh[j] + w1 * xh[H + j]) + (w2 * xh[2 * H + j] + w3 * xh[3 * H + j]);
+    }
+  }
+  if constexpr (LN) {
+    const int64_t Gt = 4 * H;
+    mh1 /= T(Gt);
+    mh2 /= T(Gt);
+    const T rh = r.rh;
+    T* dgr = r.dgr;
+    #pragma GCC ivdep
+    for (int64_t j = 0; j < Gt; ++j) dgr[j] = rh * (da[j] * lhw[j] - mh1 - xh[j] * mh2);
+  }
+}
+
+template <typename T>
+inline void lstm_bwd_row_any(const LstmBwdP<T>& p, const BwdRow<T>& r, bool ln, bool peep) {
+  if (ln) {
+    if (peep) lstm_bwd_row<T, true, true>(p, r);
+    else lstm_bwd_row<T, true, false>(p, r);
+  } else {
+    if (peep) lstm_bwd_row<T, false, true>(p, r);
+    else lstm_bwd_row<T, false, false>(p, r);
+  }
+}
+
+// peephole gradients of one row: sums of di * c_{t-1}, df * c_{t-1}, do * c~_t (a: 3 H)
+template <typename T>
+__attribute__((noinline)) void lstm_bwd_peep(int64_t H, const T* da, const T* cprev, const T* ct,
+                                             T* a) {
+  T *a_pi = a, *a_pf = a + H, *a_po = a + 2 * H;
+  #pragma GCC ivdep
+  for (int64_t j = 0; j < H; ++j) {
+    a_pi[j] += da[j] * cprev[j];
+    a_pf[j] += da[H + j] * cprev[j];
+    a_po[j] += da[3 * H + j] * ct[j];
+  }
+}
+
+// With layer norm, one row: the sums for the biases (a[0, Gt)), LN_hh's weight (a[Gt, 2Gt)) and
+// LN_ih's weight (a[2Gt, 3Gt)), then da <- LN_ih's backward of da (xi recomputed from gx).
+template <typename T>
+__attribute__((noinline)) void lstm_bwd_ln_ih(int64_t Gt, T* da, const T* gxr, T mi, T ri,
+                                              const T* liw, const T* xh, T* a) {
+  T *a_sum = a, *a_hw = a + Gt, *a_iw = a + 2 * Gt;
+  T m1 = 0, m2 = 0;
+  #pragma GCC ivdep
+  for (int64_t j = 0; j < Gt; ++j) {
+    const T d = da[j];
+    const T xi = (gxr[j] - mi) * ri;
+    a_sum[j] += d;
+    a_hw[j] += d * xh[j];
+    a_iw[j] += d * xi;
+    const T dw = d * liw[j];
+    m1 += dw;
+    m2 += dw * xi;
+  }
+  m1 /= T(Gt);
+  m2 /= T(Gt);
+  #pragma GCC ivdep
+  for (int64_t j = 0; j < Gt; ++j) {
+    const T xi = (gxr[j] - mi) * ri;
+    da[j] = ri * (da[j] * liw[j] - m1 - xi * m2);
+  }
+}
+
 // ------------------------------------------------------------------------------------------------
 // LSTM backward. saved = forward's outputs from HP on, plus gx (needed with layer norm).
 // grads: dgx, dh0, dc0, dw_hh, db_ih, db_hh, dln_ih_w, dln_ih_b, dln_hh_w, dln_hh_b, dln_c_w,
@@ -625,9 +910,9 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in
   Tensor dh = dhT_in.clone().contiguous();
   Tensor dc = dcT_in.clone().contiguous();
   Tensor dCS = has(dCS_in) ? dCS_in->contiguous() : Tensor();
-  Tensor DX = at::empty({L, B, Gt}, opts);                   // d gx (d pre-activation without LN)
-  Tensor DGR = ln ? at::empty({L, B, Gt}, opts) : DX;        // d (h W_hh^T)
-  Tensor DHT = proj ? at::empty({L, B, P}, opts) : Tensor(); // d h~ (before W_hr)
+  Tensor DX = empty_big({L, B, Gt}, opts);                   // d gx (d pre-activation without LN)
+  Tensor DGR = ln ? empty_big({L, B, Gt}, opts) : DX;        // d (h W_hh^T)
+  Tensor DHT = proj ? empty_big({L, B, P}, opts) : Tensor(); // d h~ (before W_hr)
   Tensor dm = proj ? at::empty({B, H}, opts) : Tensor();
   Tensor dhin = rm ? at::empty({B, P}, opts) : Tensor();
   std::vector<T> dht_local(proj ? 0 : B * P);
@@ -636,7 +921,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in
   const int64_t nthreads = at::get_num_threads();
   const int64_t A = 3 * Gt + 5 * H;
   std::vector<T> acc(nthreads * A, T(0));
-  const int64_t S = 2 * H + Gt;  // per-thread scratch: dct, dcn, xi
+  const int64_t S = H;  // per-thread scratch: dcn
   std::vector<T> scratch(nthreads * S);
 
   const T* dyp = dy.data_ptr<T>();
@@ -652,6 +937,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in
   const T* pi = peep ? peep_i->data_ptr<T>() : zeros.data();
   const T* pf = peep ? peep_f->data_ptr<T>() : zeros.data();
   const T* po = peep ? peep_o->data_ptr<T>() : zeros.data();
+  const LstmBwdP<T> bp{H, lhw, lcw, pi, pf, po};
   const T* rmp = ptr_or_null<T>(rmask);
   Tensor len64;
   if (has(lengths)) len64 = lengths->to(at::kLong).contiguous();
@@ -704,19 +990,9 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in
       dmp = dmp_buf;
       prof.lap(prof.gemm);
     }
-    for_rows(B, grain(12 * Gt), nthreads, [&](int64_t b0, int64_t b1, int64_t tid) {
+    for_rows(B, grain(8 * Gt), nthreads, [&](int64_t b0, int64_t b1, int64_t tid) {
       T* ac = acc.data() + tid * A;
-      T* a_sum = ac;
-      T* a_hw = ac + Gt;
-      T* a_iw = ac + 2 * Gt;
-      T* a_cw = ac + 3 * Gt;
-      T* a_cb = a_cw + H;
-      T* a_pi = a_cb + H;
-      T* a_pf = a_pi + H;
-      T* a_po = a_pf + H;
-      T* dct = scratch.data() + tid * S;
-      T* dcn = dct + H;
-      T* xi = dcn + H;
+      T* dcn = scratch.data() + tid * S;
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t tb = t * B + b;
         T* da = DXp + tb * Gt;
@@ -725,70 +1001,22 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in
           if (ln) std::memset(DGRp + tb * Gt, 0, sizeof(T) * Gt);
           continue;  // dc passes through unchanged
         }
-        const T* g = Gp + tb * Gt;
-        const T* tc = TCp + tb * H;
-        const T* dmr = dmp + b * H;
-        const T* cprev = CPp + tb * H;
-        const T* ct = CTp + tb * H;
         T* dcr = dcp + b * H;
-        const T* zcr = zc.row(t, b);
         if (dcsp) {
           const T* ds = dcsp + tb * H;
           #pragma GCC ivdep
           for (int64_t j = 0; j < H; ++j) dcr[j] += ds[j];
         }
-        #pragma GCC ivdep
-        for (int64_t j = 0; j < H; ++j) dcn[j] = dmr[j] * g[3 * H + j] * (T(1) - tc[j] * tc[j]);
+        BwdRow<T> r{Gp + tb * Gt, TCp + tb * H, dmp + b * H, CPp + tb * H, zc.row(t, b), dcr, da,
+                    dcn, ac};
         if (ln) {
-          const T* xc = XCp + tb * H;
-          #pragma GCC ivdep
-          for (int64_t j = 0; j < H; ++j) {
-            a_cw[j] += dcn[j] * xc[j];
-            a_cb[j] += dcn[j];
-          }
-          ln_backward_row(dcn, lcw, xc, RCp[tb], H, dct);
-        } else {
-          std::memcpy(dct, dcn, sizeof(T) * H);
+          r.xc = XCp + tb * H;
+          r.rc = RCp[tb];
+          r.xh = XHp + tb * Gt;
+          r.rh = RHp[tb];
+          r.dgr = DGRp + tb * Gt;
         }
-        #pragma GCC ivdep
-        for (int64_t j = 0; j < H; ++j) {
-          const T iv = g[j], fv = g[H + j], gv = g[2 * H + j], ov = g[3 * H + j];
-          T z = zcr[j];
-          T dcin = dcr[j];
-          T d_ct = dct[j] + (T(1) - z) * dcin;
-          T do_pre = dmr[j] * tc[j] * ov * (T(1) - ov);
-          d_ct += do_pre * po[j];
-          T di_pre = d_ct * gv * iv * (T(1) - iv);
-          T df_pre = d_ct * cprev[j] * fv * (T(1) - fv);
-          T dg_pre = d_ct * iv * (T(1) - gv * gv);
-          T dcprev = d_ct * fv + z * dcin;
-          dcprev += di_pre * pi[j] + df_pre * pf[j];
-          dcr[j] = dcprev;
-          da[j] = di_pre;
-          da[H + j] = df_pre;
-          da[2 * H + j] = dg_pre;
-          da[3 * H + j] = do_pre;
-          a_pi[j] += di_pre * cprev[j];
-          a_pf[j] += df_pre * cprev[j];
-          a_po[j] += do_pre * ct[j];
-        }
-        #pragma GCC ivdep
-        for (int64_t j = 0; j < Gt; ++j) a_sum[j] += da[j];
-        if (ln) {
-          const T* xh = XHp + tb * Gt;
-          #pragma GCC ivdep
-          for (int64_t j = 0; j < Gt; ++j) a_hw[j] += da[j] * xh[j];
-          ln_backward_row(da, lhw, xh, RHp[tb], Gt, DGRp + tb * Gt);
-          // d gx = LN_ih's backward of da, in place (xi recomputed from gx and LN_ih's stats)
-          const T* gxr = gxp + tb * Gt;
-          const T mi = SIp[tb * 2], ri = SIp[tb * 2 + 1];
-          #pragma GCC ivdep
-          for (int64_t j = 0; j < Gt; ++j) {
-            xi[j] = (gxr[j] - mi) * ri;
-            a_iw[j] += da[j] * xi[j];
-          }
-          ln_backward_row(static_cast<const T*>(da), liw, xi, ri, Gt, da);
-        }
+        lstm_bwd_row_any(bp, r, ln, peep);
       }
     });
     prof.lap(prof.pointwise);
@@ -804,6 +1032,27 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in
     prof.lap(prof.gemm);
   }
 
+  // The gradients that nothing in the loop waits for, in one pass over all rows on every thread:
+  // biases, peepholes, LN_hh's weight and LN_ih's weight and backward (d gx, in place of da).
+  const int64_t TB = L * B;
+  for_rows(TB, std::max<int64_t>((int64_t(1) << 16) / Gt, 1), nthreads,
+           [&](int64_t r0, int64_t r1, int64_t tid) {
+    T* ac = acc.data() + tid * A;
+    for (int64_t tb = r0; tb < r1; ++tb) {
+      if (!is_valid(len, tb / B, tb % B)) continue;  // da is zero there
+      T* da = DXp + tb * Gt;
+      if (peep) lstm_bwd_peep(H, da, CPp + tb * H, CTp + tb * H, ac + 3 * Gt + 2 * H);
+      if (ln) {
+        lstm_bwd_ln_ih(Gt, da, gxp + tb * Gt, SIp[tb * 2], SIp[tb * 2 + 1], liw, XHp + tb * Gt, ac);
+      } else {
+        T* a_sum = ac;
+        #pragma GCC ivdep
+        for (int64_t j = 0; j < Gt; ++j) a_sum[j] += da[j];
+      }
+    }
+  });
+  prof.lap(prof.after);
+
   // reduce the per-thread accumulators (fixed order)
   for (int64_t r = 1; r < nthreads; ++r)
     for (int64_t j = 0; j < A; ++j) acc[j] += acc[r * A + j];
@@ -812,7 +1061,6 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in
     std::memcpy(out.data_ptr<T>(), acc.data() + off, sizeof(T) * n);
     return out;
   };
-  const int64_t TB = L * B;
   Tensor dw_hh = at::mm(DGR.view({TB, Gt}).t(), HIN.view({TB, P}));
   Tensor db_ih = has(b_ih) ? vec(0, Gt) : Tensor();
   Tensor db_hh = has(b_hh) ? vec(0, Gt) : Tensor();
@@ -876,32 +1124,32 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
   const bool rm = has(rmask);
   auto opts = gx.options();
 
-  Tensor y = at::empty({L, B, P}, opts);
+  Tensor y = empty_big({L, B, P}, opts);
   Tensor h = h0.clone();
-  Tensor HP = at::empty({L, B, P}, opts);                         // h_{t-1}
-  Tensor HIN = rm ? at::empty({L, B, P}, opts) : HP;              // h_{t-1} * mask
+  Tensor HP = empty_big({L, B, P}, opts);                         // h_{t-1}
+  Tensor HIN = rm ? empty_big({L, B, P}, opts) : HP;              // h_{t-1} * mask
   Tensor gh = at::empty({B, Gt}, opts);                           // h W_hh^T for one step
-  Tensor XH = ln ? at::empty({L, B, Gt}, opts) : Tensor();        // LN_hh's xhat
-  Tensor RH = ln ? at::empty({L, B}, opts) : Tensor();            // LN_hh's rstd
+  Tensor XH = ln ? empty_big({L, B, Gt}, opts) : Tensor();        // LN_hh's xhat
+  Tensor RH = ln ? empty_big({L, B}, opts) : Tensor();            // LN_hh's rstd
   Tensor Gs, C, CP, CT, TC, XC, RC, M, htil;
   if (family == LSTM) {
     C = c0->clone();
-    Gs = at::empty({L, B, 4 * H}, opts);  // i f g o
-    CP = at::empty({L, B, H}, opts);      // c_{t-1}
-    CT = at::empty({L, B, H}, opts);      // candidate c~_t
-    TC = at::empty({L, B, H}, opts);      // tanh(LN_c(c~_t))
+    Gs = empty_big({L, B, 4 * H}, opts);  // i f g o
+    CP = empty_big({L, B, H}, opts);      // c_{t-1}
+    CT = empty_big({L, B, H}, opts);      // candidate c~_t
+    TC = empty_big({L, B, H}, opts);      // tanh(LN_c(c~_t))
     if (lnc) {
-      XC = at::empty({L, B, H}, opts);
-      RC = at::empty({L, B}, opts);
+      XC = empty_big({L, B, H}, opts);
+      RC = empty_big({L, B}, opts);
     }
     if (proj) {
-      M = at::empty({L, B, H}, opts);     // o * tanh(.) before W_hr
+      M = empty_big({L, B, H}, opts);     // o * tanh(.) before W_hr
       htil = at::empty({B, P}, opts);
     }
   } else if (family == GRU) {
-    Gs = at::empty({L, B, 4 * H}, opts);  // r z n hn
+    Gs = empty_big({L, B, 4 * H}, opts);  // r z n hn
   } else {
-    Gs = at::empty({L, B, H}, opts);      // h~ (the activation)
+    Gs = empty_big({L, B, H}, opts);      // h~ (the activation)
   }
 
   const T* gxp = gx.data_ptr<T>();
@@ -1068,11 +1316,12 @@ std::vector<Tensor> backward_impl(int64_t family, const Tensor& dy_in, const Ten
   Tensor dy = dy_in.contiguous();
   Tensor dh = dhT_in.clone().contiguous();
   Tensor dc = family == LSTM ? dcT_in->clone().contiguous() : Tensor();
-  Tensor DX = at::empty({L, B, Gt}, opts);                   // d gx (and, no LN, d gh_raw)
-  Tensor DGH = family == GRU ? at::empty({L, B, Gt}, opts) : DX;  // d (LN_hh(gh) + b_hh)
-  Tensor DGR = ln ? at::empty({L, B, Gt}, opts) : DGH;            // d (h W_hh^T)
-  Tensor DHT = proj ? at::empty({L, B, P}, opts) : Tensor();       // d h~ (before W_hr)
-  Tensor DCN = lnc ? at::empty({L, B, H}, opts) : Tensor();        // d LN_c(c~)
+  Tensor DX = empty_big({L, B, Gt}, opts);                   // d gx (and, no LN, d gh_raw)
+  // d (LN_hh(gh) + b_hh), d (h W_hh^T)
+  Tensor DGH = family == GRU ? empty_big({L, B, Gt}, opts) : DX;
+  Tensor DGR = ln ? empty_big({L, B, Gt}, opts) : DGH;
+  Tensor DHT = proj ? empty_big({L, B, P}, opts) : Tensor();       // d h~ (before W_hr)
+  Tensor DCN = lnc ? empty_big({L, B, H}, opts) : Tensor();        // d LN_c(c~)
   Tensor dm = proj ? at::empty({B, H}, opts) : Tensor();
   Tensor dhin = at::empty({B, P}, opts);
 
@@ -1244,12 +1493,14 @@ std::vector<Tensor> step_impl(int64_t family, const Tensor& x, const Tensor& h, 
     T* cn = c_new.data_ptr<T>();
     const T* cp = c->data_ptr<T>();
     const bool proj = has(w_hr);
-    std::vector<T> pre(Gt), xh(Gt), g(Gt), ct(H), tc(H), xc(H), m(B * H);
+    std::vector<T> pre(Gt), xh(Gt), g(Gt), ct(H), tc(H), xc(H), m(B * H), zcv(H, zc), sink(3 * H);
     T si[2], rh, rc;
     for (int64_t b = 0; b < B; ++b) {
-      lstm_row(p, gxr.data() + b * Gt, ghr.data() + b * Gt, cp + b * H, pre.data(), xh.data(),
-               g.data(), ct.data(), tc.data(), m.data() + b * H, xc.data(), si, &rh, &rc);
-      for (int64_t j = 0; j < H; ++j) cn[b * H + j] = lerp(ct[j], cp[b * H + j], zc);
+      // h is committed below (after W_hr when projected): its part of LstmOut goes to the sinks
+      const LstmOut<T> o{zcv.data(), cn + b * H, sink.data(), buf.zeros.data(), buf.zeros.data(),
+                         sink.data() + H, sink.data() + 2 * H};
+      lstm_row_any(p, gxr.data() + b * Gt, ghr.data() + b * Gt, cp + b * H, pre.data(), xh.data(),
+                   g.data(), ct.data(), tc.data(), m.data() + b * H, xc.data(), si, &rh, &rc, o);
     }
     const T* hcand = m.data();
     std::vector<T> htil;
@@ -1326,6 +1577,42 @@ std::vector<Tensor> step(int64_t family, const Tensor& x, const Tensor& h, const
 
 }  // namespace
 
+// ------------------------------------------------------------------------------------------------
+// The input projection x W^T (+ b) over all steps, and its backward, with the large results in the
+// block cache (a fresh (T, B, G) buffer from malloc costs a page fault per 4 KiB on every call).
+// x (..., I) and w (G, I) contiguous.
+// ------------------------------------------------------------------------------------------------
+Tensor project(const Tensor& x, const Tensor& w, const OptT& b) {
+  TORCH_CHECK(x.is_contiguous() && w.is_contiguous(), "fused_cpu: x and w must be contiguous");
+  const int64_t I = w.size(1), G = w.size(0), N = I ? x.numel() / I : 0;
+  std::vector<int64_t> sizes(x.sizes().begin(), x.sizes().end());
+  sizes.back() = G;
+  Tensor out = empty_big(sizes, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_cpu_project", [&] {
+    gemm_xwT<scalar_t>(N, G, I, x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
+                       out.data_ptr<scalar_t>(), scalar_t(0));
+  });
+  if (has(b)) out.add_(*b);
+  return out;
+}
+
+std::vector<Tensor> project_backward(const Tensor& dgx_in, const Tensor& x, const Tensor& w,
+                                     bool need_dx, bool need_dw, bool need_db) {
+  Tensor dgx = dgx_in.contiguous();
+  const int64_t I = w.size(1), G = w.size(0), N = I ? x.numel() / I : 0;
+  Tensor dx, dw, db;
+  if (need_dx) {
+    dx = empty_big(x.sizes(), x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_cpu_project_backward", [&] {
+      gemm_xw<scalar_t>(N, G, I, dgx.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
+                        dx.data_ptr<scalar_t>(), scalar_t(0));
+    });
+  }
+  if (need_dw) dw = at::mm(dgx.view({N, G}).t(), x.view({N, I}));
+  if (need_db) db = dgx.view({N, G}).sum(0);
+  return {dx, dw, db};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "rnnkit fused CPU recurrent executor (forward/backward over a sequence; streaming step)";
   m.def("forward", &forward, "fused forward over a sequence (GRU, Elman)");
@@ -1333,4 +1620,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_forward", &lstm_forward, "fused LSTM forward over a sequence");
   m.def("lstm_backward", &lstm_backward, "fused LSTM backward over a sequence");
   m.def("step", &step, "one streaming time step of one layer (no autograd)");
+  m.def("project", &project, "input projection x W^T (+ b) into the block cache");
+  m.def("project_backward", &project_backward, "gradients of project: dx, dw, db");
 }
