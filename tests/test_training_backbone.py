@@ -15,7 +15,7 @@ from rnnkit.errors import UserError
 from rnnkit.training import NonFiniteLoss
 from rnnkit.training.adding import AddingRegressor, AddingTask
 from rnnkit.training.adding_cli import run_adding
-from rnnkit.training.cli_support import resolve_run
+from rnnkit.training.cli_support import parse_set, resolve_run
 from rnnkit.training.runner import fit, seed_everything
 
 
@@ -130,6 +130,11 @@ def test_config_file_and_flags_precedence(tmp_path):
     f.write_text("lr: fast\n")
     with pytest.raises(UserError, match="lr must be float"):
         resolve_run(AddingConfig, {}, f)
+    f.write_text("lr: 1e-4\n")  # YAML 1.1 reads this as a string
+    assert resolve_run(AddingConfig, {}, f)[0].lr == 1e-4
+    assert resolve_run(AddingConfig, parse_set(["min-lr=1e-5"]))[0].min_lr == 1e-5
+    with pytest.raises(UserError, match=r"^the command line: lr must be float"):
+        resolve_run(AddingConfig, parse_set(["lr=abc"]))
     with pytest.raises(UserError, match="exclusive"):
         resolve_run(AddingConfig, {"clip_norm": 1.0, "clip_value": 1.0})
     with pytest.raises(UserError, match="unknown optimizer"):

@@ -8,6 +8,7 @@ name the file and the key.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import types
@@ -123,6 +124,9 @@ def _coerce(cls_name: str, name: str, hint: Any, value: Any, source: str) -> Any
         hint = args[0]
     if value is None:
         raise UserError(f"{source}: {name} cannot be null")
+    if hint is float and isinstance(value, str):
+        with contextlib.suppress(ValueError):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            value = float(value)
     ok = {
         bool: lambda v: isinstance(v, bool),
         int: lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -144,14 +148,15 @@ def resolve(cls: type[C], *layers: tuple[str, dict[str, Any]]) -> C:
     known = {f.name for f in fields(cls)}
     values: dict[str, Any] = {}
     for source, mapping in layers:
+        label = "the command line" if source == "--" else source
         for key, value in mapping.items():
             if key not in known:
                 close = [k for k in known if k.startswith(key[:3])]
                 hint = f" (did you mean {', '.join(sorted(close))}?)" if close else ""
-                raise UserError(f"{source}: unknown option {key!r}{hint}")
+                raise UserError(f"{label}: unknown option {key!r}{hint}")
             if value is None and source.startswith("--"):
                 continue
-            values[key] = _coerce(cls.__name__, key, hints[key], value, source)
+            values[key] = _coerce(cls.__name__, key, hints[key], value, label)
     obj = cls(**values)
     validate = getattr(obj, "validate", None)
     return validate() if callable(validate) else obj

@@ -77,16 +77,17 @@ def train(
     output_dropout: Annotated[float | None, typer.Option(help="[0.1]", rich_help_panel=MODEL)] = None,
     ar: Annotated[float | None, typer.Option(help="activation regularisation", rich_help_panel=MODEL)] = None,
     tar: Annotated[float | None, typer.Option(help="temporal activation regularisation", rich_help_panel=MODEL)] = None,
-    bptt: Annotated[int | None, typer.Option(help="TBPTT window in tokens [128]", rich_help_panel=TRAIN)] = None,
+    bptt: Annotated[int | None, typer.Option(help="TBPTT window in tokens [rnn 32, transformer 128]",
+                                             rich_help_panel=TRAIN)] = None,
     epoch_steps: Annotated[int | None, typer.Option(help="batches per epoch (validation after each) [200]",
                                                     rich_help_panel=TRAIN)] = None,
     minutes: Annotated[float | None, typer.Option(help="time budget for training", rich_help_panel=TRAIN)] = None,
     epochs: Annotated[int | None, typer.Option(help="max epochs [20]", rich_help_panel=TRAIN)] = None,
     max_steps: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="parallel streams [32]", rich_help_panel=TRAIN)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="parallel streams [64]", rich_help_panel=TRAIN)] = None,
     optimizer: Annotated[str | None, typer.Option(help="adam | adamw | sgd | ntasgd [adam]",
                                                   rich_help_panel=TRAIN)] = None,
-    lr: Annotated[float | None, typer.Option(help="[5e-3]", rich_help_panel=TRAIN)] = None,
+    lr: Annotated[float | None, typer.Option(help="[8e-3]", rich_help_panel=TRAIN)] = None,
     clip_norm: Annotated[float | None, typer.Option(help="[1.0]", rich_help_panel=TRAIN)] = None,
     seed: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads", rich_help_panel=TRAIN)] = None,
@@ -224,7 +225,7 @@ def diagnose_inputs(run_dir: Path, model, config: dict, data: Path | None, size:
         ids, source = torch.tensor(tok.encode(read_text_file(Path(data))), dtype=torch.long), str(data)
     else:
         ids, source = prepare(text_cfg, tok).ids["valid"], "the validation split"
-    T = text_cfg.bptt
+    T = max(text_cfg.bptt, 128)  # long enough to see gradients fade
     if len(ids) < T + 1:
         raise UserError(f"{source} has {len(ids)} tokens, fewer than one window of bptt+1 = {T + 1}")
     starts = torch.linspace(0, len(ids) - T - 1, size).long()
