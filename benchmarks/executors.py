@@ -308,7 +308,7 @@ def estimate_rep(module: nn.Module, x: Tensor, mode: str, probe_steps: int = 16)
 
 def executor_label(module: Recurrent, x: Tensor) -> str:
     """Which executor(s) a forward pass of ``module`` runs now; raises if the backend cannot."""
-    plan = module.plan(x.device, x.dtype)
+    plan = module.plan(x.device, x.dtype, batch=x.shape[0 if module.batch_first else 1])
     if plan.whole_stack:
         return plan.executors[0][0].name + " (whole stack)"
     names = dict.fromkeys(e.name for layer in plan.executors for e in layer)

@@ -164,6 +164,19 @@ def test_auto_prefers_fused_cpu_for_plain_gru_and_elman_but_native_for_lstm():
     assert Recurrent("lstm", 3, 4, 2).plan().whole_stack
 
 
+def test_auto_runs_a_small_plain_lstm_fused_and_a_large_one_on_onednn():
+    from rnnkit.executors.fused_cpu import SMALL_LSTM
+
+    m = Recurrent("lstm", 3, 64, 2)
+    assert m.plan(batch=SMALL_LSTM // 64).whole_stack is False
+    assert names(m.plan(batch=1)) == [["fused_cpu"], ["fused_cpu"]]
+    assert m.plan(batch=SMALL_LSTM // 64 + 1).whole_stack and m.plan().whole_stack  # unknown batch: oneDNN
+    x = torch.randn(5, 2, 3)
+    ref = Recurrent("lstm", 3, 64, 2, backend="reference")
+    ref.load_state_dict(m.state_dict())
+    torch.testing.assert_close(m(x)[0], ref(x)[0], atol=1e-5, rtol=1e-5)  # the forward used the small plan
+
+
 def test_recurrent_dropout_runs_natively_in_eval():
     m = Recurrent("lstm", 3, 4, 2, recurrent_dropout=0.5)
     assert not m.train().plan().whole_stack

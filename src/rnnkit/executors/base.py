@@ -58,6 +58,7 @@ class RunRequest:
     dtype: torch.dtype
     has_masks: bool = False
     return_states: bool = False
+    batch: int | None = None  # batch size, when known (auto's preference may depend on it)
 
 
 class RunResult(NamedTuple):

@@ -36,6 +36,7 @@ from rnnkit.cells.lstm import LSTMSpec
 from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks
 
 _DTYPES = (torch.float32, torch.float64)
+SMALL_LSTM = 2048  # batch x hidden up to which auto runs a plain LSTM here rather than in oneDNN
 _ELMAN_TANH, _ELMAN_RELU, _LSTM, _GRU = 0, 1, 2, 3
 
 
@@ -190,9 +191,13 @@ class FusedCPUExecutor(Executor):
         """For auto dispatch: the executor that should run this request instead, though this one can.
 
         torch's oneDNN LSTM is faster than the fused loop for the plain LSTM, so auto leaves it to
-        ``native`` (which refuses the variants: layer norm, peepholes, masks).
+        ``native`` (which refuses the variants: layer norm, peepholes, masks), except for small
+        batch x hidden (<= 2048), where oneDNN's per-step overhead dominates and the fused loop was
+        measured 0.11x (B=1, H=64) and 0.71-0.86x (B=16, H=128) of its time (docs/benchmarks.md).
         """
         if type(cell) is LSTMSpec and cell.unsupported_by_torch() is None and not request.has_masks:
+            if request.batch is not None and request.batch * cell.hidden_size <= SMALL_LSTM:
+                return None
             return "native"
         return None
 

@@ -217,12 +217,13 @@ class Recurrent(nn.Module):
 
     def plan(
         self, device: torch.device | None = None, dtype: torch.dtype | None = None,
-        return_states: bool = False,
+        return_states: bool = False, batch: int | None = None,
     ) -> ExecutionPlan:
-        """Which executors a forward pass would use now (depends on device, dtype and mode)."""
+        """Which executors a forward pass would use now (depends on device, dtype, mode and, for auto,
+        the batch size when given)."""
         ref = self.weight_ih_l0
         request = RunRequest(
-            device or ref.device, dtype or ref.dtype, self._in_loop_masks(), return_states
+            device or ref.device, dtype or ref.dtype, self._in_loop_masks(), return_states, batch
         )
         stack_refused = self._whole_stack_refusal(request)
         if stack_refused is None:
@@ -310,7 +311,7 @@ class Recurrent(nn.Module):
         self, x: Tensor, hx: State, lengths: Tensor | None, return_states: bool
     ) -> tuple[Tensor, State, tuple[Tensor, ...] | None]:
         """Time-major core: x (T, B, I), hx components (L*D, B, n)."""
-        plan = self.plan(x.device, x.dtype, return_states)
+        plan = self.plan(x.device, x.dtype, return_states, x.shape[1])
         training = self.training
         T, B = x.shape[0], x.shape[1]
         D = self.num_directions
