@@ -213,9 +213,8 @@ def bench_memory(ctx: typer.Context) -> None:
 
     try:
         run(list(ctx.args), prog="rnnkit bench memory")
-    except SystemExit as e:  # argparse's --help
-        if e.code:
-            raise typer.Exit(2) from None
+    except SystemExit:  # argparse's --help, printed already (its errors are UserErrors with prog set)
+        return
 
 
 # ---- diagnose --------------------------------------------------------------------------------
