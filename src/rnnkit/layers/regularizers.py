@@ -10,12 +10,15 @@ time loop (as Keras does), and passed to the executors.
 - weight drop (DropConnect on ``W_hh``, Wan et al. 2013), once per forward pass (Merity et al. 2018,
   "Regularizing and Optimizing LSTM Language Models").
 
-Dropout masks are scaled by 1/(1-p) so that evaluation needs no rescaling.
+Dropout masks are scaled by 1/(1-p) so that evaluation needs no rescaling. The Bernoulli draws come
+from :mod:`rnnkit.layers.bernoulli_mask` (counter-based, one vectorised pass on CPU).
 """
 
 from __future__ import annotations
 
 from torch import Tensor
+
+from rnnkit.layers.bernoulli_mask import bernoulli_mask
 
 
 def check_probability(name: str, p: float) -> float:
@@ -28,7 +31,7 @@ def dropout_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
     """Bernoulli(1-p) / (1-p) mask (all zeros when p == 1)."""
     if p >= 1.0:
         return like.new_zeros(shape)
-    return like.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
+    return bernoulli_mask(shape, 1.0 - p, like).div_(1.0 - p)
 
 
 def zoneout_weights(
@@ -39,4 +42,4 @@ def zoneout_weights(
         return None
     if not training:
         return like.new_tensor(p)
-    return like.new_empty((T, batch, size)).bernoulli_(p)
+    return bernoulli_mask((T, batch, size), p, like)

@@ -1616,6 +1616,10 @@ std::vector<Tensor> project_backward(const Tensor& dgx_in, const Tensor& x, cons
   return {dx, dw, db};
 }
 
+// bernoulli_mask.cpp
+at::Tensor bernoulli_mask(at::IntArrayRef sizes, int64_t seed, int64_t threshold,
+                          at::ScalarType dtype);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "rnnkit fused CPU recurrent executor (forward/backward over a sequence; streaming step)";
   m.def("forward", &forward, "fused forward over a sequence (GRU, Elman)");
@@ -1625,4 +1629,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("step", &step, "one streaming time step of one layer (no autograd)");
   m.def("project", &project, "input projection x W^T (+ b) into the block cache");
   m.def("project_backward", &project_backward, "gradients of project: dx, dw, db");
+  m.def("bernoulli_mask", &bernoulli_mask, "counter-based Bernoulli mask (see bernoulli_mask.cpp)");
 }
