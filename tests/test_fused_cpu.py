@@ -139,6 +139,19 @@ def test_large_buffers_and_threads(name, options, threads):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("name,options", CONFIGS, ids=lambda v: str(v))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_batch_split_over_threads(name, options, reverse):
+    """With two threads and B >= 16 each thread runs the whole time loop on its own rows (here 9 and
+    10 of 19): masks, lengths, projection and both directions as with one chunk."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _check(name, options, 5, 19, 4, 6, reverse, True, "both", dtype=torch.float64)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("name", ["rnn_tanh", "gru", "lstm"])
 def test_no_bias(name):
     _check(name, {}, 4, 2, 3, 5, False, True, "recurrent", bias=False)

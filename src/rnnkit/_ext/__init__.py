@@ -56,7 +56,8 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
             name=f"rnnkit_{name}",
             sources=sources,
             build_directory=str(build),
-            extra_cflags=["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only"],
+            extra_cflags=["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
             verbose=verbose,
         )
     except Exception as exc:  # a failed build must not break rnnkit: report and fall back
