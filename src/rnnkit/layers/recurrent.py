@@ -410,11 +410,10 @@ class Recurrent(nn.Module):
         if x_t.dim() not in (1, 2):
             raise ValueError(f"step() expects x_t of shape (batch, input_size) or (input_size,), got {x_t.dim()}D")
         batched = x_t.dim() == 2
-        x = x_t.unsqueeze(0) if batched else x_t.view(1, 1, -1)
-        if x.shape[-1] != self.input_size:
-            raise ValueError(f"x_t.size(-1) must be {self.input_size}, got {x.shape[-1]}")
-        hx = self._prepare_state(state, x.shape[1], x, batched)
-        inp = x[0]
+        inp = x_t if batched else x_t.view(1, -1)  # (B, I); no further views: each costs ~1 us
+        if inp.shape[-1] != self.input_size:
+            raise ValueError(f"x_t.size(-1) must be {self.input_size}, got {inp.shape[-1]}")
+        hx = self._prepare_state(state, inp.shape[0], inp, batched)
         if self.backend in ("auto", "fused_cpu") and fast_step_refusal(self, inp, hx) is None:
             # one C++ call per layer (rnnkit.executors.streaming); same results, no autograd
             inp, final = step_stack(self, inp, hx)
@@ -493,13 +492,20 @@ class Recurrent(nn.Module):
         if state is None:
             return None
         sizes = self.cell.state_sizes()
-        parts = tuple(state) if self._state_is_tuple else (state,)
-        if self._state_is_tuple and len(parts) != len(sizes):
+        is_tuple = len(sizes) > 1
+        parts = tuple(state) if is_tuple else (state,)
+        if is_tuple and len(parts) != len(sizes):
             raise ValueError(f"{self._mode} expects a state of {len(sizes)} tensors, got {len(parts)}")
-        if not all(isinstance(p, Tensor) for p in parts):
-            raise TypeError("state must be a Tensor" + (" tuple" if self._state_is_tuple else ""))
         want = 3 if batched else 2
-        if any(p.dim() != want for p in parts):
+        bad_type = bad_dim = False
+        for p in parts:  # plain loops: this runs on every streaming step()
+            if not isinstance(p, Tensor):
+                bad_type = True
+            elif p.dim() != want:
+                bad_dim = True
+        if bad_type:
+            raise TypeError("state must be a Tensor" + (" tuple" if is_tuple else ""))
+        if bad_dim:
             kind = "batched 3-D" if batched else "unbatched 2-D"
             if self._state_is_tuple:
                 dims = ", ".join(f"{p.dim()}-D" for p in parts)
@@ -520,7 +526,7 @@ class Recurrent(nn.Module):
             return tuple(x.new_zeros(LD, batch, n) for n in sizes)
         for k, (p, n) in enumerate(zip(parts, sizes, strict=True)):
             expected = (LD, batch, n)
-            if tuple(p.shape) != expected:
+            if p.shape != expected:
                 which = f"hidden[{k}]" if self._state_is_tuple else "hidden"
                 raise RuntimeError(f"Expected {which} size {expected}, got {list(p.shape)}")
         return parts
