@@ -290,17 +290,22 @@ STEP_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("name,options", STEP_CONFIGS, ids=lambda v: str(v))
+# (layers, H): two layers, and one layer with 4H = 68 (row blocks of 8 and a tail); residual acts
+# from the second layer on, so only with two
+STEP_CASES = [(name, options, layers, H) for name, options in STEP_CONFIGS
+              for layers, H in ((2, 7), (1, 17)) if layers == 2 or not options.get("residual")]
+
+
+@pytest.mark.parametrize("name,options,layers,H", STEP_CASES, ids=lambda v: str(v))
 @pytest.mark.parametrize("B", [1, 3, 6])  # 6: the BLAS branch of the step's projections
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fast_step_matches_python_step_and_forward(name, options, B, dtype):
+def test_fast_step_matches_python_step_and_forward(name, options, layers, H, B, dtype):
     from rnnkit.executors.streaming import fast_step_refusal
     from rnnkit.layers.recurrent import Recurrent
 
     torch.manual_seed(0)
-    H = 7
     I = 2 * H if options.get("residual") else 5
-    m = Recurrent(name, I, H, num_layers=2, dtype=dtype, **options).eval()
+    m = Recurrent(name, I, H, num_layers=layers, dtype=dtype, **options).eval()
     with torch.no_grad():
         for p in m.parameters():  # LN gains/biases away from 1/0, so that they matter
             p.add_(0.3 * torch.randn_like(p))
@@ -325,6 +330,36 @@ def test_fast_step_matches_python_step_and_forward(name, options, B, dtype):
             torch.testing.assert_close(a, b, **tol)
         y1, _ = m.step(x[0, 0])  # unbatched
         torch.testing.assert_close(y1, out[0, 0], **tol)
+
+
+def test_fast_step_sees_parameter_updates_and_conversions():
+    """The stepper is cached on the module: in-place updates, load_state_dict, .double() and a
+    replaced parameter must all reach it."""
+    from rnnkit.layers.recurrent import Recurrent
+
+    torch.manual_seed(0)
+    m = Recurrent("lstm", 5, 6, num_layers=2, layer_norm=True).eval()
+    x = torch.randn(3, 5)
+
+    def check(module, inp):
+        hx = module._prepare_state(None, inp.shape[0], inp.unsqueeze(0), True)
+        with torch.no_grad():
+            y_fast, _ = module.step(inp)
+            y_py, _ = module._python_step(inp, hx)
+        torch.testing.assert_close(y_fast, y_py, atol=1e-5, rtol=1e-4)
+        return y_fast
+
+    first = check(m, x)
+    with torch.no_grad():
+        m.weight_hh_l1.mul_(2.0)  # in place, as an optimiser does
+        m.layer_norm_c_weight_l0.add_(0.5)
+    assert not torch.allclose(check(m, x), first)
+    m.load_state_dict(Recurrent("lstm", 5, 6, num_layers=2, layer_norm=True).state_dict())
+    check(m, x)
+    m.bias_ih_l0 = torch.nn.Parameter(torch.randn(24))  # a new object
+    check(m, x)
+    m.double()  # the parameters keep their identity, their data changes
+    check(m, x.double())
 
 
 def test_fast_step_only_without_autograd():

@@ -179,7 +179,7 @@ def run_one(task: Task, cell_key: str, args) -> Row:
     # threshold: halve the rate when the held-out metric stops improving (never before it has moved)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="max" if task.metric == "accuracy" else "min", factor=0.5, patience=args.patience,
-        threshold=0.05, min_lr=lr / 64) if args.patience else None
+        threshold=0.05, min_lr=lr * args.lr_floor) if args.patience else None
     x_eval, y_eval = task.batch(args.eval_batch, torch.Generator().manual_seed(10_000 + args.seed))
     executor = ",".join(sorted({ex.name for per in model.rnn.plan().executors for ex in per}))
     # wall: elapsed seconds; cpu: this process's CPU seconds (unaffected by other jobs or by a pause)
@@ -273,6 +273,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Row]:
     p.add_argument("--patience", type=int, default=4,
                    help="halve the lr after this many evaluations without a 5%% improvement, once the metric "
                         "is below half the baseline (0: constant lr)")
+    p.add_argument("--lr-floor", type=float, default=1 / 64,
+                   help="the plateau schedule's lowest rate, as a fraction of the initial one (1/64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="what --budget and the reported times count: wall seconds, or the process's CPU "
@@ -282,6 +284,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Row]:
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
+    if not 0 < args.lr_floor <= 1:
+        p.error(f"--lr-floor must be in (0, 1], got {args.lr_floor}")
     if args.threads:
         torch.set_num_threads(args.threads)
     cells = [c.strip() for c in args.cells.split(",")]

@@ -1,11 +1,12 @@
-"""The fast streaming step: one time step of a whole ``Recurrent`` stack, one C++ call per layer.
+"""The fast streaming step: one time step of a whole ``Recurrent`` stack in one C++ call.
 
 ``Recurrent.step(x_t, state)`` at batch 1 is dominated by per-op overhead when it runs the cell's
 Python ``step`` (a dozen ATen calls per layer, each a few microseconds). The ``fused_cpu``
-extension's ``step`` does one layer's whole step in one call: both projections (for a few rows a
-single pass of row dot products over ``W_ih`` and ``W_hh``; BLAS for larger batches), layer norms,
-biases, peepholes, the gates, the projection and zoneout's expectation, with the same pointwise code
-as the fused forward pass.
+extension's ``Stepper``, bound once to the module's parameters (:func:`stepper`), does every layer's
+whole step in one call: both projections (for a few rows a single pass of row dot products over
+``W_ih`` and ``W_hh``, eight rows at a time; BLAS for larger batches), layer norms, biases,
+peepholes, the gates, the projection, zoneout's expectation and residual connections, with the same
+pointwise code as the fused forward pass.
 
 It runs when all of these hold (else ``Recurrent.step`` takes the Python path, which is the
 specification and supports autograd):
@@ -41,7 +42,7 @@ _DTYPES = (torch.float32, torch.float64)
 
 def fast_step_refusal(module, x: Tensor, hx: State) -> str | None:
     """None if :func:`step_stack` can run this step of ``module`` (a ``Recurrent``), else why not."""
-    if x.device.type != "cpu" or x.dtype not in _DTYPES:
+    if not x.is_cpu or x.dtype not in _DTYPES:  # is_cpu: x.device.type costs 0.5 us a step
         return f"runs on CPU in float32/float64, not {x.device.type} {x.dtype}"
     if x.dtype != module._parameters["weight_ih_l0"].dtype:
         return "input and weights differ in dtype"
@@ -67,34 +68,38 @@ def _static_refusal(module) -> str | None:
     return cached[1]
 
 
-def _layer_args(module, layer: int, spec) -> tuple:
-    """``ext.step``'s arguments after the input and the state for one layer: family, W_ih, W_hh,
-    b_ih, b_hh and the ten optional tensors (None where the cell has no such parameter)."""
+def _layer_tensors(module, layer: int) -> list[Tensor | None]:
+    """One layer's 14 tensors in the order ``fused_cpu.Stepper`` takes them: W_ih, W_hh, b_ih, b_hh
+    and the LSTM/GRU extras (None where the cell has no such parameter)."""
     registered = module._parameters  # a plain dict: no nn.Module.__getattr__ per parameter
     names = module._param_names[layer][0]
-    family = fused_cpu._family(spec)
-    extras_names = (_LSTM_EXTRAS if family == fused_cpu._LSTM
-                    else _GRU_EXTRAS if family == fused_cpu._GRU else ())
-    extras = [registered[names[n]] if n in names else None for n in extras_names]
-    extras += [None] * (10 - len(extras))
-    b_ih, b_hh = names.get("bias_ih"), names.get("bias_hh")
-    weights = [registered[names["weight_ih"]], registered[names["weight_hh"]],
-               None if b_ih is None else registered[b_ih], None if b_hh is None else registered[b_hh]]
-    return (family, *[None if t is None else t.contiguous() for t in weights + extras])
+    family = fused_cpu._family(module.cells[layer])
+    extras = (_LSTM_EXTRAS if family == fused_cpu._LSTM
+              else _GRU_EXTRAS if family == fused_cpu._GRU else ())
+    order = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", *extras)
+    tensors = [registered[names[n]] if n in names else None for n in order]
+    return tensors + [None] * (14 - len(tensors))
 
 
-def _all_layer_args(module) -> list[tuple]:
-    """Every layer's :func:`_layer_args`, cached on the module while its parameters are the same
-    objects and contiguous (so the cached tensors are the parameters themselves, updated in place by
-    an optimiser): building them costs ~8 us a step, a third of the whole C++ step at B=1, H=256."""
+def stepper(module):
+    """The module's ``fused_cpu.Stepper``, cached while its parameters are the same contiguous
+    objects (so the bound tensors are the parameters themselves, updated in place by an optimiser)."""
     key = tuple(map(id, module._parameters.values()))
-    cached = module.__dict__.get("_fast_step_args")
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    args = [_layer_args(module, layer, spec) for layer, spec in enumerate(module.cells)]
-    if all(p.is_contiguous() for p in module._parameters.values()):
-        module.__dict__["_fast_step_args"] = (key, args)
-    return args
+    cached = module.__dict__.get("_fast_stepper")
+    if cached is not None and cached[0] == key and cached[1] == module.zoneout:
+        return cached[2]
+    ext, _ = fused_cpu._extension()
+    zoneout = module.zoneout
+    zh = float(zoneout[0])
+    zc = float(zoneout[1]) if len(zoneout) > 1 else 0.0
+    contiguous = all(p.is_contiguous() for p in module._parameters.values())
+    layers = [[None if t is None else t.contiguous() for t in _layer_tensors(module, layer)]
+              for layer in range(len(module.cells))]
+    families = [fused_cpu._family(spec) for spec in module.cells]
+    made = ext.Stepper(layers, families, zh, zc, bool(module.residual))
+    if contiguous:
+        module.__dict__["_fast_stepper"] = (key, module.zoneout, made)
+    return made
 
 
 def step_stack(module, x: Tensor, hx: State) -> tuple[Tensor, State]:
@@ -102,25 +107,5 @@ def step_stack(module, x: Tensor, hx: State) -> tuple[Tensor, State]:
 
     The caller checks :func:`fast_step_refusal` first.
     """
-    ext, _ = fused_cpu._extension()
-    zoneout = module.zoneout
-    zh = float(zoneout[0])
-    zc = float(zoneout[1]) if len(zoneout) > 1 else 0.0
-    layers = _all_layer_args(module)
-    if len(layers) == 1:  # the common streaming case: the C++ slices and stacks the (1, B, n) state
-        family, w_ih, w_hh, b_ih, b_hh, *extras = layers[0]
-        c = hx[1] if family == fused_cpu._LSTM else None
-        y, *state = ext.step(family, x, hx[0], c, w_ih, w_hh, b_ih, b_hh, *extras, zh, zc)
-        return y, tuple(state)
-    inp = x.contiguous()
-    finals: list[list[Tensor]] = []
-    for layer, (family, w_ih, w_hh, b_ih, b_hh, *extras) in enumerate(layers):
-        h = hx[0][layer].contiguous()
-        c = hx[1][layer].contiguous() if family == fused_cpu._LSTM else None
-        new = ext.step(family, inp, h, c, w_ih, w_hh, b_ih, b_hh, *extras, zh, zc)
-        finals.append(new)
-        out = new[0]
-        if module.residual and layer > 0:
-            out = out + inp
-        inp = out
-    return inp, tuple(torch.stack(parts) for parts in zip(*finals, strict=True))
+    out = stepper(module).step(x, *hx)
+    return out[0], tuple(out[1:])

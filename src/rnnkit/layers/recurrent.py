@@ -135,6 +135,7 @@ class Recurrent(nn.Module):
             make_cell(cell, layer_input, hidden_size, bias, **options) for _ in range(num_layers - 1)
         ]
         self.zoneout = self._check_zoneout(zoneout, first)
+        self._state_sizes = first.state_sizes()  # read on every streaming step()
         if "weight_hh" not in first.param_shapes():
             for name in ("recurrent_dropout", "weight_drop"):
                 if getattr(self, name):
@@ -187,7 +188,7 @@ class Recurrent(nn.Module):
 
     @property
     def _state_is_tuple(self) -> bool:
-        return len(self.cell.state_sizes()) > 1
+        return len(self._state_sizes) > 1
 
     def extra_repr(self) -> str:
         s = f"{self.cell_name!r}, {self.input_size}, {self.hidden_size}"
@@ -415,13 +416,13 @@ class Recurrent(nn.Module):
             raise ValueError(f"x_t.size(-1) must be {self.input_size}, got {inp.shape[-1]}")
         hx = self._prepare_state(state, inp.shape[0], inp, batched)
         if self.backend in ("auto", "fused_cpu") and fast_step_refusal(self, inp, hx) is None:
-            # one C++ call per layer (rnnkit.executors.streaming); same results, no autograd
+            # one C++ call for the whole stack (rnnkit.executors.streaming); same results, no autograd
             inp, final = step_stack(self, inp, hx)
         else:
             inp, final = self._python_step(inp, hx)
         if not batched:
             inp, final = inp.squeeze(0), tuple(s.squeeze(1) for s in final)
-        return inp, (final if self._state_is_tuple else final[0])
+        return inp, (final if len(final) > 1 else final[0])
 
     def _python_step(self, inp: Tensor, hx: State) -> tuple[Tensor, State]:
         """``step()`` through the cells' Python ``step`` (the specification; differentiable)."""
@@ -491,7 +492,7 @@ class Recurrent(nn.Module):
         unbatched components get their batch dimension."""
         if state is None:
             return None
-        sizes = self.cell.state_sizes()
+        sizes = self._state_sizes
         is_tuple = len(sizes) > 1
         parts = tuple(state) if is_tuple else (state,)
         if is_tuple and len(parts) != len(sizes):
@@ -519,13 +520,13 @@ class Recurrent(nn.Module):
 
     def _prepare_state(self, state, batch: int, x: Tensor, batched: bool) -> State:
         """Initial state in torch.nn's layout, checked, as components (L*D, B, n)."""
-        sizes = self.cell.state_sizes()
+        sizes = self._state_sizes
         LD = self.num_layers * self.num_directions
         parts = self._state_parts(state, batched)
         if parts is None:
             return tuple(x.new_zeros(LD, batch, n) for n in sizes)
-        for k, (p, n) in enumerate(zip(parts, sizes, strict=True)):
-            expected = (LD, batch, n)
+        for k in range(len(parts)):  # plain loop: this runs on every streaming step()
+            p, expected = parts[k], (LD, batch, sizes[k])
             if p.shape != expected:
                 which = f"hidden[{k}]" if self._state_is_tuple else "hidden"
                 raise RuntimeError(f"Expected {which} size {expected}, got {list(p.shape)}")

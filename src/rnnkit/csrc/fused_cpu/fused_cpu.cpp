@@ -1,7 +1,7 @@
 // rnnkit fused CPU executor: forward and backward of one recurrent layer-direction over a whole
 // sequence, for the Elman (tanh/relu), LSTM (layer norm, peepholes, projection) and GRU (layer norm)
-// cells, with recurrent-dropout and zoneout masks, variable lengths and both directions; plus `step`,
-// one streaming time step of one layer in one call (no autograd), for Recurrent.step().
+// cells, with recurrent-dropout and zoneout masks, variable lengths and both directions; plus
+// `Stepper`, one streaming time step of a whole stack in one call (no autograd), for Recurrent.step().
 //
 // The design is Haste's (lmnt-com/haste): the input projection x W_ih^T is one GEMM done by the caller
 // (for the LSTM without its bias: the kernel adds b_ih + b_hh and applies LN_ih itself, so that the
@@ -374,27 +374,44 @@ inline void gemm_xw(int64_t B, int64_t N, int64_t K, const T* A, const T* W, T* 
   if (beta == T(0)) c.copy_(prod); else c.add_(prod);
 }
 
-template <typename T>
-inline T dot(const T* a, const T* b, int64_t n) {
-  T s = 0;
-  for (int64_t j = 0; j < n; ++j) s += a[j] * b[j];
-  return s;
+// R rows of W (K columns each, row-major) dotted with a into out[0], out[1], ...: R independent
+// accumulators, since one accumulator chain is bound by the FMA latency (~16 B/cycle, about the
+// L3's rate on one core); with 8 the loads are the limit.
+template <typename T, int R>
+inline void dot_rows(const T* a, const T* w, int64_t K, T* out) {
+  T s[R] = {};
+  for (int64_t j = 0; j < K; ++j) {
+    const T v = a[j];
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) s[r] += v * w[r * K + j];
+  }
+  for (int r = 0; r < R; ++r) out[r] = s[r];
 }
 
 // For a streaming step with a few rows: C1[B,N] = A1[B,K1] W1^T and C2[B,N] = A2[B,K2] W2^T in one
-// pass over the rows of both weights (row dot products; BLAS's call overhead dominates here).
+// pass over the rows of both weights (row dot products; BLAS's call overhead dominates here). The
+// rows split over the threads in contiguous halves, so each thread reads the same weight rows at
+// every step.
 template <typename T>
 void small_xwT2(int64_t B, int64_t N, int64_t K1, const T* A1, const T* W1, T* C1, int64_t K2,
                 const T* A2, const T* W2, T* C2) {
-  const int64_t per_row = B * (K1 + K2);
-  const int64_t g = std::max<int64_t>((int64_t(1) << 16) / std::max<int64_t>(per_row, 1), 16);
-  at::parallel_for(0, N, g, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* w1 = W1 + r * K1;
-      const T* w2 = W2 + r * K2;
+  constexpr int R = 8;
+  const int64_t blocks = (N + R - 1) / R;
+  const int64_t per_block = R * B * (K1 + K2);
+  const int64_t g = std::max<int64_t>((int64_t(1) << 16) / std::max<int64_t>(per_block, 1), 2);
+  at::parallel_for(0, blocks, g, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t r = k * R;
       for (int64_t b = 0; b < B; ++b) {
-        C1[b * N + r] = dot(A1 + b * K1, w1, K1);
-        C2[b * N + r] = dot(A2 + b * K2, w2, K2);
+        if (r + R <= N) {
+          dot_rows<T, R>(A1 + b * K1, W1 + r * K1, K1, C1 + b * N + r);
+          dot_rows<T, R>(A2 + b * K2, W2 + r * K2, K2, C2 + b * N + r);
+        } else {
+          for (int64_t q = r; q < N; ++q) {
+            dot_rows<T, 1>(A1 + b * K1, W1 + q * K1, K1, C1 + b * N + q);
+            dot_rows<T, 1>(A2 + b * K2, W2 + q * K2, K2, C2 + b * N + q);
+          }
+        }
       }
     }
   });
@@ -1543,40 +1560,37 @@ std::vector<Tensor> backward(int64_t family, const Tensor& dy, const Tensor& dhT
 
 
 // ------------------------------------------------------------------------------------------------
-// step: one time step of one layer for streaming (Recurrent.step), every family and option, no
-// autograd. x (B, I), h (B, P), c (B, H) for the LSTM; zoneout at evaluation: the scalars zh, zc.
-// Returns (h_new,) or (h_new, c_new).
+// Stepper: one streaming time step of a whole stack (Recurrent.step), every family and option, no
+// autograd. Bound once per module to its parameters (the tensors are the parameters themselves, so
+// in-place updates are seen): converting ~20 optional tensors from Python on every call cost ~3 us
+// at B=1, as much as a tenth of the step. Zoneout at evaluation: the scalars zh, zc.
 // ------------------------------------------------------------------------------------------------
+struct StepLayer {
+  int64_t family;
+  Tensor w_ih, w_hh;
+  OptT b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr;
+};
+
+// One layer: x (B, I), h (B, P), c (B, H) for the LSTM -> hn (B, P), cn (B, H).
 template <typename T>
-std::vector<Tensor> step_impl(int64_t family, const Tensor& x, const Tensor& h, const OptT& c,
-                              const Tensor& w_ih, const Tensor& w_hh, const OptT& b_ih,
-                              const OptT& b_hh, const OptT& ln_ih_w, const OptT& ln_ih_b,
-                              const OptT& ln_hh_w, const OptT& ln_hh_b, const OptT& ln_c_w,
-                              const OptT& ln_c_b, const OptT& peep_i, const OptT& peep_f,
-                              const OptT& peep_o, const OptT& w_hr, double zh_, double zc_) {
-  const int64_t B = x.size(0), I = x.size(1), P = h.size(1), Gt = w_hh.size(0);
-  const T zh = T(zh_), zc = T(zc_);
+void step_layer(const StepLayer& L, int64_t B, int64_t I, const T* xp, int64_t P, const T* hp,
+                const T* cp, T zh, T zc, T* hn, T* cn) {
+  const int64_t Gt = L.w_hh.size(0);
   std::vector<T> gxr(B * Gt), ghr(B * Gt);
-  const T* xp = x.data_ptr<T>();
-  const T* hp = h.data_ptr<T>();
   if (B <= 4) {
-    small_xwT2<T>(B, Gt, I, xp, w_ih.data_ptr<T>(), gxr.data(), P, hp, w_hh.data_ptr<T>(),
+    small_xwT2<T>(B, Gt, I, xp, L.w_ih.data_ptr<T>(), gxr.data(), P, hp, L.w_hh.data_ptr<T>(),
                   ghr.data());
   } else {
-    gemm_xwT<T>(B, Gt, I, xp, w_ih.data_ptr<T>(), gxr.data(), T(0));
-    gemm_xwT<T>(B, Gt, P, hp, w_hh.data_ptr<T>(), ghr.data(), T(0));
+    gemm_xwT<T>(B, Gt, I, xp, L.w_ih.data_ptr<T>(), gxr.data(), T(0));
+    gemm_xwT<T>(B, Gt, P, hp, L.w_hh.data_ptr<T>(), ghr.data(), T(0));
   }
-  Tensor h_new = at::empty({B, P}, h.options());
-  T* hn = h_new.data_ptr<T>();
-  if (family == LSTM) {
+  if (L.family == LSTM) {
     const int64_t H = Gt / 4;
     LstmBuffers<T> buf;
-    const LstmP<T> p = lstm_params<T>(H, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w,
-                                      ln_c_b, peep_i, peep_f, peep_o, buf);
-    Tensor c_new = at::empty({B, H}, h.options());
-    T* cn = c_new.data_ptr<T>();
-    const T* cp = c->data_ptr<T>();
-    const bool proj = has(w_hr);
+    const LstmP<T> p = lstm_params<T>(H, L.b_ih, L.b_hh, L.ln_ih_w, L.ln_ih_b, L.ln_hh_w,
+                                      L.ln_hh_b, L.ln_c_w, L.ln_c_b, L.peep_i, L.peep_f, L.peep_o,
+                                      buf);
+    const bool proj = has(L.w_hr);
     std::vector<T> pre(Gt), xh(Gt), g(Gt), ct(H), tc(H), xc(H), m(B * H), zcv(H, zc), sink(3 * H);
     T si[2], rh, rc;
     for (int64_t b = 0; b < B; ++b) {
@@ -1590,22 +1604,22 @@ std::vector<Tensor> step_impl(int64_t family, const Tensor& x, const Tensor& h, 
     std::vector<T> htil;
     if (proj) {
       htil.resize(B * P);
-      gemm_xwT<T>(B, P, H, m.data(), w_hr->data_ptr<T>(), htil.data(), T(0));
+      gemm_xwT<T>(B, P, H, m.data(), L.w_hr->data_ptr<T>(), htil.data(), T(0));
       hcand = htil.data();
     }
     for (int64_t i = 0; i < B * P; ++i) hn[i] = lerp(hcand[i], hp[i], zh);
-    return {h_new, c_new};
+    return;
   }
-  const int64_t H = Gt / (family == GRU ? 3 : 1);
-  const T* bi = ptr_or_null<T>(b_ih);
-  const T* bh = ptr_or_null<T>(b_hh);
-  const bool ln = has(ln_hh_w);
+  const int64_t H = Gt / (L.family == GRU ? 3 : 1);
+  const T* bi = ptr_or_null<T>(L.b_ih);
+  const T* bh = ptr_or_null<T>(L.b_hh);
+  const bool ln = has(L.ln_hh_w);
   for (int64_t b = 0; b < B; ++b) {
     T* gxb = gxr.data() + b * Gt;
     T* ghb = ghr.data() + b * Gt;
     if (ln) {  // GRU only: LN over each whole projection, before its bias
-      const T *liw = ln_ih_w->data_ptr<T>(), *lib = ln_ih_b->data_ptr<T>();
-      const T *lhw = ln_hh_w->data_ptr<T>(), *lhb = ln_hh_b->data_ptr<T>();
+      const T *liw = L.ln_ih_w->data_ptr<T>(), *lib = L.ln_ih_b->data_ptr<T>();
+      const T *lhw = L.ln_hh_w->data_ptr<T>(), *lhb = L.ln_hh_b->data_ptr<T>();
       T mi, ri, mh, rhv;
       row_stats(gxb, Gt, mi, ri);
       row_stats(ghb, Gt, mh, rhv);
@@ -1620,7 +1634,7 @@ std::vector<Tensor> step_impl(int64_t family, const Tensor& x, const Tensor& h, 
       for (int64_t j = 0; j < Gt; ++j) ghb[j] += bh[j];
     const T* hprev = hp + b * P;
     T* out = hn + b * P;
-    if (family == GRU) {
+    if (L.family == GRU) {
       #pragma GCC ivdep
       for (int64_t j = 0; j < H; ++j) {
         T r = sigmoid(gxb[j] + ghb[j]);
@@ -1628,7 +1642,7 @@ std::vector<Tensor> step_impl(int64_t family, const Tensor& x, const Tensor& h, 
         T n = tanh_(gxb[2 * H + j] + r * ghb[2 * H + j]);
         out[j] = lerp((T(1) - z) * n + z * hprev[j], hprev[j], zh);
       }
-    } else if (family == ELMAN_RELU) {
+    } else if (L.family == ELMAN_RELU) {
       #pragma GCC ivdep
       for (int64_t j = 0; j < H; ++j) {
         T pre = gxb[j] + ghb[j];
@@ -1639,35 +1653,78 @@ std::vector<Tensor> step_impl(int64_t family, const Tensor& x, const Tensor& h, 
       for (int64_t j = 0; j < H; ++j) out[j] = lerp(tanh_(gxb[j] + ghb[j]), hprev[j], zh);
     }
   }
-  return {h_new};
 }
 
-std::vector<Tensor> step(int64_t family, const Tensor& x, const Tensor& h, const OptT& c,
-                         const Tensor& w_ih, const Tensor& w_hh, const OptT& b_ih,
-                         const OptT& b_hh, const OptT& ln_ih_w, const OptT& ln_ih_b,
-                         const OptT& ln_hh_w, const OptT& ln_hh_b, const OptT& ln_c_w,
-                         const OptT& ln_c_b, const OptT& peep_i, const OptT& peep_f,
-                         const OptT& peep_o, const OptT& w_hr, double zh, double zc) {
-  // h and c either (B, n), answered with the new (B, n) states, or one layer's (1, B, n) slice of
-  // the stacked state, answered with [y (B, P), h (1, B, P), c (1, B, H)]: the slicing and the
-  // unsqueeze cost ~1 us each from Python, a few ns here (Recurrent.step streams at B=1).
-  TORCH_CHECK(w_ih.is_contiguous() && w_hh.is_contiguous(),
-              "fused_cpu.step: the weights must be contiguous");
-  const bool stacked = h.dim() == 3;
-  const Tensor xc = x.contiguous();
-  const Tensor h2 = (stacked ? h.select(0, 0) : h).contiguous();
-  OptT c2;
-  if (has(c)) c2 = (stacked ? c->select(0, 0) : *c).contiguous();
-  std::vector<Tensor> out;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_cpu_step", [&] {
-    out = step_impl<scalar_t>(family, xc, h2, c2, w_ih, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w,
-                              ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr, zh, zc);
-  });
-  if (!stacked) return out;
-  std::vector<Tensor> answer{out[0]};
-  for (const Tensor& s : out) answer.push_back(s.unsqueeze(0));
-  return answer;
-}
+class Stepper {
+ public:
+  // layers[l] = [W_ih, W_hh, b_ih, b_hh, LN_ih w/b, LN_hh w/b, LN_c w/b, peephole i/f/o, W_hr]
+  // (None where the cell has no such parameter), families[l] its kernel family.
+  Stepper(const std::vector<std::vector<OptT>>& layers, const std::vector<int64_t>& families,
+          double zh, double zc, bool residual)
+      : zh_(zh), zc_(zc), residual_(residual) {
+    TORCH_CHECK(!layers.empty() && layers.size() == families.size(),
+                "fused_cpu.Stepper: one family per layer");
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const auto& a = layers[l];
+      TORCH_CHECK(a.size() == 14, "fused_cpu.Stepper: 14 tensors per layer");
+      TORCH_CHECK(has(a[0]) && has(a[1]), "fused_cpu.Stepper: W_ih and W_hh are required");
+      TORCH_CHECK(a[0]->is_contiguous() && a[1]->is_contiguous(),
+                  "fused_cpu.Stepper: the weights must be contiguous");
+      layers_.push_back(StepLayer{families[l], *a[0], *a[1], a[2], a[3], a[4], a[5], a[6], a[7],
+                                  a[8], a[9], a[10], a[11], a[12], a[13]});
+    }
+  }
+
+  // x (B, I); h (L, B, P); c (L, B, H) for the LSTM -> [y (B, P), h_new (L, B, P), c_new].
+  std::vector<Tensor> step(const Tensor& x, const Tensor& h, const OptT& c) const {
+    const int64_t L = static_cast<int64_t>(layers_.size());
+    TORCH_CHECK(x.dim() == 2 && h.dim() == 3 && h.size(0) == L && h.size(1) == x.size(0),
+                "fused_cpu.Stepper.step: x (B, I) and h (L, B, P) expected");
+    const bool lstm = layers_[0].family == LSTM;
+    TORCH_CHECK(lstm == has(c), "fused_cpu.Stepper.step: c is given exactly for the LSTM");
+    const Tensor xc = x.contiguous(), hc = h.contiguous();
+    const Tensor cc = lstm ? c->contiguous() : Tensor();
+    Tensor h_new = at::empty_like(hc), c_new = lstm ? at::empty_like(cc) : Tensor();
+    Tensor y;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_cpu_step", [&] {
+      using T = scalar_t;
+      const int64_t B = x.size(0), P = h.size(2), H = lstm ? cc.size(2) : 0;
+      const T* inp = xc.data_ptr<T>();
+      int64_t I = x.size(1);
+      std::vector<T> res;  // a residual layer's output, which is not its state
+      for (int64_t l = 0; l < L; ++l) {
+        const T* hp = hc.data_ptr<T>() + l * B * P;
+        T* hn = h_new.data_ptr<T>() + l * B * P;
+        const T* cp = lstm ? cc.data_ptr<T>() + l * B * H : nullptr;
+        T* cn = lstm ? c_new.data_ptr<T>() + l * B * H : nullptr;
+        TORCH_CHECK(layers_[l].w_ih.size(1) == I, "fused_cpu.Stepper.step: input size");
+        step_layer<T>(layers_[l], B, I, inp, P, hp, cp, T(zh_), T(zc_), hn, cn);
+        if (residual_ && l > 0) {
+          std::vector<T> sum(B * P);
+          for (int64_t i = 0; i < B * P; ++i) sum[i] = hn[i] + inp[i];
+          res.swap(sum);
+          inp = res.data();
+        } else {
+          inp = hn;
+        }
+        I = P;
+      }
+      if (res.empty()) {
+        y = h_new.select(0, L - 1);
+      } else {
+        y = at::empty({B, P}, x.options());
+        std::memcpy(y.data_ptr<T>(), res.data(), sizeof(T) * B * P);
+      }
+    });
+    if (lstm) return {y, h_new, c_new};
+    return {y, h_new};
+  }
+
+ private:
+  std::vector<StepLayer> layers_;
+  double zh_, zc_;
+  bool residual_;
+};
 
 }  // namespace
 
@@ -1717,7 +1774,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward", &backward, "fused backward over a sequence (GRU, Elman)");
   m.def("lstm_forward", &lstm_forward, "fused LSTM forward over a sequence");
   m.def("lstm_backward", &lstm_backward, "fused LSTM backward over a sequence");
-  m.def("step", &step, "one streaming time step of one layer (no autograd)");
+  py::class_<Stepper>(m, "Stepper", "one streaming time step of a whole stack (no autograd)")
+      .def(py::init<const std::vector<std::vector<OptT>>&, const std::vector<int64_t>&, double,
+                    double, bool>())
+      .def("step", &Stepper::step, py::arg("x"), py::arg("h"), py::arg("c") = py::none());
   m.def("project", &project, "input projection x W^T (+ b) into the block cache");
   m.def("project_backward", &project_backward, "gradients of project: dx, dw, db");
   m.def("bernoulli_mask", &bernoulli_mask, "counter-based Bernoulli mask (see bernoulli_mask.cpp)");
