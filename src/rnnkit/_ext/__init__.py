@@ -1,6 +1,7 @@
 """Building and loading rnnkit's C++ extensions.
 
-Each extension is one folder ``src/rnnkit/csrc/<name>/`` of ``*.cpp`` files, compiled with
+Each extension is one folder ``src/rnnkit/csrc/<name>/`` of ``*.cpp`` files (and the ``*.h`` files they
+include, which are part of the cache key), compiled with
 ``torch.utils.cpp_extension.load`` into a cache directory (``$RNNKIT_EXT_DIR``, default
 ``~/.cache/rnnkit/ext/torch-<version>/<name>/<hash of the sources>``), so a changed source builds
 anew beside the old library instead of overwriting one that a running process has loaded. The set-up
@@ -46,8 +47,10 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
         return None, "no C++ compiler found (install g++ and run `make`)"
     from torch.utils import cpp_extension
 
-    # One folder per source hash: a rebuild never overwrites a library another process has loaded.
-    digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in sources)).hexdigest()[:16]
+    # One folder per source hash (headers included): a rebuild never overwrites a library another
+    # process has loaded.
+    hashed = sources + sorted(str(p) for p in (CSRC / name).glob("*.h"))
+    digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in hashed)).hexdigest()[:16]
     build = cache_dir() / name / digest
     build.mkdir(parents=True, exist_ok=True)
     _clear_stale_lock(build / "lock")

@@ -45,6 +45,8 @@
 #include <type_traits>
 #include <unordered_map>
 #include <vector>
+
+#include "packed_gemm.h"
 // Vectorised exp/tanh: glibc's libmvec provides SIMD variants, but its declarations are only visible
 // under __FAST_MATH__, which -fno-finite-math-only (set by rnnkit._ext) turns off. Declare them so
 // that GCC vectorises the pointwise loops (calls to _ZGVeN16v_expf etc., resolved from libmvec).
@@ -373,6 +375,52 @@ inline void gemm_xw(int64_t B, int64_t N, int64_t K, const T* A, const T* W, T* 
   Tensor prod = at::mm(wrap(A, {B, N}), wrap(W, {N, K}));
   if (beta == T(0)) c.copy_(prod); else c.add_(prod);
 }
+
+// A recurrent weight as the per-step GEMMs read it: C[M, N] (+)= A[M, K] op(W), with op(W) = W^T for
+// W [N, K] (the forward's h W_hh^T) or W for W [K, N] (the backward's dG W_hh). For float32 with the
+// AVX-512 kernel (packed_gemm.h) it is packed once per call, when the loop has enough steps to pay
+// for the copy; BLAS otherwise.
+template <typename T>
+struct StepWeight {
+  const T* W = nullptr;
+  int64_t K = 0, N = 0;
+  bool transposed = false;
+  rnnkit_packed::PackedB packed;
+
+  static constexpr int64_t kMinSteps = 4;
+
+  static StepWeight xwT(const T* W, int64_t N, int64_t K, int64_t steps) {
+    StepWeight s{W, K, N, true, {}};
+    if constexpr (std::is_same<T, float>::value)
+      if (use_packed(steps)) rnnkit_packed::pack_transposed(W, N, K, s.packed);
+    return s;
+  }
+  static StepWeight xw(const T* W, int64_t K, int64_t N, int64_t steps) {
+    StepWeight s{W, K, N, false, {}};
+    if constexpr (std::is_same<T, float>::value)
+      if (use_packed(steps)) rnnkit_packed::pack_plain(W, K, N, s.packed);
+    return s;
+  }
+  // C[M, N] = A[M, K] op(W) + beta C (beta 0 or 1); A and C rows contiguous (strides K and N).
+  void run(int64_t M, const T* A, T* C, T beta) const {
+    if (M == 0) return;
+    if constexpr (std::is_same<T, float>::value) {
+      if (!packed.empty() && K > 0) {
+        rnnkit_packed::gemm_packed(M, A, K, packed, C, N, beta != T(0));
+        return;
+      }
+    }
+    if (transposed) gemm_xwT<T>(M, N, K, A, W, C, beta);
+    else gemm_xw<T>(M, K, N, A, W, C, beta);
+  }
+
+ private:
+  static bool use_packed(int64_t steps) {
+    // RNNKIT_FUSED_NO_PACK=1 runs BLAS instead (read per call: benchmarks compare both in one process)
+    const char* off = std::getenv("RNNKIT_FUSED_NO_PACK");
+    return !(off && *off) && rnnkit_packed::packed_kernel_available() && steps >= kMinSteps;
+  }
+};
 
 // R rows of W (K columns each, row-major) dotted with a into out[0], out[1], ...: R independent
 // accumulators, since one accumulator chain is bound by the FMA latency (~16 B/cycle, about the
@@ -715,6 +763,8 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& gx, const Tensor& h0, const 
   const T* gxp = gx.data_ptr<T>();
   const T* whh = w_hh.data_ptr<T>();
   const T* whr = proj ? w_hr->data_ptr<T>() : nullptr;
+  const StepWeight<T> Whh = StepWeight<T>::xwT(whh, Gt, P, L);
+  const StepWeight<T> Whr = proj ? StepWeight<T>::xwT(whr, P, H, L) : StepWeight<T>{};
   const T* rmp = ptr_or_null<T>(rmask);
   Tensor len64;
   if (has(lengths)) len64 = lengths->to(at::kLong).contiguous();
@@ -756,7 +806,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& gx, const Tensor& h0, const 
     T* CPt = CPp + t * B * H;
     std::memcpy(CPt + r0 * H, cp + r0 * H, sizeof(T) * nb * H);
     prof.lap(prof.pointwise);
-    gemm_xwT<T>(nb, Gt, P, HINt + r0 * P, whh, ghp + r0 * Gt, T(0));
+    Whh.run(nb, HINt + r0 * P, ghp + r0 * Gt, T(0));
     prof.lap(prof.gemm);
     chunk_rows(chunks > 1, r0, r1, chunk, grain(8 * Gt), nthreads,
                [&](int64_t b0, int64_t b1, int64_t slot) {
@@ -789,7 +839,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& gx, const Tensor& h0, const 
     });
     prof.lap(prof.pointwise);
     if (proj) {
-      gemm_xwT<T>(nb, P, H, Mp + (t * B + r0) * H, whr, htp + r0 * P, T(0));
+      Whr.run(nb, Mp + (t * B + r0) * H, htp + r0 * P, T(0));
       prof.lap(prof.gemm);
       for (int64_t b = r0; b < r1; ++b) {
         T* hrow = hp + b * P;
@@ -1016,6 +1066,8 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in
   const T* dcsp = dCS.defined() ? dCS.data_ptr<T>() : nullptr;
   const T* whh = w_hh.data_ptr<T>();
   const T* whr = proj ? w_hr->data_ptr<T>() : nullptr;
+  const StepWeight<T> Whh = StepWeight<T>::xw(whh, Gt, P, L);
+  const StepWeight<T> Whr = proj ? StepWeight<T>::xw(whr, P, H, L) : StepWeight<T>{};
   const T* liw = ptr_or_null<T>(ln_ih_w);
   const T* lhw = ptr_or_null<T>(ln_hh_w);
   const T* lcw = ptr_or_null<T>(ln_c_w);
@@ -1075,7 +1127,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in
     prof.lap(prof.pointwise);
     const T* dmp = dht;
     if (proj) {
-      gemm_xw<T>(nb, P, H, dht + r0 * P, whr, dmp_buf + r0 * H, T(0));
+      Whr.run(nb, dht + r0 * P, dmp_buf + r0 * H, T(0));
       dmp = dmp_buf;
       prof.lap(prof.gemm);
     }
@@ -1113,11 +1165,11 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in
     // dh_{t-1} += (d gh_raw W_hh) * mask
     if (rm) {
       T* di = dhin.data_ptr<T>();
-      gemm_xw<T>(nb, Gt, P, DGRp + (t * B + r0) * Gt, whh, di + r0 * P, T(0));
+      Whh.run(nb, DGRp + (t * B + r0) * Gt, di + r0 * P, T(0));
       #pragma GCC ivdep
       for (int64_t i = r0 * P; i < r1 * P; ++i) dhp[i] += di[i] * rmp[i];
     } else {
-      gemm_xw<T>(nb, Gt, P, DGRp + (t * B + r0) * Gt, whh, dhp + r0 * P, T(1));
+      Whh.run(nb, DGRp + (t * B + r0) * Gt, dhp + r0 * P, T(1));
     }
     prof.lap(prof.gemm);
   }
@@ -1269,6 +1321,7 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
   T* Gp = Gs.data_ptr<T>();
 
   Prof prof;
+  const StepWeight<T> Whh = StepWeight<T>::xwT(w_hh.data_ptr<T>(), Gt, P, L);
   over_batch(B, batch_chunks(B), prof, [&](int64_t r0, int64_t r1, int64_t, Prof&) {
   const int64_t nb = r1 - r0;
   for (int64_t k = 0; k < L; ++k) {
@@ -1280,7 +1333,7 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
       #pragma GCC ivdep
       for (int64_t i = r0 * P; i < r1 * P; ++i) HINt[i] = hp[i] * rmp[i];
     }
-    gemm_xwT<T>(nb, Gt, P, HINt + r0 * P, w_hh.data_ptr<T>(), ghp + r0 * Gt, T(0));
+    Whh.run(nb, HINt + r0 * P, ghp + r0 * Gt, T(0));
     const T* gxt = gxp + t * B * Gt;
     T* XHt = ln ? XH.data_ptr<T>() + t * B * Gt : nullptr;
     T* RHt = ln ? RH.data_ptr<T>() + t * B : nullptr;
@@ -1439,6 +1492,7 @@ std::vector<Tensor> backward_impl(int64_t family, const Tensor& dy_in, const Ten
   const T* HPp = HP.data_ptr<T>();
 
   Prof prof;
+  const StepWeight<T> Whh = StepWeight<T>::xw(w_hh.data_ptr<T>(), Gt, P, L);
   over_batch(B, batch_chunks(B), prof, [&](int64_t r0, int64_t r1, int64_t, Prof&) {
   const int64_t nb = r1 - r0;
   for (int64_t k = 0; k < L; ++k) {
@@ -1509,13 +1563,11 @@ std::vector<Tensor> backward_impl(int64_t family, const Tensor& dy_in, const Ten
     // dh_{t-1} += (d gh_raw W_hh) * mask
     if (rm) {
       T* di = dhin.data_ptr<T>();
-      gemm_xw<T>(nb, Gt, P, DGR.data_ptr<T>() + (t * B + r0) * Gt, w_hh.data_ptr<T>(),
-                 di + r0 * P, T(0));
+      Whh.run(nb, DGR.data_ptr<T>() + (t * B + r0) * Gt, di + r0 * P, T(0));
       #pragma GCC ivdep
       for (int64_t i = r0 * P; i < r1 * P; ++i) dhp[i] += di[i] * rmp[i];
     } else {
-      gemm_xw<T>(nb, Gt, P, DGR.data_ptr<T>() + (t * B + r0) * Gt, w_hh.data_ptr<T>(),
-                 dhp + r0 * P, T(1));
+      Whh.run(nb, DGR.data_ptr<T>() + (t * B + r0) * Gt, dhp + r0 * P, T(1));
     }
   }
   });
@@ -1733,6 +1785,23 @@ class Stepper {
 // block cache (a fresh (T, B, G) buffer from malloc costs a page fault per 4 KiB on every call).
 // x (..., I) and w (G, I) contiguous.
 // ------------------------------------------------------------------------------------------------
+// C[M, N] = A[M, K] op(W) over many rows (M = T * B), for float32 with the packed kernel: the rows
+// split over the threads in blocks of 64, each block through every panel while its rows of A are in
+// L1. Measured faster than MKL's two-thread sgemm at the projections' shapes (K or N = 4H).
+template <typename T>
+bool big_gemm_packed(int64_t M, const T* A, const StepWeight<T>& W, T* C) {
+  if (W.packed.empty()) return false;  // float64, no AVX-512, or too few rows
+  constexpr int64_t kRows = 64;
+  const int64_t blocks = (M + kRows - 1) / kRows;
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t r0 = b * kRows, r1 = std::min(M, r0 + kRows);
+      W.run(r1 - r0, A + r0 * W.K, C + r0 * W.N, T(0));
+    }
+  });
+  return true;
+}
+
 Tensor project(const Tensor& x, const Tensor& w, const OptT& b) {
   TORCH_CHECK(x.is_contiguous() && w.is_contiguous(), "fused_cpu: x and w must be contiguous");
   const int64_t I = w.size(1), G = w.size(0), N = I ? x.numel() / I : 0;
@@ -1740,8 +1809,12 @@ Tensor project(const Tensor& x, const Tensor& w, const OptT& b) {
   sizes.back() = G;
   Tensor out = empty_big(sizes, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_cpu_project", [&] {
-    gemm_xwT<scalar_t>(N, G, I, x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                       out.data_ptr<scalar_t>(), scalar_t(0));
+    using T = scalar_t;
+    const T* xp = x.data_ptr<T>();
+    const T* wp = w.data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    if (!big_gemm_packed<T>(N, xp, StepWeight<T>::xwT(wp, G, I, N / 64), op))
+      gemm_xwT<T>(N, G, I, xp, wp, op, T(0));
   });
   if (has(b)) out.add_(*b);
   return out;
@@ -1755,8 +1828,12 @@ std::vector<Tensor> project_backward(const Tensor& dgx_in, const Tensor& x, cons
   if (need_dx) {
     dx = empty_big(x.sizes(), x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_cpu_project_backward", [&] {
-      gemm_xw<scalar_t>(N, G, I, dgx.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                        dx.data_ptr<scalar_t>(), scalar_t(0));
+      using T = scalar_t;
+      const T* gp = dgx.data_ptr<T>();
+      const T* wp = w.data_ptr<T>();
+      T* dp = dx.data_ptr<T>();
+      if (!big_gemm_packed<T>(N, gp, StepWeight<T>::xw(wp, G, I, N / 64), dp))
+        gemm_xw<T>(N, G, I, gp, wp, dp, T(0));
     });
   }
   if (need_dw) dw = at::mm(dgx.view({N, G}).t(), x.view({N, I}));
