@@ -159,6 +159,26 @@ def test_packed_kernel_sizes_match_reference(name, options, T, B, I, H):
 
 
 @pytest.mark.parametrize("name,options", CONFIGS, ids=lambda v: str(v))
+@pytest.mark.parametrize("masks_kind", [None, "both"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_inference_path_equals_training_path(name, options, masks_kind, reverse):
+    """Without autograd the kernels keep one step of scratch instead of every step's buffers: the
+    outputs, final states and per-step states must be those of the path that keeps them."""
+    cell, params = _make(name, options, 5, 7, torch.float32)
+    x, state0, lens, masks = _inputs(cell, 9, 4, torch.float32, True, masks_kind)
+    train = fused.run(cell, params, x, state0, lens, reverse=reverse, masks=masks, return_states=True)
+    with torch.no_grad():
+        infer = fused.run(cell, params, x, state0, lens, reverse=reverse, masks=masks,
+                          return_states=True)
+    assert infer[0].grad_fn is None
+    torch.testing.assert_close(infer[0], train[0], rtol=0, atol=0)
+    for a, b in zip(infer[1], train[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for a, b in zip(infer[2], train[2], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name,options", CONFIGS, ids=lambda v: str(v))
 @pytest.mark.parametrize("masks_kind", ["recurrent", "zoneout", "zoneout_eval", "both"])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_masks_match_reference(name, options, masks_kind, reverse):

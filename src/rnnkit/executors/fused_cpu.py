@@ -67,7 +67,7 @@ class _FusedRun(torch.autograd.Function):
         module, family, reverse = meta
         (y, h, c, HP, HIN, Gs, CP, CT, TC, XH, RH, XC, RC, M) = module.forward(
             family, gx, h0, c0, w_hh, b_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f,
-            peep_o, w_hr, rmask, zh, zc, lengths, reverse,
+            peep_o, w_hr, rmask, zh, zc, lengths, reverse, True,
         )
         ctx.meta = meta
         ctx.has_c = c0 is not None
@@ -112,7 +112,7 @@ class _FusedLSTM(torch.autograd.Function):
         module, reverse, want_states = meta
         y, h, c, cs, *saved = module.lstm_forward(
             gx, h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
-            peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse, want_states,
+            peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse, want_states, True,
         )
         ctx.meta = meta
         ctx.save_for_backward(
@@ -237,17 +237,26 @@ class FusedCPUExecutor(Executor):
             return None if t is None else t.contiguous()
 
         ln = getattr(cell, "layer_norm", False)
+        # without autograd (inference) the kernels keep nothing for backward: no per-step buffers
+        backward = torch.is_grad_enabled() and (
+            x.requires_grad or any(s.requires_grad for s in state0)
+            or any(t.requires_grad for t in params.values())
+        )
         if is_lstm:
-            gx = _Projection.apply(module, x, params["weight_ih"], None)
-            result = _FusedLSTM.apply(
-                (module, bool(reverse), bool(return_states)), gx, h0, c0,
-                p("weight_hh"), p("bias_ih"), p("bias_hh"),
-                *(p(f"layer_norm_{part}_{kind}") if ln else None
-                  for part in ("ih", "hh", "c") for kind in ("weight", "bias")),
-                p("weight_peephole_i"), p("weight_peephole_f"), p("weight_peephole_o"),
-                p("weight_hr"),
-                rmask, zh, zc, lengths,
-            )
+            args = (p("weight_hh"), p("bias_ih"), p("bias_hh"),
+                    *(p(f"layer_norm_{part}_{kind}") if ln else None
+                      for part in ("ih", "hh", "c") for kind in ("weight", "bias")),
+                    p("weight_peephole_i"), p("weight_peephole_f"), p("weight_peephole_o"),
+                    p("weight_hr"), rmask, zh, zc, lengths)
+            if backward:
+                gx = _Projection.apply(module, x, params["weight_ih"], None)
+                result = _FusedLSTM.apply((module, bool(reverse), bool(return_states)), gx, h0, c0,
+                                          *args)
+            else:
+                gx = module.project(x.contiguous(), params["weight_ih"].detach().contiguous(), None)
+                result = module.lstm_forward(gx, h0.detach(), c0.detach(),
+                                             *(None if a is None else a.detach() for a in args),
+                                             bool(reverse), bool(return_states), False)[:4]
             outputs, final = result[0], (result[1], result[2])
             # per-step h is the output itself (both zero past each length)
             states = (outputs, result[3]) if return_states else None
@@ -255,14 +264,20 @@ class FusedCPUExecutor(Executor):
 
         if ln:  # the GRU's input layer norm: the cell's own projection
             gx = cell.project_input(params, x).contiguous()
-        else:
+        elif backward:
             gx = _Projection.apply(module, x, params["weight_ih"], params.get("bias_ih"))
-        result = _FusedRun.apply(
-            (module, family, bool(reverse)), gx, h0, None,
-            p("weight_hh"), p("bias_hh"),
-            p("layer_norm_hh_weight") if ln else None, p("layer_norm_hh_bias") if ln else None,
-            None, None, None, None, None, None,
-            rmask, zh, None, lengths,
-        )
+        else:
+            b_ih = params.get("bias_ih")
+            gx = module.project(x.contiguous(), params["weight_ih"].detach().contiguous(),
+                                None if b_ih is None else b_ih.detach())
+        args = (p("weight_hh"), p("bias_hh"),
+                p("layer_norm_hh_weight") if ln else None, p("layer_norm_hh_bias") if ln else None,
+                None, None, None, None, None, None, rmask, zh, None, lengths)
+        if backward:
+            result = _FusedRun.apply((module, family, bool(reverse)), gx, h0, None, *args)
+        else:
+            result = module.forward(family, gx, h0.detach(), None,
+                                    *(None if a is None else a.detach() for a in args),
+                                    bool(reverse), False)[:2]
         outputs, final = result[0], (result[1],)
         return RunResult(outputs, final, (outputs,) if return_states else None)

@@ -726,7 +726,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& gx, const Tensor& h0, const 
                                       const OptT& ln_c_b, const OptT& peep_i, const OptT& peep_f,
                                       const OptT& peep_o, const OptT& w_hr, const OptT& rmask,
                                       const OptT& zh_t, const OptT& zc_t, const OptT& lengths,
-                                      bool reverse, bool want_states) {
+                                      bool reverse, bool want_states, bool keep) {
   Prof prof;
   const int64_t L = gx.size(0), B = gx.size(1), Gt = gx.size(2);
   const int64_t P = h0.size(1), H = Gt / 4;
@@ -742,18 +742,20 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& gx, const Tensor& h0, const 
   Tensor h = h0.clone();
   Tensor c = c0.clone();
   Tensor CS = want_states ? empty_big({L, B, H}, opts) : Tensor();
-  Tensor HP = empty_big({L, B, P}, opts);
-  Tensor HIN = rm ? empty_big({L, B, P}, opts) : HP;
-  Tensor Gs = empty_big({L, B, Gt}, opts);
-  Tensor CP = empty_big({L, B, H}, opts);
-  Tensor CT = empty_big({L, B, H}, opts);
-  Tensor TC = empty_big({L, B, H}, opts);
-  Tensor XH = ln ? empty_big({L, B, Gt}, opts) : Tensor();
-  Tensor RH = ln ? empty_big({L, B}, opts) : Tensor();
-  Tensor SI = ln ? empty_big({L, B, 2}, opts) : Tensor();
-  Tensor XC = ln ? empty_big({L, B, H}, opts) : Tensor();
-  Tensor RC = ln ? empty_big({L, B}, opts) : Tensor();
-  Tensor M = proj ? empty_big({L, B, H}, opts) : Tensor();
+  // what backward reads, per step; without backward (keep false) one step's worth, reused
+  const int64_t LS = keep ? L : 1;
+  Tensor HP = empty_big({LS, B, P}, opts);
+  Tensor HIN = rm ? empty_big({LS, B, P}, opts) : HP;
+  Tensor Gs = empty_big({LS, B, Gt}, opts);
+  Tensor CP = empty_big({LS, B, H}, opts);
+  Tensor CT = empty_big({LS, B, H}, opts);
+  Tensor TC = empty_big({LS, B, H}, opts);
+  Tensor XH = ln ? empty_big({LS, B, Gt}, opts) : Tensor();
+  Tensor RH = ln ? empty_big({LS, B}, opts) : Tensor();
+  Tensor SI = ln ? empty_big({LS, B, 2}, opts) : Tensor();
+  Tensor XC = ln ? empty_big({LS, B, H}, opts) : Tensor();
+  Tensor RC = ln ? empty_big({LS, B}, opts) : Tensor();
+  Tensor M = proj ? empty_big({LS, B, H}, opts) : Tensor();
   Tensor gh = at::empty({B, Gt}, opts);
   Tensor htil = proj ? at::empty({B, P}, opts) : Tensor();
   const int64_t nthreads = at::get_num_threads();
@@ -796,14 +798,15 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& gx, const Tensor& h0, const 
   const int64_t nb = r1 - r0;
   for (int64_t k = 0; k < L; ++k) {
     const int64_t t = reverse ? L - 1 - k : k;
-    T* HPt = HPp + t * B * P;
+    const int64_t ts = keep ? t : 0;  // the step's slot in the saved buffers
+    T* HPt = HPp + ts * B * P;
     std::memcpy(HPt + r0 * P, hp + r0 * P, sizeof(T) * nb * P);
-    T* HINt = HINp + t * B * P;
+    T* HINt = HINp + ts * B * P;
     if (rm) {
       #pragma GCC ivdep
       for (int64_t i = r0 * P; i < r1 * P; ++i) HINt[i] = hp[i] * rmp[i];
     }
-    T* CPt = CPp + t * B * H;
+    T* CPt = CPp + ts * B * H;
     std::memcpy(CPt + r0 * H, cp + r0 * H, sizeof(T) * nb * H);
     prof.lap(prof.pointwise);
     Whh.run(nb, HINt + r0 * P, ghp + r0 * Gt, T(0));
@@ -816,9 +819,9 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& gx, const Tensor& h0, const 
       T* xcs = ms + H;
       T* sink = xcs + H;  // 4 * H
       for (int64_t b = b0; b < b1; ++b) {
-        const int64_t tb = t * B + b;
+        const int64_t tb = t * B + b, sb = ts * B + b;  // sb: row in the saved buffers
         const bool v = is_valid(len, t, b);
-        T* m = proj ? Mp + tb * H : ms;
+        T* m = proj ? Mp + sb * H : ms;
         LstmOut<T> o;
         o.zc = zc.row(t, b);
         o.c = v ? cp + b * H : sink;
@@ -828,9 +831,9 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& gx, const Tensor& h0, const 
         o.zh = commit_h ? zh.row(t, b) : buf.zeros.data();
         o.h = commit_h ? hp + b * P : sink + 2 * H;
         o.y = commit_h ? yp + tb * P : sink + 3 * H;
-        lstm_row_any(p, gxp + tb * Gt, ghp + b * Gt, CPt + b * H, pre, ln ? XHp + tb * Gt : xhs,
-                     Gp + tb * Gt, CTp + tb * H, TCp + tb * H, m, ln ? XCp + tb * H : xcs,
-                     ln ? SIp + tb * 2 : pre, ln ? RHp + tb : pre, ln ? RCp + tb : pre, o);
+        lstm_row_any(p, gxp + tb * Gt, ghp + b * Gt, CPt + b * H, pre, ln ? XHp + sb * Gt : xhs,
+                     Gp + sb * Gt, CTp + sb * H, TCp + sb * H, m, ln ? XCp + sb * H : xcs,
+                     ln ? SIp + sb * 2 : pre, ln ? RHp + sb : pre, ln ? RCp + sb : pre, o);
         if (!v) {  // state kept, outputs zero
           if (csp) std::memset(csp + tb * H, 0, sizeof(T) * H);
           if (!proj) std::memset(yp + tb * P, 0, sizeof(T) * P);
@@ -839,7 +842,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& gx, const Tensor& h0, const 
     });
     prof.lap(prof.pointwise);
     if (proj) {
-      Whr.run(nb, Mp + (t * B + r0) * H, htp + r0 * P, T(0));
+      Whr.run(nb, Mp + (ts * B + r0) * H, htp + r0 * P, T(0));
       prof.lap(prof.gemm);
       for (int64_t b = r0; b < r1; ++b) {
         T* hrow = hp + b * P;
@@ -861,7 +864,7 @@ std::vector<Tensor> lstm_forward(const Tensor& gx, const Tensor& h0, const Tenso
                                  const OptT& peep_i, const OptT& peep_f, const OptT& peep_o,
                                  const OptT& w_hr, const OptT& rmask, const OptT& zh,
                                  const OptT& zc, const OptT& lengths, bool reverse,
-                                 bool want_states) {
+                                 bool want_states, bool keep) {
   TORCH_CHECK(gx.is_contiguous() && h0.is_contiguous() && c0.is_contiguous() &&
                   w_hh.is_contiguous(),
               "fused_cpu: gx, h0, c0 and w_hh must be contiguous");
@@ -869,7 +872,7 @@ std::vector<Tensor> lstm_forward(const Tensor& gx, const Tensor& h0, const Tenso
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "fused_cpu_lstm_forward", [&] {
     out = lstm_forward_impl<scalar_t>(gx, h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w,
                                       ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr,
-                                      rmask, zh, zc, lengths, reverse, want_states);
+                                      rmask, zh, zc, lengths, reverse, want_states, keep);
   });
   return out;
 }
@@ -1256,7 +1259,7 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
                                  const OptT& ln_hh_b, const OptT& ln_c_w, const OptT& ln_c_b,
                                  const OptT& peep_i, const OptT& peep_f, const OptT& peep_o,
                                  const OptT& w_hr, const OptT& rmask, const OptT& zh_t,
-                                 const OptT& zc_t, const OptT& lengths, bool reverse) {
+                                 const OptT& zc_t, const OptT& lengths, bool reverse, bool keep) {
   const int64_t L = gx.size(0), B = gx.size(1), Gt = gx.size(2);
   const int64_t P = h0.size(1);
   const int64_t H = w_hh.size(0) / (family == LSTM ? 4 : family == GRU ? 3 : 1);
@@ -1269,11 +1272,13 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
 
   Tensor y = empty_big({L, B, P}, opts);
   Tensor h = h0.clone();
-  Tensor HP = empty_big({L, B, P}, opts);                         // h_{t-1}
-  Tensor HIN = rm ? empty_big({L, B, P}, opts) : HP;              // h_{t-1} * mask
+  // what backward reads, per step; without backward (keep false) one step's worth, reused
+  const int64_t LS = keep ? L : 1;
+  Tensor HP = empty_big({LS, B, P}, opts);                        // h_{t-1}
+  Tensor HIN = rm ? empty_big({LS, B, P}, opts) : HP;             // h_{t-1} * mask
   Tensor gh = at::empty({B, Gt}, opts);                           // h W_hh^T for one step
-  Tensor XH = ln ? empty_big({L, B, Gt}, opts) : Tensor();        // LN_hh's xhat
-  Tensor RH = ln ? empty_big({L, B}, opts) : Tensor();            // LN_hh's rstd
+  Tensor XH = ln ? empty_big({LS, B, Gt}, opts) : Tensor();       // LN_hh's xhat
+  Tensor RH = ln ? empty_big({LS, B}, opts) : Tensor();           // LN_hh's rstd
   Tensor Gs, C, CP, CT, TC, XC, RC, M, htil;
   if (family == LSTM) {
     C = c0->clone();
@@ -1290,9 +1295,9 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
       htil = at::empty({B, P}, opts);
     }
   } else if (family == GRU) {
-    Gs = empty_big({L, B, 4 * H}, opts);  // r z n hn
+    Gs = empty_big({LS, B, 4 * H}, opts);  // r z n hn
   } else {
-    Gs = empty_big({L, B, H}, opts);      // h~ (the activation)
+    Gs = empty_big({LS, B, H}, opts);      // h~ (the activation)
   }
 
   const T* gxp = gx.data_ptr<T>();
@@ -1326,17 +1331,18 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
   const int64_t nb = r1 - r0;
   for (int64_t k = 0; k < L; ++k) {
     const int64_t t = reverse ? L - 1 - k : k;
-    T* HPt = HP.data_ptr<T>() + t * B * P;
+    const int64_t ts = keep ? t : 0;  // the step's slot in the saved buffers
+    T* HPt = HP.data_ptr<T>() + ts * B * P;
     std::memcpy(HPt + r0 * P, hp + r0 * P, sizeof(T) * nb * P);
-    T* HINt = HIN.data_ptr<T>() + t * B * P;
+    T* HINt = HIN.data_ptr<T>() + ts * B * P;
     if (rm) {
       #pragma GCC ivdep
       for (int64_t i = r0 * P; i < r1 * P; ++i) HINt[i] = hp[i] * rmp[i];
     }
     Whh.run(nb, HINt + r0 * P, ghp + r0 * Gt, T(0));
     const T* gxt = gxp + t * B * Gt;
-    T* XHt = ln ? XH.data_ptr<T>() + t * B * Gt : nullptr;
-    T* RHt = ln ? RH.data_ptr<T>() + t * B : nullptr;
+    T* XHt = ln ? XH.data_ptr<T>() + ts * B * Gt : nullptr;
+    T* RHt = ln ? RH.data_ptr<T>() + ts * B : nullptr;
 
     // the recurrent pre-activation row b: LN_hh(gh) + b_hh, written back into gh
     auto recurrent_row = [&](int64_t b) {
@@ -1360,7 +1366,7 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
     };
 
     if (family == GRU) {
-      T* Gt_ = Gp + t * B * 4 * H;
+      T* Gt_ = Gp + ts * B * 4 * H;
       at::parallel_for(r0, r1, grain(8 * Gt), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           recurrent_row(b);
@@ -1388,7 +1394,7 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
         }
       });
     } else {
-      T* Gt_ = Gp + t * B * H;
+      T* Gt_ = Gp + ts * B * H;
       const bool relu = family == ELMAN_RELU;
       at::parallel_for(r0, r1, grain(4 * Gt), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
@@ -1426,12 +1432,13 @@ std::vector<Tensor> forward(int64_t family, const Tensor& gx, const Tensor& h0, 
                             const OptT& ln_hh_b, const OptT& ln_c_w, const OptT& ln_c_b,
                             const OptT& peep_i, const OptT& peep_f, const OptT& peep_o,
                             const OptT& w_hr, const OptT& rmask, const OptT& zh, const OptT& zc,
-                            const OptT& lengths, bool reverse) {
+                            const OptT& lengths, bool reverse, bool keep) {
   TORCH_CHECK(gx.is_contiguous() && h0.is_contiguous(), "fused_cpu: gx and h0 must be contiguous");
   std::vector<Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "fused_cpu_forward", [&] {
     out = forward_impl<scalar_t>(family, gx, h0, c0, w_hh, b_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
-                                 peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse);
+                                 peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse,
+                                 keep);
   });
   return out;
 }
@@ -1847,9 +1854,10 @@ at::Tensor bernoulli_mask(at::IntArrayRef sizes, int64_t seed, int64_t threshold
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "rnnkit fused CPU recurrent executor (forward/backward over a sequence; streaming step)";
-  m.def("forward", &forward, "fused forward over a sequence (GRU, Elman)");
+  m.def("forward", &forward, "fused forward over a sequence (GRU, Elman); keep: what backward needs");
   m.def("backward", &backward, "fused backward over a sequence (GRU, Elman)");
-  m.def("lstm_forward", &lstm_forward, "fused LSTM forward over a sequence");
+  m.def("lstm_forward", &lstm_forward,
+        "fused LSTM forward over a sequence; keep: what backward needs (else one step's scratch)");
   m.def("lstm_backward", &lstm_backward, "fused LSTM backward over a sequence");
   py::class_<Stepper>(m, "Stepper", "one streaming time step of a whole stack (no autograd)")
       .def(py::init<const std::vector<std::vector<OptT>>&, const std::vector<int64_t>&, double,
