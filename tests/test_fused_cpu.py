@@ -154,7 +154,9 @@ def test_matches_reference(name, options, T, B, I, H, reverse, lengths):
                                           ("lstm", {"proj_size": 7}), ("gru", {}), ("rnn_tanh", {})],
                          ids=lambda v: str(v))
 @pytest.mark.parametrize("T,B,I,H", [(40, 9, 13, 19), (12, 1, 6, 40)])
-def test_packed_kernel_sizes_match_reference(name, options, T, B, I, H):
+@pytest.mark.parametrize("gemm", ["packed", "blas"])  # RNNKIT_FUSED_NO_PACK is read per call
+def test_packed_kernel_sizes_match_reference(name, options, T, B, I, H, gemm, monkeypatch):
+    monkeypatch.setenv("RNNKIT_FUSED_NO_PACK", "1" if gemm == "blas" else "")
     _check(name, options, T, B, I, H, False, True, None)
 
 

@@ -163,6 +163,23 @@ class _Projection(torch.autograd.Function):
         return None, dx, dw, db
 
 
+def project(x: Tensor, w: Tensor, b: Tensor | None, backward: bool) -> Tensor:
+    """``x W^T (+ b)`` over all steps by the extension (its packed float32 kernel, large results in
+    its block cache), differentiable when ``backward``; the caller checks that the extension runs."""
+    module, _ = _extension()
+    if backward:
+        return _Projection.apply(module, x, w, b)
+    return module.project(x.contiguous(), w.detach().contiguous(), None if b is None else b.detach())
+
+
+def needs_backward(x: Tensor, state0: State, params: Params) -> bool:
+    """Whether autograd will ask for gradients of this run (else the kernels keep nothing for it)."""
+    return torch.is_grad_enabled() and (
+        x.requires_grad or any(s.requires_grad for s in state0)
+        or any(t.requires_grad for t in params.values())
+    )
+
+
 def _zoneout(z: Tensor | None, T: int, B: int, n: int, like: Tensor) -> Tensor | None:
     """None, a 0-dim weight, or a contiguous (T, B, n) weight in ``like``'s dtype."""
     if z is None:
@@ -238,22 +255,18 @@ class FusedCPUExecutor(Executor):
 
         ln = getattr(cell, "layer_norm", False)
         # without autograd (inference) the kernels keep nothing for backward: no per-step buffers
-        backward = torch.is_grad_enabled() and (
-            x.requires_grad or any(s.requires_grad for s in state0)
-            or any(t.requires_grad for t in params.values())
-        )
+        backward = needs_backward(x, state0, params)
         if is_lstm:
             args = (p("weight_hh"), p("bias_ih"), p("bias_hh"),
                     *(p(f"layer_norm_{part}_{kind}") if ln else None
                       for part in ("ih", "hh", "c") for kind in ("weight", "bias")),
                     p("weight_peephole_i"), p("weight_peephole_f"), p("weight_peephole_o"),
                     p("weight_hr"), rmask, zh, zc, lengths)
+            gx = project(x, params["weight_ih"], None, backward)
             if backward:
-                gx = _Projection.apply(module, x, params["weight_ih"], None)
                 result = _FusedLSTM.apply((module, bool(reverse), bool(return_states)), gx, h0, c0,
                                           *args)
             else:
-                gx = module.project(x.contiguous(), params["weight_ih"].detach().contiguous(), None)
                 result = module.lstm_forward(gx, h0.detach(), c0.detach(),
                                              *(None if a is None else a.detach() for a in args),
                                              bool(reverse), bool(return_states), False)[:4]
@@ -264,12 +277,8 @@ class FusedCPUExecutor(Executor):
 
         if ln:  # the GRU's input layer norm: the cell's own projection
             gx = cell.project_input(params, x).contiguous()
-        elif backward:
-            gx = _Projection.apply(module, x, params["weight_ih"], params.get("bias_ih"))
         else:
-            b_ih = params.get("bias_ih")
-            gx = module.project(x.contiguous(), params["weight_ih"].detach().contiguous(),
-                                None if b_ih is None else b_ih.detach())
+            gx = project(x, params["weight_ih"], params.get("bias_ih"), backward)
         args = (p("weight_hh"), p("bias_hh"),
                 p("layer_norm_hh_weight") if ln else None, p("layer_norm_hh_bias") if ln else None,
                 None, None, None, None, None, None, rmask, zh, None, lengths)
