@@ -392,13 +392,13 @@ struct StepWeight {
   static StepWeight xwT(const T* W, int64_t N, int64_t K, int64_t steps) {
     StepWeight s{W, K, N, true, {}};
     if constexpr (std::is_same<T, float>::value)
-      if (use_packed(steps)) rnnkit_packed::pack_transposed(W, N, K, s.packed);
+      if (use_packed(steps)) rnnkit_packed::pack(W, K, N, true, s.packed);
     return s;
   }
   static StepWeight xw(const T* W, int64_t K, int64_t N, int64_t steps) {
     StepWeight s{W, K, N, false, {}};
     if constexpr (std::is_same<T, float>::value)
-      if (use_packed(steps)) rnnkit_packed::pack_plain(W, K, N, s.packed);
+      if (use_packed(steps)) rnnkit_packed::pack(W, K, N, false, s.packed);
     return s;
   }
   // C[M, N] = A[M, K] op(W) + beta C (beta 0 or 1); A and C rows contiguous (strides K and N).
@@ -1794,10 +1794,14 @@ class Stepper {
 // ------------------------------------------------------------------------------------------------
 // C[M, N] = A[M, K] op(W) over many rows (M = T * B), for float32 with the packed kernel: the rows
 // split over the threads in blocks of 64, each block through every panel while its rows of A are in
-// L1. Measured faster than MKL's two-thread sgemm at the projections' shapes (K or N = 4H).
+// L1. LSTM fwd+bwd at (100,32,128,128), paired in one process: 0.88x the BLAS path's time with only
+// the per-step GEMMs packed, 0.78x with the projection and its dx here too.
 template <typename T>
-bool big_gemm_packed(int64_t M, const T* A, const StepWeight<T>& W, T* C) {
-  if (W.packed.empty()) return false;  // float64, no AVX-512, or too few rows
+void big_gemm(int64_t M, const T* A, const StepWeight<T>& W, T* C) {
+  if (W.packed.empty()) {  // float64, no AVX-512, or too few rows: BLAS, threaded by itself
+    W.run(M, A, C, T(0));
+    return;
+  }
   constexpr int64_t kRows = 64;
   const int64_t blocks = (M + kRows - 1) / kRows;
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
@@ -1806,7 +1810,6 @@ bool big_gemm_packed(int64_t M, const T* A, const StepWeight<T>& W, T* C) {
       W.run(r1 - r0, A + r0 * W.K, C + r0 * W.N, T(0));
     }
   });
-  return true;
 }
 
 Tensor project(const Tensor& x, const Tensor& w, const OptT& b) {
@@ -1817,11 +1820,8 @@ Tensor project(const Tensor& x, const Tensor& w, const OptT& b) {
   Tensor out = empty_big(sizes, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_cpu_project", [&] {
     using T = scalar_t;
-    const T* xp = x.data_ptr<T>();
-    const T* wp = w.data_ptr<T>();
-    T* op = out.data_ptr<T>();
-    if (!big_gemm_packed<T>(N, xp, StepWeight<T>::xwT(wp, G, I, N / 64), op))
-      gemm_xwT<T>(N, G, I, xp, wp, op, T(0));
+    big_gemm<T>(N, x.data_ptr<T>(), StepWeight<T>::xwT(w.data_ptr<T>(), G, I, N / 64),
+                out.data_ptr<T>());
   });
   if (has(b)) out.add_(*b);
   return out;
@@ -1836,11 +1836,8 @@ std::vector<Tensor> project_backward(const Tensor& dgx_in, const Tensor& x, cons
     dx = empty_big(x.sizes(), x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_cpu_project_backward", [&] {
       using T = scalar_t;
-      const T* gp = dgx.data_ptr<T>();
-      const T* wp = w.data_ptr<T>();
-      T* dp = dx.data_ptr<T>();
-      if (!big_gemm_packed<T>(N, gp, StepWeight<T>::xw(wp, G, I, N / 64), dp))
-        gemm_xw<T>(N, G, I, gp, wp, dp, T(0));
+      big_gemm<T>(N, dgx.data_ptr<T>(), StepWeight<T>::xw(w.data_ptr<T>(), G, I, N / 64),
+                  dx.data_ptr<T>());
     });
   }
   if (need_dw) dw = at::mm(dgx.view({N, G}).t(), x.view({N, I}));

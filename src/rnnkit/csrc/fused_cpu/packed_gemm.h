@@ -36,33 +36,19 @@ inline bool packed_kernel_available() {
 #endif
 }
 
-// B = W^T for W [N, K] row-major (the forward's h W^T).
-inline void pack_transposed(const float* W, int64_t N, int64_t K, PackedB& out) {
-  out.K = K;
-  out.N = N;
-  const int64_t panels = (N + kPanel - 1) / kPanel;
-  out.data.assign(size_t(panels * K * kPanel), 0.0f);
-  for (int64_t p = 0; p < panels; ++p) {
-    const int64_t cols = std::min(kPanel, N - p * kPanel);
-    float* panel = out.data.data() + p * K * kPanel;
-    for (int64_t j = 0; j < cols; ++j) {
-      const float* row = W + (p * kPanel + j) * K;
-      for (int64_t k = 0; k < K; ++k) panel[k * kPanel + j] = row[k];
-    }
-  }
-}
-
+// Lays out B [K, N] in panels: B = W^T for W [N, K] row-major (transposed: the forward's h W^T), or
 // B = W for W [K, N] row-major (the backward's dG W).
-inline void pack_plain(const float* W, int64_t K, int64_t N, PackedB& out) {
+inline void pack(const float* W, int64_t K, int64_t N, bool transposed, PackedB& out) {
   out.K = K;
   out.N = N;
   const int64_t panels = (N + kPanel - 1) / kPanel;
   out.data.assign(size_t(panels * K * kPanel), 0.0f);
   for (int64_t p = 0; p < panels; ++p) {
-    const int64_t cols = std::min(kPanel, N - p * kPanel);
+    const int64_t n0 = p * kPanel, cols = std::min(kPanel, N - n0);
     float* panel = out.data.data() + p * K * kPanel;
     for (int64_t k = 0; k < K; ++k)
-      std::copy(W + k * N + p * kPanel, W + k * N + p * kPanel + cols, panel + k * kPanel);
+      for (int64_t j = 0; j < cols; ++j)
+        panel[k * kPanel + j] = transposed ? W[(n0 + j) * K + k] : W[k * N + n0 + j];
   }
 }
 
