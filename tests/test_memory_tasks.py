@@ -101,6 +101,16 @@ def test_rnnkit_bench_memory_cli(tmp_path, capsys):
                  "--eval-every", "1", "--eval-batch", "8", "--batch", "4", "--json", str(out)])
     assert code == 0 and len(out.read_text().splitlines()) == 1
     capsys.readouterr()
+    assert main(["bench", "memory", "--report", str(out)]) == 0  # the table of saved rows
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 3 and table[2].startswith("| adding | 12 | gru | 1 x 8 | 0.001 | mse |")
+    bad = tmp_path / "bad.jsonl"
+    for text, why in [('{"task": "adding"}\n', "not a row of this benchmark (no T, cell, metric ...)"),
+                      ("{oops\n", "bad.jsonl:1: not JSON")]:
+        bad.write_text(text)
+        assert main(["bench", "memory", "--report", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and why in err, err
     for bad, why in [(["--cells", "nope"], "unknown cell 'nope'"), (["--tasks", "adding:x"], "T must be an integer"),
                      (["--tasks", "sorting:10"], "unknown task"), (["--budget", "x"], "invalid float")]:
         code = main(["bench", "memory", *bad])

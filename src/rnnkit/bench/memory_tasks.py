@@ -34,6 +34,7 @@ Run (the full grid takes many hours on 2 cores)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -41,6 +42,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -96,6 +98,8 @@ class Row:
     executor: str
     published: float | None
     clock: str = "wall"
+    lr: float | None = None
+    batch: int | None = None
 
 
 class Model(nn.Module):
@@ -214,21 +218,52 @@ def run_one(task: Task, cell_key: str, args) -> Row:
     return Row(task.name, task.T, cell_key, task.metric, value, task.baseline, task.threshold,
                reached_at is not None, reached_at, reached_step, step, train_time, acc, layers,
                args.hidden, sum(p.numel() for p in model.parameters()), executor,
-               PUBLISHED.get((task.name, task.T, cell_key)), args.clock)
+               PUBLISHED.get((task.name, task.T, cell_key)), args.clock, lr, args.batch)
 
 
 def markdown(rows: list[Row]) -> str:
-    out = ["| task | T | cell | metric | final | threshold | reached | time to threshold (s) | steps "
-           "| train time (s) | Bai et al. 2018 |", "|" + "---|" * 11]
+    out = ["| task | T | cell | layers x H | Adam lr | metric | final | threshold | reached "
+           "| time to threshold (s) | steps | train time (s) | Bai et al. 2018 |", "|" + "---|" * 13]
     for r in rows:
         ttt = f"{r.time_to_threshold_s:.0f}" if r.time_to_threshold_s is not None else "-"
         pub = f"{r.published:.3g}" if r.published is not None else ""
         final = f"{r.final:.3g}"
         if r.accuracy is not None and r.metric != "accuracy":
             final += f" (acc {r.accuracy:.3f})"
-        out.append(f"| {r.task} | {r.T} | {r.cell} | {r.metric} | {final} | {r.threshold:g} | "
-                   f"{'yes' if r.reached else 'no'} | {ttt} | {r.steps} | {r.train_time_s:.0f} | {pub} |")
+        lr = f"{r.lr:g}" if r.lr is not None else "-"
+        out.append(f"| {r.task} | {r.T} | {r.cell} | {r.layers} x {r.hidden} | {lr} | {r.metric} | "
+                   f"{final} | {r.threshold:g} | {'yes' if r.reached else 'no'} | {ttt} | {r.steps} | "
+                   f"{r.train_time_s:.0f} | {pub} |")
     return "\n".join(out)
+
+
+def load_rows(paths: list[str]) -> list[Row]:
+    """Rows from JSON-lines files written by ``--json``, in task order (as DEFAULT_TASKS), then T,
+    then cell (as CELLS); rows of one (task, T, cell) keep their file order."""
+    fields = {f.name for f in Row.__dataclass_fields__.values()}
+    rows = []
+    for path in paths:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise UserError(f"cannot read {path}: {e.strerror}") from None
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{n}: not JSON ({e.msg})") from None
+            required = [f.name for f in Row.__dataclass_fields__.values()
+                        if f.default is dataclasses.MISSING]
+            missing = [k for k in required if not isinstance(data, dict) or k not in data]
+            if missing:
+                raise UserError(f"{path}:{n}: not a row of this benchmark (no {', '.join(missing[:3])}"
+                                f"{' ...' if len(missing) > 3 else ''})")
+            rows.append(Row(**{k: v for k, v in data.items() if k in fields}))
+    task_order = {name: i for i, name in enumerate(("adding", "copy", "selective"))}
+    cell_order = {name: i for i, name in enumerate(CELLS)}
+    return sorted(rows, key=lambda r: (task_order.get(r.task, 9), r.T, cell_order.get(r.cell, 99)))
 
 
 def parse_tasks(spec: str) -> list[Task]:
@@ -282,8 +317,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Row]:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None, help="append rows to this JSON-lines file")
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--report", nargs="+", default=None, metavar="JSONL",
+                   help="print the markdown table of rows saved by --json (no training)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
+    if args.report:
+        rows = load_rows(args.report)
+        print(markdown(rows))
+        return rows
     if not 0 < args.lr_floor <= 1:
         p.error(f"--lr-floor must be in (0, 1], got {args.lr_floor}")
     if args.threads:
