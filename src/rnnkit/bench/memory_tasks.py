@@ -247,6 +247,8 @@ def load_rows(paths: list[str]) -> list[Row]:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except OSError as e:
             raise UserError(f"cannot read {path}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not a text file (UTF-8)") from None
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
