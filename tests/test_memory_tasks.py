@@ -80,6 +80,27 @@ def test_memory_benchmark_smoke(bench, tmp_path, capsys):
     assert "| adding | 12 | mingru |" in capsys.readouterr().out
 
 
+def test_memory_benchmark_sigterm_keeps_the_row(bench, tmp_path):
+    """A run cut short by SIGTERM ends at its next evaluation and keeps its row; later runs do not
+    start; the previous handler is restored."""
+    import os
+    import signal
+    import threading
+
+    out = tmp_path / "rows.jsonl"
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        rows = bench.main(["--tasks", "adding:12", "--cells", "gru,lstm", "--hidden", "8",
+                           "--budget", "1e9", "--eval-every", "1", "--eval-batch", "8",
+                           "--batch", "4", "--json", str(out)])
+    finally:
+        timer.cancel()
+    assert [r.cell for r in rows] == ["gru"] and rows[0].stopped and rows[0].steps >= 1
+    assert len(out.read_text().splitlines()) == 1
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_scan_benchmark_smoke():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "scan.py"
     spec = importlib.util.spec_from_file_location("rnnkit_bench_scan", path)

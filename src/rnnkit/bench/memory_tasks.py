@@ -39,6 +39,7 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -100,6 +101,7 @@ class Row:
     clock: str = "wall"
     lr: float | None = None
     batch: int | None = None
+    stopped: bool = False  # ended by SIGTERM/SIGINT before its budget: the row is what it reached
 
 
 class Model(nn.Module):
@@ -168,6 +170,26 @@ class Task:
         return value >= self.threshold if self.metric == "accuracy" else value <= self.threshold
 
 
+class _StopFlag:
+    """Set by SIGTERM/SIGINT: the run in progress ends at its next evaluation and keeps its row, the
+    ones after it do not start (a long grid can be cut short without losing what it measured)."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self, *_args) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+_STOP = _StopFlag()
+
+
 def run_one(task: Task, cell_key: str, args) -> Row:
     cell, options = CELLS[cell_key]
     layers = args.min_layers if cell.startswith("min") else 1
@@ -213,12 +235,14 @@ def run_one(task: Task, cell_key: str, args) -> Row:
         if task.reached(value) and reached_at is None:
             reached_at, reached_step = train_time, step
             break
-        if not math.isfinite(value) or train_time >= args.budget or step >= args.max_steps:
+        if (not math.isfinite(value) or train_time >= args.budget or step >= args.max_steps
+                or _STOP.is_set()):
             break
     return Row(task.name, task.T, cell_key, task.metric, value, task.baseline, task.threshold,
                reached_at is not None, reached_at, reached_step, step, train_time, acc, layers,
                args.hidden, sum(p.numel() for p in model.parameters()), executor,
-               PUBLISHED.get((task.name, task.T, cell_key)), args.clock, lr, args.batch)
+               PUBLISHED.get((task.name, task.T, cell_key)), args.clock, lr, args.batch,
+               _STOP.is_set())
 
 
 def markdown(rows: list[Row]) -> str:
@@ -339,14 +363,22 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Row]:
           f"{torch.__version__}, threads {torch.get_num_threads()}; argv: {' '.join(sys.argv[1:])}",
           flush=True)
     rows = []
-    for task in parse_tasks(args.tasks):
-        for cell in cells:
+    tasks = parse_tasks(args.tasks)
+    _STOP.clear()
+    previous = {sig: signal.signal(sig, _STOP.set) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for task, cell in ((t, c) for t in tasks for c in cells):
+            if _STOP.is_set():
+                break
             row = run_one(task, cell, args)
             rows.append(row)
             print(json.dumps(asdict(row)), flush=True)
             if args.json:
                 with open(args.json, "a") as f:
                     f.write(json.dumps(asdict(row)) + "\n")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if args.markdown:
         print(markdown(rows))
     return rows
