@@ -102,6 +102,7 @@ class Row:
     lr: float | None = None
     batch: int | None = None
     stopped: bool = False  # ended by SIGTERM/SIGINT before its budget: the row is what it reached
+    residual: bool = False
 
 
 class Model(nn.Module):
@@ -198,6 +199,8 @@ def run_one(task: Task, cell_key: str, args) -> Row:
     # chrono's T_max is the span of the dependencies: the whole sequence unless told otherwise
     # (Tallec & Ollivier use 3T/2 for the copy task)
     tmax = args.chrono_tmax or task.length
+    if args.residual and layers > 1:
+        options = {**options, "residual": True}
     model = Model(cell, task.n_in, task.n_out, args.hidden, layers, dict(options), tmax, task.one_hot)
     lr = args.lr_min if cell.startswith("min") else args.lr
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -242,7 +245,7 @@ def run_one(task: Task, cell_key: str, args) -> Row:
                reached_at is not None, reached_at, reached_step, step, train_time, acc, layers,
                args.hidden, sum(p.numel() for p in model.parameters()), executor,
                PUBLISHED.get((task.name, task.T, cell_key)), args.clock, lr, args.batch,
-               _STOP.is_set())
+               _STOP.is_set(), bool(args.residual and layers > 1))
 
 
 def markdown(rows: list[Row]) -> str:
@@ -255,7 +258,8 @@ def markdown(rows: list[Row]) -> str:
         if r.accuracy is not None and r.metric != "accuracy":
             final += f" (acc {r.accuracy:.3f})"
         lr = f"{r.lr:g}" if r.lr is not None else "-"
-        out.append(f"| {r.task} | {r.T} | {r.cell} | {r.layers} x {r.hidden} | {lr} | {r.metric} | "
+        shape = f"{r.layers} x {r.hidden}" + (" residual" if r.residual else "")
+        out.append(f"| {r.task} | {r.T} | {r.cell} | {shape} | {lr} | {r.metric} | "
                    f"{final} | {r.threshold:g} | {'yes' if r.reached else 'no'} | {ttt} | {r.steps} | "
                    f"{r.train_time_s:.0f} | {pub} |")
     return "\n".join(out)
@@ -325,6 +329,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Row]:
     p.add_argument("--chrono-tmax", type=float, default=None,
                    help="T_max of the chrono initialisation (default: the sequence length)")
     p.add_argument("--min-layers", type=int, default=2)
+    p.add_argument("--residual", action="store_true",
+                   help="add each layer's input to its output from the second layer on (stacks only)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--eval-batch", type=int, default=512)
     p.add_argument("--eval-every", type=int, default=50)
