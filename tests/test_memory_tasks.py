@@ -101,6 +101,14 @@ def test_memory_benchmark_sigterm_keeps_the_row(bench, tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_cosine_schedule_factor():
+    from rnnkit.bench.memory_tasks import cosine_factor as f
+
+    assert f(0, 100, 0.01) == pytest.approx(1.0)
+    assert f(50, 100, 0.01) == pytest.approx(0.505)
+    assert f(100, 100, 0.01) == pytest.approx(0.01) == f(500, 100, 0.01)
+
+
 def test_scan_benchmark_smoke():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "scan.py"
     spec = importlib.util.spec_from_file_location("rnnkit_bench_scan", path)
@@ -121,6 +129,10 @@ def test_rnnkit_bench_memory_cli(tmp_path, capsys):
     code = main(["bench", "memory", "--tasks", "adding:12", "--cells", "gru", "--hidden", "8", "--budget", "0",
                  "--eval-every", "1", "--eval-batch", "8", "--batch", "4", "--json", str(out)])
     assert code == 0 and len(out.read_text().splitlines()) == 1
+    code = main(["bench", "memory", "--tasks", "adding:12", "--cells", "gru", "--hidden", "8", "--budget", "0",
+                 "--eval-every", "3", "--eval-batch", "8", "--batch", "4", "--cosine-steps", "2",
+                 "--lr", "0.5", "--lr-floor", "0.1"])
+    assert code == 0
     capsys.readouterr()
     assert main(["bench", "memory", "--report", str(out)]) == 0  # the table of saved rows
     table = capsys.readouterr().out.splitlines()
@@ -133,7 +145,8 @@ def test_rnnkit_bench_memory_cli(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and why in err, err
     for bad, why in [(["--cells", "nope"], "unknown cell 'nope'"), (["--tasks", "adding:x"], "T must be an integer"),
-                     (["--tasks", "sorting:10"], "unknown task"), (["--budget", "x"], "invalid float")]:
+                     (["--tasks", "sorting:10"], "unknown task"), (["--budget", "x"], "invalid float"),
+                     (["--cosine-steps", "-1"], "--cosine-steps must be >= 0")]:
         code = main(["bench", "memory", *bad])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and why in err, err

@@ -171,6 +171,12 @@ class Task:
         return value >= self.threshold if self.metric == "accuracy" else value <= self.threshold
 
 
+def cosine_factor(step: int, steps: int, floor: float) -> float:
+    """The rate's fraction of its initial value after ``step`` steps of a cosine decay to ``floor``
+    over ``steps`` steps (then the floor)."""
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+
 class _StopFlag:
     """Set by SIGTERM/SIGINT: the run in progress ends at its next evaluation and keeps its row, the
     ones after it do not start (a long grid can be cut short without losing what it measured)."""
@@ -208,7 +214,12 @@ def run_one(task: Task, cell_key: str, args) -> Row:
     # threshold: halve the rate when the held-out metric stops improving (never before it has moved)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="max" if task.metric == "accuracy" else "min", factor=0.5, patience=args.patience,
-        threshold=0.05, min_lr=lr * args.lr_floor) if args.patience else None
+        threshold=0.05, min_lr=lr * args.lr_floor) if args.patience and not args.cosine_steps else None
+    # or a cosine from lr down to lr * lr_floor over a fixed number of steps, then the floor
+    cosine = None
+    if args.cosine_steps:
+        cosine = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda k: cosine_factor(k, args.cosine_steps, args.lr_floor))
     x_eval, y_eval = task.batch(args.eval_batch, torch.Generator().manual_seed(10_000 + args.seed))
     executor = ",".join(sorted({ex.name for per in model.rnn.plan().executors for ex in per}))
     # wall: elapsed seconds; cpu: this process's CPU seconds (unaffected by other jobs or by a pause)
@@ -224,6 +235,8 @@ def run_one(task: Task, cell_key: str, args) -> Row:
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             opt.step()
+            if cosine is not None:
+                cosine.step()
             step += 1
         train_time += clock() - t0
         model.eval()
@@ -341,7 +354,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Row]:
                    help="halve the lr after this many evaluations without a 5%% improvement, once the metric "
                         "is below half the baseline (0: constant lr)")
     p.add_argument("--lr-floor", type=float, default=1 / 64,
-                   help="the plateau schedule's lowest rate, as a fraction of the initial one (1/64)")
+                   help="the schedule's lowest rate, as a fraction of the initial one (1/64)")
+    p.add_argument("--cosine-steps", type=int, default=0,
+                   help="instead of the plateau schedule: cosine decay to the floor over this many steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="what --budget and the reported times count: wall seconds, or the process's CPU "
@@ -359,6 +374,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Row]:
         return rows
     if not 0 < args.lr_floor <= 1:
         p.error(f"--lr-floor must be in (0, 1], got {args.lr_floor}")
+    if args.cosine_steps < 0:
+        p.error(f"--cosine-steps must be >= 0, got {args.cosine_steps}")
     if args.threads:
         torch.set_num_threads(args.threads)
     cells = [c.strip() for c in args.cells.split(",")]
