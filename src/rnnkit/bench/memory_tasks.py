@@ -103,6 +103,8 @@ class Row:
     batch: int | None = None
     stopped: bool = False  # ended by SIGTERM/SIGINT before its budget: the row is what it reached
     residual: bool = False
+    schedule: str | None = None  # "plateau(patience, floor)", "cosine(steps, floor)" or "constant"
+    chrono_tmax: float | None = None
 
 
 class Model(nn.Module):
@@ -169,6 +171,15 @@ class Task:
 
     def reached(self, value: float) -> bool:
         return value >= self.threshold if self.metric == "accuracy" else value <= self.threshold
+
+
+def schedule_name(args) -> str:
+    floor = f"{args.lr_floor:.3g}"
+    if args.cosine_steps:
+        return f"cosine({args.cosine_steps}, floor {floor})"
+    if args.patience:
+        return f"plateau({args.patience}, floor {floor})"
+    return "constant"
 
 
 def cosine_factor(step: int, steps: int, floor: float) -> float:
@@ -258,11 +269,12 @@ def run_one(task: Task, cell_key: str, args) -> Row:
                reached_at is not None, reached_at, reached_step, step, train_time, acc, layers,
                args.hidden, sum(p.numel() for p in model.parameters()), executor,
                PUBLISHED.get((task.name, task.T, cell_key)), args.clock, lr, args.batch,
-               _STOP.is_set(), bool(args.residual and layers > 1))
+               _STOP.is_set(), bool(args.residual and layers > 1), schedule_name(args),
+               float(tmax) if options.get("init") == "chrono" else None)
 
 
 def markdown(rows: list[Row]) -> str:
-    out = ["| task | T | cell | layers x H | Adam lr | metric | final | threshold | reached "
+    out = ["| task | T | cell | layers x H | Adam lr, schedule | metric | final | threshold | reached "
            "| time to threshold (s) | steps | train time (s) | Bai et al. 2018 |", "|" + "---|" * 13]
     for r in rows:
         ttt = f"{r.time_to_threshold_s:.0f}" if r.time_to_threshold_s is not None else "-"
@@ -271,9 +283,13 @@ def markdown(rows: list[Row]) -> str:
         if r.accuracy is not None and r.metric != "accuracy":
             final += f" (acc {r.accuracy:.3f})"
         lr = f"{r.lr:g}" if r.lr is not None else "-"
+        if r.schedule:
+            lr += f", {r.schedule}"
         shape = f"{r.layers} x {r.hidden}" + (" residual" if r.residual else "")
-        out.append(f"| {r.task} | {r.T} | {r.cell} | {shape} | {lr} | {r.metric} | "
-                   f"{final} | {r.threshold:g} | {'yes' if r.reached else 'no'} | {ttt} | {r.steps} | "
+        cell = r.cell + (f" (T_max {r.chrono_tmax:g})" if r.chrono_tmax else "")
+        reached = "yes" if r.reached else ("no (stopped)" if r.stopped else "no")
+        out.append(f"| {r.task} | {r.T} | {cell} | {shape} | {lr} | {r.metric} | "
+                   f"{final} | {r.threshold:g} | {reached} | {ttt} | {r.steps} | "
                    f"{r.train_time_s:.0f} | {pub} |")
     return "\n".join(out)
 
