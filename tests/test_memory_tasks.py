@@ -136,7 +136,8 @@ def test_rnnkit_bench_memory_cli(tmp_path, capsys):
     capsys.readouterr()
     assert main(["bench", "memory", "--report", str(out)]) == 0  # the table of saved rows
     table = capsys.readouterr().out.splitlines()
-    assert len(table) == 3 and table[2].startswith("| adding | 12 | gru | 1 x 8 | 0.001, plateau(4, floor 0.0156) | mse |")
+    row = "| adding | 12 | gru | 1 x 8 | 0.001, plateau(4, floor 0.0156) | mse |"
+    assert len(table) == 3 and table[2].startswith(row)
     bad = tmp_path / "bad.jsonl"
     for text, why in [('{"task": "adding"}\n', "not a row of this benchmark (no T, cell, metric ...)"),
                       ("{oops\n", "bad.jsonl:1: not JSON")]:
