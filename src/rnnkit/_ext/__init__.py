@@ -1,8 +1,8 @@
 """Building and loading rnnkit's C++ extensions.
 
 Each extension is one folder ``src/rnnkit/csrc/<name>/`` of ``*.cpp`` files (and the ``*.h`` files they
-include, which are part of the cache key), compiled with
-``torch.utils.cpp_extension.load`` into a cache directory (``$RNNKIT_EXT_DIR``, default
+include, which are part of the cache key; headers shared by all extensions live in ``csrc/common/``),
+compiled with ``torch.utils.cpp_extension.load`` into a cache directory (``$RNNKIT_EXT_DIR``, default
 ``~/.cache/rnnkit/ext/torch-<version>/<name>/<hash of the sources>``), so a changed source builds
 anew beside the old library instead of overwriting one that a running process has loaded. The set-up
 (``make``) builds every extension ahead of time with ``python -m rnnkit._ext``; at run time
@@ -24,6 +24,7 @@ from types import ModuleType
 import torch
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
+COMMON = CSRC / "common"  # headers every extension may include (on the include path)
 
 
 def extension_names() -> list[str]:
@@ -49,7 +50,7 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
 
     # One folder per source hash (headers included): a rebuild never overwrites a library another
     # process has loaded.
-    hashed = sources + sorted(str(p) for p in (CSRC / name).glob("*.h"))
+    hashed = sources + sorted(str(p) for folder in (CSRC / name, COMMON) for p in folder.glob("*.h"))
     digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in hashed)).hexdigest()[:16]
     build = cache_dir() / name / digest
     build.mkdir(parents=True, exist_ok=True)
@@ -59,6 +60,7 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
             name=f"rnnkit_{name}",
             sources=sources,
             build_directory=str(build),
+            extra_include_paths=[str(COMMON)],
             extra_cflags=["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
             verbose=verbose,

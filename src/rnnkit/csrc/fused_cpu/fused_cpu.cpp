@@ -47,18 +47,7 @@
 #include <vector>
 
 #include "packed_gemm.h"
-// Vectorised exp/tanh: glibc's libmvec provides SIMD variants, but its declarations are only visible
-// under __FAST_MATH__, which -fno-finite-math-only (set by rnnkit._ext) turns off. Declare them so
-// that GCC vectorises the pointwise loops (calls to _ZGVeN16v_expf etc., resolved from libmvec).
-#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__FAST_MATH__)
-extern "C" {
-__attribute__((__simd__("notinbranch"))) float expf(float) noexcept;
-__attribute__((__simd__("notinbranch"))) float tanhf(float) noexcept;
-__attribute__((__simd__("notinbranch"))) double exp(double) noexcept;
-__attribute__((__simd__("notinbranch"))) double tanh(double) noexcept;
-}
-#endif
+#include "libmvec.h"
 
 namespace {
 
@@ -342,37 +331,25 @@ Tensor wrap(const T* p, at::IntArrayRef sizes) {
   return at::from_blob(const_cast<T*>(p), sizes, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
 }
 
-// C[B,N] = beta C + A[B,K] W[N,K]^T
+// C[M, N] = beta C + A[M, K] op(W), rows contiguous: op(W) = W^T for W [N, K] (transposed, the
+// forward's x W^T) or W for W [K, N] (the backward's dG W). BLAS is column-major, so it computes
+// C^T = op(W)^T A^T.
 template <typename T>
-inline void gemm_xwT(int64_t B, int64_t N, int64_t K, const T* A, const T* W, T* C, T beta) {
-  if (B == 0 || N == 0) return;
+inline void gemm_rows(bool transposed, int64_t M, int64_t N, int64_t K, const T* A, const T* W, T* C,
+                      T beta) {
+  if (M == 0 || N == 0) return;
   if (K == 0) {
-    if (beta == T(0)) std::memset(C, 0, sizeof(T) * B * N);
+    if (beta == T(0)) std::memset(C, 0, sizeof(T) * M * N);
     return;
   }
   if (have_blas<T>()) {
-    blas_gemm('T', 'N', int(N), int(B), int(K), T(1), W, int(K), A, int(K), beta, C, int(N));
+    blas_gemm(transposed ? 'T' : 'N', 'N', int(N), int(M), int(K), T(1), W, int(transposed ? K : N), A,
+              int(K), beta, C, int(N));
     return;
   }
-  Tensor c = wrap(C, {B, N});
-  Tensor prod = at::mm(wrap(A, {B, K}), wrap(W, {N, K}).t());
-  if (beta == T(0)) c.copy_(prod); else c.add_(prod);
-}
-
-// C[B,K] = beta C + A[B,N] W[N,K]
-template <typename T>
-inline void gemm_xw(int64_t B, int64_t N, int64_t K, const T* A, const T* W, T* C, T beta) {
-  if (B == 0 || K == 0) return;
-  if (N == 0) {
-    if (beta == T(0)) std::memset(C, 0, sizeof(T) * B * K);
-    return;
-  }
-  if (have_blas<T>()) {
-    blas_gemm('N', 'N', int(K), int(B), int(N), T(1), W, int(K), A, int(N), beta, C, int(K));
-    return;
-  }
-  Tensor c = wrap(C, {B, K});
-  Tensor prod = at::mm(wrap(A, {B, N}), wrap(W, {N, K}));
+  Tensor c = wrap(C, {M, N});
+  Tensor w = transposed ? wrap(W, {N, K}).t() : wrap(W, {K, N});
+  Tensor prod = at::mm(wrap(A, {M, K}), w);
   if (beta == T(0)) c.copy_(prod); else c.add_(prod);
 }
 
@@ -410,8 +387,7 @@ struct StepWeight {
         return;
       }
     }
-    if (transposed) gemm_xwT<T>(M, N, K, A, W, C, beta);
-    else gemm_xw<T>(M, K, N, A, W, C, beta);
+    gemm_rows<T>(transposed, M, N, K, A, W, C, beta);
   }
 
  private:
@@ -1640,8 +1616,8 @@ void step_layer(const StepLayer& L, int64_t B, int64_t I, const T* xp, int64_t P
     small_xwT2<T>(B, Gt, I, xp, L.w_ih.data_ptr<T>(), gxr.data(), P, hp, L.w_hh.data_ptr<T>(),
                   ghr.data());
   } else {
-    gemm_xwT<T>(B, Gt, I, xp, L.w_ih.data_ptr<T>(), gxr.data(), T(0));
-    gemm_xwT<T>(B, Gt, P, hp, L.w_hh.data_ptr<T>(), ghr.data(), T(0));
+    gemm_rows<T>(true, B, Gt, I, xp, L.w_ih.data_ptr<T>(), gxr.data(), T(0));
+    gemm_rows<T>(true, B, Gt, P, hp, L.w_hh.data_ptr<T>(), ghr.data(), T(0));
   }
   if (L.family == LSTM) {
     const int64_t H = Gt / 4;
@@ -1663,7 +1639,7 @@ void step_layer(const StepLayer& L, int64_t B, int64_t I, const T* xp, int64_t P
     std::vector<T> htil;
     if (proj) {
       htil.resize(B * P);
-      gemm_xwT<T>(B, P, H, m.data(), L.w_hr->data_ptr<T>(), htil.data(), T(0));
+      gemm_rows<T>(true, B, P, H, m.data(), L.w_hr->data_ptr<T>(), htil.data(), T(0));
       hcand = htil.data();
     }
     for (int64_t i = 0; i < B * P; ++i) hn[i] = lerp(hcand[i], hp[i], zh);

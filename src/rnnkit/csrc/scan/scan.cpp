@@ -24,16 +24,7 @@
 #include <optional>
 #include <vector>
 
-// Vectorised exp/log from glibc's libmvec (see csrc/fused_cpu for why they are declared here).
-#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__FAST_MATH__)
-extern "C" {
-__attribute__((__simd__("notinbranch"))) float expf(float) noexcept;
-__attribute__((__simd__("notinbranch"))) float logf(float) noexcept;
-__attribute__((__simd__("notinbranch"))) double exp(double) noexcept;
-__attribute__((__simd__("notinbranch"))) double log(double) noexcept;
-}
-#endif
+#include "libmvec.h"  // vectorised exp/log
 
 namespace {
 
