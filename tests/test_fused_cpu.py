@@ -160,6 +160,25 @@ def test_packed_kernel_sizes_match_reference(name, options, T, B, I, H, gemm, mo
     _check(name, options, T, B, I, H, False, True, None)
 
 
+# The weight-gradient kernel (weight_grad.h): dW = dG^T X over M rows. 300 and 257 rows leave a partial
+# block of the sum over rows (256 per block), N = 76 and 9 partial row tiles of 8, K = 13, 33 and 128
+# partial and full 32-column panels; 255 rows stay on BLAS.
+@pytest.mark.parametrize("M,N,K", [(300, 76, 13), (257, 9, 33), (600, 512, 128), (255, 16, 40)])
+@pytest.mark.parametrize("gemm", ["packed", "blas"])
+def test_weight_gradient_matches_float64(M, N, K, gemm, monkeypatch):
+    monkeypatch.setenv("RNNKIT_FUSED_NO_PACK", "1" if gemm == "blas" else "")
+    ext = __import__("rnnkit._ext", fromlist=["load_extension"]).load_extension("fused_cpu")[0]
+    gen = torch.Generator().manual_seed(M + N + K)
+    x, w = torch.randn(M, K, generator=gen), torch.randn(N, K, generator=gen)
+    dg = torch.randn(M, N, generator=gen)
+    dx, dw, db = ext.project_backward(dg, x, w, True, True, True)
+    exact = dg.double().t() @ x.double()
+    assert dw.shape == (N, K) and dw.dtype == torch.float32
+    torch.testing.assert_close(dw.double(), exact, rtol=0, atol=2e-6 * exact.abs().max().item())
+    torch.testing.assert_close(dx.double(), dg.double() @ w.double(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(db.double(), dg.double().sum(0), rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("name,options", CONFIGS, ids=lambda v: str(v))
 @pytest.mark.parametrize("masks_kind", [None, "both"])
 @pytest.mark.parametrize("reverse", [False, True])

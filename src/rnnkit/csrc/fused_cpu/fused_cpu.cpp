@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "packed_gemm.h"
+#include "weight_grad.h"
 #include "libmvec.h"
 
 namespace {
@@ -357,6 +358,13 @@ inline void gemm_rows(bool transposed, int64_t M, int64_t N, int64_t K, const T*
 // W [N, K] (the forward's h W_hh^T) or W for W [K, N] (the backward's dG W_hh). For float32 with the
 // AVX-512 kernel (packed_gemm.h) it is packed once per call, when the loop has enough steps to pay
 // for the copy; BLAS otherwise.
+// Whether float32 GEMMs run on rnnkit's AVX-512 kernels (packed_gemm.h, weight_grad.h).
+// RNNKIT_FUSED_NO_PACK=1 runs BLAS instead (read per call: benchmarks compare both in one process).
+inline bool own_kernels_enabled() {
+  const char* off = std::getenv("RNNKIT_FUSED_NO_PACK");
+  return !(off && *off) && rnnkit_packed::packed_kernel_available();
+}
+
 template <typename T>
 struct StepWeight {
   const T* W = nullptr;
@@ -391,12 +399,27 @@ struct StepWeight {
   }
 
  private:
-  static bool use_packed(int64_t steps) {
-    // RNNKIT_FUSED_NO_PACK=1 runs BLAS instead (read per call: benchmarks compare both in one process)
-    const char* off = std::getenv("RNNKIT_FUSED_NO_PACK");
-    return !(off && *off) && rnnkit_packed::packed_kernel_available() && steps >= kMinSteps;
-  }
+  static bool use_packed(int64_t steps) { return own_kernels_enabled() && steps >= kMinSteps; }
 };
+
+// dW [N, K] = dG^T X for dG [M, N] and X [M, K]: a weight's gradient summed over every step. float32
+// from 256 rows runs the AVX-512 kernel of weight_grad.h (rows of dW split over the threads; MKL's
+// sgemm takes its AVX2 path on AMD CPUs), anything else at::mm.
+Tensor weight_grad(const Tensor& dG_in, const Tensor& X_in) {
+  const int64_t M = dG_in.size(0), N = dG_in.size(1), K = X_in.size(1);
+  if (dG_in.scalar_type() != at::kFloat || X_in.scalar_type() != at::kFloat || M < 256 || N == 0 ||
+      K == 0 || !own_kernels_enabled())
+    return at::mm(dG_in.t(), X_in);
+  const Tensor dG = dG_in.contiguous(), X = X_in.contiguous();
+  Tensor out = at::empty({N, K}, dG.options());
+  const float* g = dG.data_ptr<float>();
+  const float* x = X.data_ptr<float>();
+  float* c = out.data_ptr<float>();
+  at::parallel_for(0, (N + 7) / 8, 1, [&](int64_t t0, int64_t t1) {
+    rnnkit_packed::weight_grad_rows(M, N, K, g, x, c, t0 * 8, std::min(N, t1 * 8));
+  });
+  return out;
+}
 
 // R rows of W (K columns each, row-major) dotted with a into out[0], out[1], ...: R independent
 // accumulators, since one accumulator chain is bound by the FMA latency (~16 B/cycle, about the
@@ -1183,7 +1206,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in
     std::memcpy(out.data_ptr<T>(), acc.data() + off, sizeof(T) * n);
     return out;
   };
-  Tensor dw_hh = at::mm(DGR.view({TB, Gt}).t(), HIN.view({TB, P}));
+  Tensor dw_hh = weight_grad(DGR.view({TB, Gt}), HIN.view({TB, P}));
   Tensor db_ih = has(b_ih) ? vec(0, Gt) : Tensor();
   Tensor db_hh = has(b_hh) ? vec(0, Gt) : Tensor();
   Tensor dln_ih_w, dln_ih_b, dln_hh_w, dln_hh_b, dlnc_w, dlnc_b, dpi, dpf, dpo, dw_hr;
@@ -1200,7 +1223,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& dy_in, const Tensor& dhT_in
     dpf = vec(3 * Gt + 3 * H, H);
     dpo = vec(3 * Gt + 4 * H, H);
   }
-  if (proj) dw_hr = at::mm(DHT.view({TB, P}).t(), M.view({TB, H}));
+  if (proj) dw_hr = weight_grad(DHT.view({TB, P}), M.view({TB, H}));
   prof.lap(prof.other);
   prof.report("lstm backward", L, B, H);
   return {DX, dh, dc, dw_hh, db_ih, db_hh, dln_ih_w, dln_ih_b, dln_hh_w, dln_hh_b, dlnc_w, dlnc_b,
@@ -1557,7 +1580,7 @@ std::vector<Tensor> backward_impl(int64_t family, const Tensor& dy_in, const Ten
 
   // parameter gradients over all steps at once
   const int64_t TB = L * B;
-  Tensor dw_hh = at::mm(DGR.view({TB, Gt}).t(), HIN.view({TB, P}));
+  Tensor dw_hh = weight_grad(DGR.view({TB, Gt}), HIN.view({TB, P}));
   Tensor db_hh = has(b_hh) ? DGH.view({TB, Gt}).sum(0) : Tensor();
   Tensor dln_w, dln_b, dlnc_w, dlnc_b, dpi, dpf, dpo, dw_hr;
   if (ln) {
@@ -1575,7 +1598,7 @@ std::vector<Tensor> backward_impl(int64_t family, const Tensor& dy_in, const Ten
     dpf = (DXv.select(1, 1) * CPv).sum(0);
     dpo = (DXv.select(1, 3) * CT.view({TB, H})).sum(0);
   }
-  if (proj) dw_hr = at::mm(DHT.view({TB, P}).t(), M.view({TB, H}));
+  if (proj) dw_hr = weight_grad(DHT.view({TB, P}), M.view({TB, H}));
   return {DX, dh, dc, dw_hh, db_hh, dln_w, dln_b, dlnc_w, dlnc_b, dpi, dpf, dpo, dw_hr};
 }
 
@@ -1816,7 +1839,7 @@ std::vector<Tensor> project_backward(const Tensor& dgx_in, const Tensor& x, cons
                   dx.data_ptr<T>());
     });
   }
-  if (need_dw) dw = at::mm(dgx.view({N, G}).t(), x.view({N, I}));
+  if (need_dw) dw = weight_grad(dgx.view({N, G}), x.view({N, I}));
   if (need_db) db = dgx.view({N, G}).sum(0);
   return {dx, dw, db};
 }
