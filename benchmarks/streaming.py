@@ -3,11 +3,12 @@
 For each cell variant, in one process and interleaved (anchor, ours, ... per repetition), times
 
 - ``ours``: ``rnnkit.Recurrent(cell, I, H).eval().step(x_t, state)`` under ``torch.inference_mode()``
-  (the fast C++ step of :mod:`rnnkit.executors.streaming`),
+  (the fast C++ step of :mod:`rnnkit.executors.streaming`), each step given the state the last one
+  returned, as a stream does,
 - ``python``: the same module's Python step path (the cells' ``step``; what ``step()`` runs when
   gradients are needed),
-- ``cell``: ``torch.nn.LSTMCell``/``GRUCell``/``RNNCell`` called once per step from Python (the
-  anchor: the target is ``ours`` at least 3x faster at B=1, H=256),
+- ``cell``: ``torch.nn.LSTMCell``/``GRUCell``/``RNNCell`` called once per step from Python, fed its
+  own last state likewise (the anchor: the target is ``ours`` at least 3x faster at B=1, H=256),
 - ``mv``: a bare ``torch.mv(W_hh, h)``: one matrix-vector product with the recurrent weight, the
   memory-traffic floor of one projection (a full LSTM step reads ``W_ih`` and ``W_hh``, so about
   2x this is the floor for I = H).
@@ -67,9 +68,18 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     h = torch.randn(H)
     hx = ours._prepare_state(ours_state, B, x.unsqueeze(0), True)
 
+    # ours and the anchor each feed their last state back in, as a stream does
+    carried = {"cell": cell_state, "ours": ours_state}
+
+    def cell_step() -> None:
+        carried["cell"] = anchor(x, carried["cell"])
+
+    def ours_step() -> None:
+        carried["ours"] = ours.step(x, carried["ours"])[1]
+
     fns = {
-        "cell": lambda: anchor(x, cell_state),
-        "ours": lambda: ours.step(x, ours_state),
+        "cell": cell_step,
+        "ours": ours_step,
         "python": lambda: ours._python_step(x, hx),
         "mv": lambda: torch.mv(w_hh, h),
     }

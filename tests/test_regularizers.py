@@ -406,6 +406,25 @@ def test_step_equals_forward(cell, opts, layers, with_state):
         torch.testing.assert_close(y1, out[t, 1])
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_step_fed_its_own_state_back(cell):
+    """step() skips re-checking the state object it returned last; in-place edits still count and
+    anything else goes through the checks."""
+    torch.manual_seed(0)
+    m = Recurrent(cell, 3, 4, 2, dtype=F64).eval()
+    x = randn(5, 2, 3)
+    _, s = m.step(x[0])
+    for c in as_tuple(s):
+        c.zero_()  # a reset in place: the next step starts from zeros
+    y, s = m.step(x[1], s)
+    torch.testing.assert_close(y, m.step(x[1])[0])
+    with pytest.raises(RuntimeError, match="Expected hidden"):
+        m.step(randn(3, 3), s)  # the returned state with another batch size
+    _, s1 = m.step(x[0, 0])  # unbatched: 2-D state components
+    with pytest.raises(RuntimeError, match="should also be 3-D"):
+        m.step(x[1, :1], s1)  # batched, one row: the 2-D state is still an error
+
+
 def test_step_errors():
     bi = Recurrent("gru", 3, 4, bidirectional=True)
     with pytest.raises(ValueError, match="bidirectional"):
