@@ -1,4 +1,5 @@
-"""Smoke test of the speed harness ``benchmarks/executors.py`` on a tiny grid (no timing asserted)."""
+"""Smoke tests of the speed harnesses ``benchmarks/executors.py`` (a tiny grid) and ``benchmarks/gemm.py``
+(no timing asserted)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,20 @@ def test_bad_arguments_exit(bench):
         bench.main(["--cells", "no_such_cell"])
     with pytest.raises(SystemExit):
         bench.main(["--grid", "1x2x3"])
+
+
+def test_gemm_benchmark_rows(capsys):
+    spec = importlib.util.spec_from_file_location("rnnkit_bench_gemm", SCRIPT.parent / "gemm.py")
+    assert spec is not None and spec.loader is not None
+    gemm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gemm)
+    rows = gemm.main(["--shapes", "300x20x13,256x64x32", "--reps", "1", "--threads", "1"])
+    assert [(r["kind"], r["shape"]) for r in rows] == [
+        (k, s) for s in ((300, 20, 13), (256, 64, 32)) for k in ("projection", "weight gradient")
+    ]
+    for r in rows:
+        assert r["ours_s"] > 0 and r["torch_s"] > 0 and math.isfinite(r["ratio"])
+        assert r["max_rel_diff"] < 1e-5, r  # the same products as torch.mm
+    assert "weight gradient" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        gemm.main(["--shapes", "3x4"])
