@@ -354,10 +354,6 @@ inline void gemm_rows(bool transposed, int64_t M, int64_t N, int64_t K, const T*
   if (beta == T(0)) c.copy_(prod); else c.add_(prod);
 }
 
-// A recurrent weight as the per-step GEMMs read it: C[M, N] (+)= A[M, K] op(W), with op(W) = W^T for
-// W [N, K] (the forward's h W_hh^T) or W for W [K, N] (the backward's dG W_hh). For float32 with the
-// AVX-512 kernel (packed_gemm.h) it is packed once per call, when the loop has enough steps to pay
-// for the copy; BLAS otherwise.
 // Whether float32 GEMMs run on rnnkit's AVX-512 kernels (packed_gemm.h, weight_grad.h).
 // RNNKIT_FUSED_NO_PACK=1 runs BLAS instead (read per call: benchmarks compare both in one process).
 inline bool own_kernels_enabled() {
@@ -365,6 +361,10 @@ inline bool own_kernels_enabled() {
   return !(off && *off) && rnnkit_packed::packed_kernel_available();
 }
 
+// A recurrent weight as the per-step GEMMs read it: C[M, N] (+)= A[M, K] op(W), with op(W) = W^T for
+// W [N, K] (the forward's h W_hh^T) or W for W [K, N] (the backward's dG W_hh). For float32 with the
+// AVX-512 kernel (packed_gemm.h) it is packed once per call, when the loop has enough steps to pay
+// for the copy; BLAS otherwise.
 template <typename T>
 struct StepWeight {
   const T* W = nullptr;

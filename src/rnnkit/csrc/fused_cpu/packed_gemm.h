@@ -53,27 +53,12 @@ inline void pack(const float* W, int64_t K, int64_t N, bool transposed, PackedB&
 }
 
 #if defined(__AVX512F__)
-// R rows of A (stride lda) times one panel into C (stride ldc). FULL: all 32 columns are real;
-// otherwise the columns are masked by m0/m1 (masked stores are slow on AMD's Zen 4: only the last,
-// partial panel uses them).
+// Writes R rows x 32 columns of accumulators (c0: columns 0-15, c1: 16-31) to C (stride ldc), added
+// to what C holds if accumulate. FULL: all 32 columns are real; otherwise masked by m0/m1 (masked
+// stores are slow on AMD's Zen 4: only the last, partial panel uses them).
 template <int R, bool FULL>
-inline void tile(const float* A, int64_t lda, const float* panel, int64_t K, float* C, int64_t ldc,
-                 __mmask16 m0, __mmask16 m1, bool accumulate) {
-  __m512 c0[R], c1[R];
-  for (int r = 0; r < R; ++r) {
-    c0[r] = _mm512_setzero_ps();
-    c1[r] = _mm512_setzero_ps();
-  }
-  for (int64_t k = 0; k < K; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(panel + k * kPanel);
-    const __m512 b1 = _mm512_loadu_ps(panel + k * kPanel + 16);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
-      c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-      c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
-    }
-  }
+inline void store_tile(__m512 (&c0)[R], __m512 (&c1)[R], float* C, int64_t ldc, __mmask16 m0,
+                       __mmask16 m1, bool accumulate) {
   for (int r = 0; r < R; ++r) {
     float* c = C + r * ldc;
     if constexpr (FULL) {
@@ -92,6 +77,28 @@ inline void tile(const float* A, int64_t lda, const float* panel, int64_t K, flo
       _mm512_mask_storeu_ps(c + 16, m1, c1[r]);
     }
   }
+}
+
+// R rows of A (stride lda) times one panel into C (stride ldc); FULL and m0/m1 as store_tile.
+template <int R, bool FULL>
+inline void tile(const float* A, int64_t lda, const float* panel, int64_t K, float* C, int64_t ldc,
+                 __mmask16 m0, __mmask16 m1, bool accumulate) {
+  __m512 c0[R], c1[R];
+  for (int r = 0; r < R; ++r) {
+    c0[r] = _mm512_setzero_ps();
+    c1[r] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(panel + k * kPanel);
+    const __m512 b1 = _mm512_loadu_ps(panel + k * kPanel + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+      c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+    }
+  }
+  store_tile<R, FULL>(c0, c1, C, ldc, m0, m1, accumulate);
 }
 
 // every row block of one panel

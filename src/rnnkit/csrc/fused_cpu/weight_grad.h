@@ -41,20 +41,7 @@ inline void tile_tn(const float* G, int64_t ldg, const float* X, int64_t ldx, in
       c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    float* c = C + r * ldc;
-    if (accumulate) {
-      c0[r] = _mm512_add_ps(c0[r], FULL ? _mm512_loadu_ps(c) : _mm512_maskz_loadu_ps(m0, c));
-      c1[r] = _mm512_add_ps(c1[r], FULL ? _mm512_loadu_ps(c + 16) : _mm512_maskz_loadu_ps(m1, c + 16));
-    }
-    if constexpr (FULL) {
-      _mm512_storeu_ps(c, c0[r]);
-      _mm512_storeu_ps(c + 16, c1[r]);
-    } else {
-      _mm512_mask_storeu_ps(c, m0, c0[r]);
-      _mm512_mask_storeu_ps(c + 16, m1, c1[r]);
-    }
-  }
+  store_tile<R, FULL>(c0, c1, C, ldc, m0, m1, accumulate);
 }
 
 template <bool FULL>
