@@ -442,8 +442,40 @@ def test_fast_step_sees_parameter_updates_and_conversions():
     check(m, x)
     m.bias_ih_l0 = torch.nn.Parameter(torch.randn(24))  # a new object
     check(m, x)
+    with torch.inference_mode():  # in-place inside inference mode still bumps the version
+        m.weight_ih_l0.add_(0.25)
+        m.weight_hh_l0.mul_(-1.0)
+    check(m, x)
+    m.weight_hh_l1.data = torch.randn(24, 6)  # same object, new storage
+    check(m, x)
     m.double()  # the parameters keep their identity, their data changes
     check(m, x.double())
+
+
+@pytest.mark.parametrize("I,H", [(16, 8), (37, 20), (3, 33)])  # row blocks of 8 and tails
+@pytest.mark.parametrize("B", [1, 4])
+def test_fast_step_follows_weight_updates_between_steps(I, H, B):
+    """A stream whose weights change between two of its steps (an optimiser step, in place) reads
+    the new values, also for a module made under inference mode (inference-tensor weights)."""
+    from rnnkit.layers.recurrent import Recurrent
+
+    torch.manual_seed(1)
+    for inference_weights in (False, True):
+        if inference_weights:
+            with torch.inference_mode():
+                m = Recurrent("lstm", I, H, num_layers=2).eval()
+        else:
+            m = Recurrent("lstm", I, H, num_layers=2).eval()
+        x = torch.randn(5, B, I)
+        state = None
+        with torch.inference_mode():
+            for t in range(5):
+                hx = m._prepare_state(state, B, x[t : t + 1], True)
+                y, state = m.step(x[t], state)
+                y_py, _ = m._python_step(x[t], hx)
+                torch.testing.assert_close(y, y_py, atol=2e-5, rtol=2e-4)
+                m.weight_ih_l0.mul_(0.9)  # in place, as an optimiser does
+                m.weight_hh_l1.add_(0.05)
 
 
 def test_fast_step_only_without_autograd():
@@ -462,3 +494,56 @@ def test_fast_step_only_without_autograd():
     m.requires_grad_(False)
     assert fast_step_refusal(m, x, hx) is None
     assert "dtype" in fast_step_refusal(m, x.double(), hx)
+
+
+def test_stream_lane_rechecks_what_can_change():
+    """A stream that passes back the state it was given takes a short path (``_stream_lane``): a
+    reset in place, a replaced parameter, another backend, grad mode, training mode and another
+    input shape must all still be honoured mid-stream; the module stays copyable and picklable."""
+    import copy
+    import io
+
+    from rnnkit.layers.recurrent import Recurrent
+
+    torch.manual_seed(0)
+    m = Recurrent("lstm", 3, 4, num_layers=2, zoneout=0.2).eval()
+    x = torch.randn(8, 2, 3)
+
+    def python_step(inp, state):
+        hx = m._prepare_state(state, inp.shape[0], inp.unsqueeze(0), True)
+        return m._python_step(inp, hx)[0]
+
+    with torch.no_grad():
+        s = None
+        for t in range(3):
+            y, s = m.step(x[t], s)
+        assert m.__dict__.get("_stream_lane") is not None
+        for c in s:
+            c.zero_()  # a reset in place is read by the next step
+        y, s = m.step(x[3], s)
+        torch.testing.assert_close(y, m.step(x[3])[0])
+        y, s = m.step(x[4], s)  # the lane again, after the fresh stream above replaced it
+        before = tuple(c.clone() for c in s)
+        m.weight_hh_l1 = torch.nn.Parameter(torch.randn(16, 4))  # replaced mid-stream
+        assert "_stream_lane" not in m.__dict__
+        y, s = m.step(x[5], s)
+        torch.testing.assert_close(y, python_step(x[5], before), atol=1e-5, rtol=1e-4)
+        m.backend = "reference"  # the Python step, same numbers
+        before = tuple(c.clone() for c in s)
+        y_ref, _ = m.step(x[6], s)
+        m.backend = "auto"
+        y_fast, _ = m.step(x[6], before)
+        torch.testing.assert_close(y_ref, y_fast, atol=1e-5, rtol=1e-4)
+        with pytest.raises(RuntimeError, match="Expected hidden"):
+            m.step(x[7, :1], s)  # another batch size with the lane's state: checked, refused
+    y, s = m.step(x[7], s)  # grad mode on, parameters need grad: the differentiable path
+    assert y.requires_grad
+    with torch.no_grad():
+        _, s = m.step(x[7], tuple(c.detach() for c in s))
+        m.train()
+        with pytest.raises(ValueError, match=r"eval\(\)"):
+            m.step(x[0], s)  # zoneout in training mode, even mid-stream
+        m.eval()
+        m.step(x[0], s)
+    copy.deepcopy(m)
+    torch.save(m, io.BytesIO())

@@ -41,7 +41,8 @@ _DTYPES = (torch.float32, torch.float64)
 
 
 def fast_step_refusal(module, x: Tensor, hx: State) -> str | None:
-    """None if :func:`step_stack` can run this step of ``module`` (a ``Recurrent``), else why not."""
+    """None if the module's :func:`stepper` can run this step of ``module`` (a ``Recurrent``), else
+    why not."""
     if not x.is_cpu or x.dtype not in _DTYPES:  # is_cpu: x.device.type costs 0.5 us a step
         return f"runs on CPU in float32/float64, not {x.device.type} {x.dtype}"
     if x.dtype != module._parameters["weight_ih_l0"].dtype:
@@ -100,12 +101,3 @@ def stepper(module):
     if contiguous:
         module.__dict__["_fast_stepper"] = (key, module.zoneout, made)
     return made
-
-
-def step_stack(module, x: Tensor, hx: State) -> tuple[Tensor, State]:
-    """One step of every layer: ``x`` (B, I), ``hx`` components (L, B, n) -> ``(y, new state)``.
-
-    The caller checks :func:`fast_step_refusal` first.
-    """
-    out = stepper(module).step(x, *hx)
-    return out[0], tuple(out[1:])
