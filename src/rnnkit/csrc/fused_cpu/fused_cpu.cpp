@@ -403,12 +403,18 @@ struct StepWeight {
   static bool use_packed(int64_t steps) { return own_kernels_enabled() && steps >= kMinSteps; }
 };
 
+// The many-row GEMMs (input projection and its dx, big_gemm) go in blocks of kBigGemmBlock rows and
+// take our kernels from kMinKernelRows rows on (below, copying the weight does not pay); the weight
+// gradients below use the same threshold.
+constexpr int64_t kBigGemmBlock = 64;
+constexpr int64_t kMinKernelRows = StepWeight<float>::kMinSteps * kBigGemmBlock;
+
 // dW [N, K] = dG^T X for dG [M, N] and X [M, K]: a weight's gradient summed over every step. float32
-// from 256 rows runs the AVX-512 kernel of weight_grad.h (rows of dW split over the threads; MKL's
+// from kMinKernelRows (256) rows runs the AVX-512 kernel of weight_grad.h (rows of dW split over the threads; MKL's
 // sgemm takes its AVX2 path on AMD CPUs), anything else at::mm.
 Tensor weight_grad(const Tensor& dG_in, const Tensor& X_in) {
   const int64_t M = dG_in.size(0), N = dG_in.size(1), K = X_in.size(1);
-  if (dG_in.scalar_type() != at::kFloat || X_in.scalar_type() != at::kFloat || M < 256 || N == 0 ||
+  if (dG_in.scalar_type() != at::kFloat || X_in.scalar_type() != at::kFloat || M < kMinKernelRows || N == 0 ||
       K == 0 || !own_kernels_enabled())
     return at::mm(dG_in.t(), X_in);
   const Tensor dG = dG_in.contiguous(), X = X_in.contiguous();
@@ -1826,11 +1832,10 @@ void big_gemm(int64_t M, const T* A, const StepWeight<T>& W, T* C) {
     W.run(M, A, C, T(0));
     return;
   }
-  constexpr int64_t kRows = 64;
-  const int64_t blocks = (M + kRows - 1) / kRows;
+  const int64_t blocks = (M + kBigGemmBlock - 1) / kBigGemmBlock;
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t r0 = b * kRows, r1 = std::min(M, r0 + kRows);
+      const int64_t r0 = b * kBigGemmBlock, r1 = std::min(M, r0 + kBigGemmBlock);
       W.run(r1 - r0, A + r0 * W.K, C + r0 * W.N, T(0));
     }
   });
@@ -1844,7 +1849,7 @@ Tensor project(const Tensor& x, const Tensor& w, const OptT& b) {
   Tensor out = empty_big(sizes, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_cpu_project", [&] {
     using T = scalar_t;
-    big_gemm<T>(N, x.data_ptr<T>(), StepWeight<T>::xwT(w.data_ptr<T>(), G, I, N / 64),
+    big_gemm<T>(N, x.data_ptr<T>(), StepWeight<T>::xwT(w.data_ptr<T>(), G, I, N / kBigGemmBlock),
                 out.data_ptr<T>());
   });
   if (has(b)) out.add_(*b);
@@ -1860,7 +1865,7 @@ std::vector<Tensor> project_backward(const Tensor& dgx_in, const Tensor& x, cons
     dx = empty_big(x.sizes(), x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_cpu_project_backward", [&] {
       using T = scalar_t;
-      big_gemm<T>(N, dgx.data_ptr<T>(), StepWeight<T>::xw(w.data_ptr<T>(), G, I, N / 64),
+      big_gemm<T>(N, dgx.data_ptr<T>(), StepWeight<T>::xw(w.data_ptr<T>(), G, I, N / kBigGemmBlock),
                   dx.data_ptr<T>());
     });
   }
