@@ -135,6 +135,24 @@ def test_elman_step_matches_equations(name, bias):
         assert (h_new == 0).any() and (h_new > 0).any()
 
 
+def test_modrelu_step_matches_equations():
+    """h = sign(z) max(|z| + b, 0), written out per case: z + b for z > 0, z - b for z < 0, and 0
+    where |z| + b <= 0 (thresholds drawn wide enough that all three cases occur)."""
+    I, H, B = 4, 6, 5
+    cell = make_cell("rnn_modrelu", I, H)
+    p = random_params(cell, seed=7)
+    p["modrelu_bias"] = torch.linspace(-1.5, 0.5, H, dtype=F64)
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(B, I, generator=g, dtype=F64)
+    h = torch.randn(B, H, generator=g, dtype=F64)
+    (h_new,) = run_step(cell, p, x, (h,))
+    z = x @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
+    b = p["modrelu_bias"]
+    expected = torch.where(z.abs() + b <= 0, torch.zeros_like(z), torch.where(z > 0, z + b, z - b))
+    torch.testing.assert_close(h_new, expected, rtol=1e-12, atol=1e-12)
+    assert (h_new == 0).any() and (h_new > 0).any() and (h_new < 0).any()
+
+
 def test_gru_reset_gate_multiplies_b_hn():
     """With W_hh = 0 and the reset gate driven to zero, b_hn must vanish (it sits inside r*(.))."""
     I, H = 2, 3

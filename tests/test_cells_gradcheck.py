@@ -19,6 +19,7 @@ F64 = torch.float64
 CELL_OPTIONS = [
     ("rnn_tanh", {}),
     ("rnn_relu", {}),
+    ("rnn_modrelu", {}),
     ("lstm", {}),
     ("lstm", {"proj_size": 2}),
     ("lstm", {"peephole": True}),

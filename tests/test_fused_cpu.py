@@ -27,6 +27,7 @@ def _extension_built():
 CONFIGS = [
     ("rnn_tanh", {}),
     ("rnn_relu", {}),
+    ("rnn_modrelu", {}),
     ("gru", {}),
     ("gru", {"layer_norm": True}),
     ("lstm", {}),
@@ -248,7 +249,7 @@ def test_float64_tight():
 
 @pytest.mark.parametrize(
     "name,options",
-    [("rnn_tanh", {}), ("rnn_relu", {}), ("gru", {"layer_norm": True}),
+    [("rnn_tanh", {}), ("rnn_relu", {}), ("rnn_modrelu", {}), ("gru", {"layer_norm": True}),
      ("lstm", {"layer_norm": True, "peephole": True, "proj_size": 2})],
     ids=lambda v: str(v),
 )
@@ -366,7 +367,7 @@ def test_unavailable_extension_falls_back(monkeypatch):
 
 # ---- streaming step (rnnkit.executors.streaming) --------------------------------------------------
 STEP_CONFIGS = [
-    ("rnn_tanh", {}), ("rnn_relu", {}), ("gru", {}), ("gru", {"layer_norm": True}),
+    ("rnn_tanh", {}), ("rnn_relu", {}), ("rnn_modrelu", {}), ("gru", {}), ("gru", {"layer_norm": True}),
     ("lstm", {}), ("lstm", {"layer_norm": True}), ("lstm", {"peephole": True}),
     ("lstm", {"proj_size": 3}), ("lstm", {"zoneout": (0.2, 0.4)}),
     ("lstm", {"layer_norm": True, "peephole": True, "proj_size": 4, "zoneout": 0.3}),

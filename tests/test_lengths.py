@@ -22,6 +22,7 @@ CELLS = [
     ("gru", {}),
 ]
 REFERENCE_ONLY = [
+    ("rnn_modrelu", {}),
     ("lstm", {"peephole": True, "layer_norm": True}),
     ("gru", {"layer_norm": True}),
 ]

@@ -3,6 +3,7 @@
 from rnnkit.explain import explain
 from rnnkit.io import load, register_model, save
 from rnnkit.layers.conversion import from_torch, to_torch
+from rnnkit.layers.orthogonal import orthogonal_recurrence
 from rnnkit.layers.recurrent import Recurrent
 from rnnkit.layers.torch_cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.layers.torch_rnn import GRU, LSTM, RNN
@@ -20,6 +21,7 @@ __all__ = [
     "explain",
     "from_torch",
     "load",
+    "orthogonal_recurrence",
     "register_model",
     "save",
     "to_torch",

@@ -19,7 +19,9 @@ Tasks (``--tasks``, ``name:T`` items; default: all of these):
 
 Cells (``--cells``): ``elman`` (rnn_tanh), ``lstm`` (torch init), ``lstm_chrono`` (chrono init,
 T_max = the sequence length or ``--chrono-tmax``), ``gru``, ``mingru``, ``minlstm``,
-``mingru_chrono``, ``minlstm_chrono``. The classic cells have one layer (as Bai et al.); the min
+``mingru_chrono``, ``minlstm_chrono``, ``exprnn`` (the modReLU Elman cell with an orthogonal
+``W_hh = exp(A - A^T)`` started from 2x2 rotations: :func:`rnnkit.orthogonal_recurrence`, the expRNN
+of Lezcano-Casado & Martinez-Rubio 2019). The classic cells have one layer (as Bai et al.); the min
 cells two (``--min-layers``): one minGRU layer's gates read only its input, so a single layer cannot
 keep time during the recall phase (Feng et al. stack them).
 
@@ -69,6 +71,8 @@ CELLS = {
     "minlstm": ("minlstm", {}),
     "mingru_chrono": ("mingru", {"init": "chrono"}),
     "minlstm_chrono": ("minlstm", {"init": "chrono"}),
+    # Elman with modReLU and an orthogonal W_hh = exp(A - A^T) from rotation blocks (expRNN)
+    "exprnn": ("rnn_modrelu", {"orthogonal": True}),
 }
 DEFAULT_CELLS = ["elman", "lstm", "lstm_chrono", "gru", "mingru", "minlstm"]
 DEFAULT_TASKS = ["adding:200", "adding:600", "adding:1000", "copy:100", "copy:500", "copy:1000",
@@ -114,7 +118,10 @@ class Model(nn.Module):
         if options.get("init") == "chrono":
             options = {**options, "chrono_tmax": float(max(chrono_tmax, 3))}
         self.one_hot, self.n_in = one_hot, n_in
+        orthogonal = options.pop("orthogonal", False)
         self.rnn = rnnkit.Recurrent(cell, n_in, hidden, layers, **options)
+        if orthogonal:
+            rnnkit.orthogonal_recurrence(self.rnn, init="rotations")
         self.head = nn.Linear(hidden, n_out)
 
     def forward(self, x):

@@ -16,6 +16,7 @@ from rnnkit.cells.minlstm import MinLSTMSpec
 _FACTORIES: dict[str, Callable[..., CellSpec]] = {
     "rnn_tanh": lambda *a, **k: ElmanSpec(*a, nonlinearity="tanh", **k),
     "rnn_relu": lambda *a, **k: ElmanSpec(*a, nonlinearity="relu", **k),
+    "rnn_modrelu": lambda *a, **k: ElmanSpec(*a, nonlinearity="modrelu", **k),
     "lstm": LSTMSpec,
     "gru": GRUSpec,
     "mingru": MinGRUSpec,
@@ -24,6 +25,7 @@ _FACTORIES: dict[str, Callable[..., CellSpec]] = {
 _CLASSES: dict[str, type[CellSpec]] = {
     "rnn_tanh": ElmanSpec,
     "rnn_relu": ElmanSpec,
+    "rnn_modrelu": ElmanSpec,
     "lstm": LSTMSpec,
     "gru": GRUSpec,
     "mingru": MinGRUSpec,

@@ -7,7 +7,7 @@ A unit is **saturated** when its activation lies where the nonlinearity's deriva
   of its peak 0.25,
 - tanh units (LSTM ``g`` and ``tanh(c)``, GRU ``n``, Elman-tanh ``h``): |value| > 0.95; there
   tanh' = 1 - v^2 < 0.0975, under a tenth of its peak 1,
-- relu units (Elman-relu ``h``): value == 0 (no gradient passes), counted as ``low``.
+- relu units (Elman-relu and modReLU ``h``): value == 0 (no gradient passes), counted as ``low``.
 
 Fractions are over every (valid) time step, sequence and unit of one layer and direction. A high
 forget-gate ``high`` fraction is wanted (memory); a high ``low`` fraction on ``i`` or ``f`` and a high
@@ -74,8 +74,7 @@ def _recurrent_part(spec: CellSpec, params: Params, h: Tensor) -> Tensor:
 
 
 def _elman_gates(spec: CellSpec, params: Params, gx_t: Tensor, state: State) -> dict[str, Tensor]:
-    pre = gx_t + _recurrent_part(spec, params, state[0])
-    return {"h": torch.tanh(pre) if spec.nonlinearity == "tanh" else torch.relu(pre)}  # type: ignore[attr-defined]
+    return {"h": spec.step(params, gx_t, state)[0]}  # the cell's own nonlinearity
 
 
 def _lstm_gates(spec: CellSpec, params: Params, gx_t: Tensor, state: State) -> dict[str, Tensor]:
@@ -111,6 +110,7 @@ def _minlstm_gates(spec: CellSpec, params: Params, gx_t: Tensor, state: State) -
 
 register_gates("rnn_tanh", {"h": "tanh"}, _elman_gates)
 register_gates("rnn_relu", {"h": "relu"}, _elman_gates)
+register_gates("rnn_modrelu", {"h": "relu"}, _elman_gates)  # h == 0: a silenced unit, as relu's
 register_gates("lstm", {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid", "tanh_c": "tanh"}, _lstm_gates)
 register_gates("gru", {"r": "sigmoid", "z": "sigmoid", "n": "tanh"}, _gru_gates)
 register_gates("mingru", {"z": "sigmoid"}, _mingru_gates)

@@ -12,7 +12,7 @@ straight into BLAS on preallocated buffers, and one fused pointwise pass; backwa
 pointwise pass and one GEMM for ``dh_{t-1}``; the LSTM's bias, layer-norm and peephole gradients
 in one pass over all rows after the loop, weight gradients as one GEMM each over all T*B rows.
 
-Cells: Elman (tanh, relu), LSTM (plain, layer norm, peepholes, projection), GRU (plain, layer norm);
+Cells: Elman (tanh, relu, modReLU), LSTM (plain, layer norm, peepholes, projection), GRU (plain, layer norm);
 recurrent-dropout and zoneout masks (:class:`~rnnkit.executors.base.StepMasks`), lengths, both
 directions; float32 and float64 on CPU; per-step states (``return_states``: ``h_t`` is the output
 itself, the LSTM's ``c_t`` one more output of the kernel, differentiable).
@@ -37,7 +37,8 @@ from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks
 
 _DTYPES = (torch.float32, torch.float64)
 SMALL_LSTM = 2048  # batch x hidden up to which auto runs a plain LSTM here rather than in oneDNN
-_ELMAN_TANH, _ELMAN_RELU, _LSTM, _GRU = 0, 1, 2, 3
+_ELMAN_TANH, _ELMAN_RELU, _LSTM, _GRU, _ELMAN_MODRELU = 0, 1, 2, 3, 4
+_ELMAN = {"tanh": _ELMAN_TANH, "relu": _ELMAN_RELU, "modrelu": _ELMAN_MODRELU}
 
 
 def _extension():
@@ -49,7 +50,7 @@ def _extension():
 def _family(cell: CellSpec) -> int | None:
     # exact types: a subclass may change the equations
     if type(cell) is ElmanSpec:
-        return _ELMAN_TANH if cell.nonlinearity == "tanh" else _ELMAN_RELU
+        return _ELMAN[cell.nonlinearity]
     if type(cell) is LSTMSpec:
         return _LSTM
     if type(cell) is GRUSpec:
@@ -279,9 +280,10 @@ class FusedCPUExecutor(Executor):
             gx = cell.project_input(params, x).contiguous()
         else:
             gx = project(x, params["weight_ih"], params.get("bias_ih"), backward)
+        # the modReLU threshold goes in the kernels' peephole-i slot (the Elman cell has none)
         args = (p("weight_hh"), p("bias_hh"),
                 p("layer_norm_hh_weight") if ln else None, p("layer_norm_hh_bias") if ln else None,
-                None, None, None, None, None, None, rmask, zh, None, lengths)
+                None, None, p("modrelu_bias"), None, None, None, rmask, zh, None, lengths)
         if backward:
             result = _FusedRun.apply((module, family, bool(reverse)), gx, h0, None, *args)
         else:

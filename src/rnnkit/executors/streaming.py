@@ -37,6 +37,8 @@ _LSTM_EXTRAS = (
 _GRU_EXTRAS = (
     "layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight", "layer_norm_hh_bias",
 )
+# the modReLU threshold in the peephole-i slot (the Elman cell has no peepholes)
+_MODRELU_EXTRAS = (None, None, None, None, None, None, "modrelu_bias")
 _DTYPES = (torch.float32, torch.float64)
 
 
@@ -47,6 +49,8 @@ def fast_step_refusal(module, x: Tensor, hx: State) -> str | None:
         return f"runs on CPU in float32/float64, not {x.device.type} {x.dtype}"
     if x.dtype != module._parameters["weight_ih_l0"].dtype:
         return "input and weights differ in dtype"
+    if "parametrizations" in module._modules:  # torch.nn.utils.parametrize: recomputed per access
+        return "a parametrized weight (torch.nn.utils.parametrize) is recomputed at every access"
     if torch.is_grad_enabled() and (
         x.requires_grad or any(s.requires_grad for s in hx)
         or any(p.requires_grad for p in module.parameters())
@@ -76,9 +80,10 @@ def _layer_tensors(module, layer: int) -> list[Tensor | None]:
     names = module._param_names[layer][0]
     family = fused_cpu._family(module.cells[layer])
     extras = (_LSTM_EXTRAS if family == fused_cpu._LSTM
-              else _GRU_EXTRAS if family == fused_cpu._GRU else ())
+              else _GRU_EXTRAS if family == fused_cpu._GRU
+              else _MODRELU_EXTRAS if family == fused_cpu._ELMAN_MODRELU else ())
     order = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", *extras)
-    tensors = [registered[names[n]] if n in names else None for n in order]
+    tensors = [registered[names[n]] if n is not None and n in names else None for n in order]
     return tensors + [None] * (14 - len(tensors))
 
 

@@ -445,7 +445,7 @@ class Recurrent(nn.Module):
         return y, returned
 
     # the streaming caches hold a C++ object bound to the current parameters: never copied or
-    # pickled, and dropped when a parameter is replaced or converted
+    # pickled, and dropped when a parameter is replaced, removed or converted
     _STREAM_CACHES = ("_stream_lane", "_fast_stepper", "_fast_step_static")
 
     def _drop_stream_caches(self) -> None:
@@ -455,6 +455,10 @@ class Recurrent(nn.Module):
     def register_parameter(self, name: str, param: nn.Parameter | None) -> None:
         super().register_parameter(name, param)
         self._drop_stream_caches()
+
+    def __delattr__(self, name: str) -> None:  # e.g. torch.nn.utils.parametrize taking a weight over
+        self._drop_stream_caches()
+        super().__delattr__(name)
 
     def _apply(self, fn, recurse: bool = True):
         self._drop_stream_caches()

@@ -292,7 +292,16 @@ inline Tensor empty_big(at::IntArrayRef sizes, const at::TensorOptions& opts) {
   return at::from_blob(p, sizes, [](void* q) { BlockCache::get().give(q); }, opts);
 }
 
-enum Family { ELMAN_TANH = 0, ELMAN_RELU = 1, LSTM = 2, GRU = 3 };
+enum Family { ELMAN_TANH = 0, ELMAN_RELU = 1, LSTM = 2, GRU = 3, ELMAN_MODRELU = 4 };
+// The modReLU Elman's per-unit threshold b travels in the peephole-i slot of the argument lists
+// (the Elman cell has no peepholes); its gradient comes back in that slot too.
+
+// modReLU_b(z) = sign(z) max(|z| + b, 0)
+template <typename T>
+inline T modrelu(T z, T b) {
+  const T m = (z >= T(0) ? z : -z) + b;
+  return m > T(0) ? (z >= T(0) ? m : -m) : T(0);
+}
 
 // ---- GEMMs on raw row-major pointers (BLAS is column-major: C^T = op(W) A^T) ----------------------
 // Straight into the BLAS that torch links (sgemm_/dgemm_, found at load time): no tensor views, no
@@ -1272,7 +1281,7 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
   const bool proj = has(w_hr);
   const bool ln = has(ln_hh_w);
   const bool lnc = has(ln_c_w);
-  const bool peep = has(peep_i);
+  const bool peep = family == LSTM && has(peep_i);
   const bool rm = has(rmask);
   auto opts = gx.options();
 
@@ -1402,6 +1411,7 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
     } else {
       T* Gt_ = Gp + ts * B * H;
       const bool relu = family == ELMAN_RELU;
+      const T* mb = family == ELMAN_MODRELU ? peep_i->data_ptr<T>() : nullptr;
       at::parallel_for(r0, r1, grain(4 * Gt), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           recurrent_row(b);
@@ -1419,6 +1429,9 @@ std::vector<Tensor> forward_impl(int64_t family, const Tensor& gx, const Tensor&
               T pre = x[j] + a[j];
               g[j] = pre > T(0) ? pre : T(0);
             }
+          } else if (mb) {
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; ++j) g[j] = modrelu(x[j] + a[j], mb[j]);
           } else {
             #pragma GCC ivdep
             for (int64_t j = 0; j < H; ++j) g[j] = tanh_(x[j] + a[j]);
@@ -1470,7 +1483,7 @@ std::vector<Tensor> backward_impl(int64_t family, const Tensor& dy_in, const Ten
   const bool proj = has(w_hr);
   const bool ln = has(ln_hh_w);
   const bool lnc = has(ln_c_w);
-  const bool peep = has(peep_i);
+  const bool peep = family == LSTM && has(peep_i);
   const bool rm = has(rmask);
   auto opts = HP.options();
 
@@ -1521,6 +1534,7 @@ std::vector<Tensor> backward_impl(int64_t family, const Tensor& dy_in, const Ten
       const T* HPt = HPp + t * B * P;
       const bool gru = family == GRU;
       const bool relu = family == ELMAN_RELU;
+      const bool modrelu_family = family == ELMAN_MODRELU;
       at::parallel_for(r0, r1, grain(8 * Gt), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           const bool v = is_valid(len, t, b);
@@ -1566,7 +1580,8 @@ std::vector<Tensor> backward_impl(int64_t family, const Tensor& dy_in, const Ten
               T a = g[j];
               T dtanh = dht * (T(1) - a * a);
               T drelu = a > T(0) ? dht : T(0);
-              dx[j] = relu ? drelu : dtanh;
+              T dmod = a != T(0) ? dht : T(0);  // modReLU: 1 where the unit is active
+              dx[j] = relu ? drelu : modrelu_family ? dmod : dtanh;
               d[j] = zz * gin;
             }
           }
@@ -1606,6 +1621,8 @@ std::vector<Tensor> backward_impl(int64_t family, const Tensor& dy_in, const Ten
     dpo = (DXv.select(1, 3) * CT.view({TB, H})).sum(0);
   }
   if (proj) dw_hr = weight_grad(DHT.view({TB, P}), M.view({TB, H}));
+  // modReLU's threshold: dh/db = sign(h) where a unit is active, and DX is zero where it is not
+  if (family == ELMAN_MODRELU) dpi = (DX * Gs.sign()).view({TB, H}).sum(0);
   return {DX, dh, dc, dw_hh, db_hh, dln_w, dln_b, dlnc_w, dlnc_b, dpi, dpf, dpo, dw_hr};
 }
 
@@ -1720,6 +1737,10 @@ void step_layer(StepLayer& L, StepScratch<T>& s, int64_t B, int64_t I, const T* 
         T n = tanh_(gxb[2 * H + j] + r * ghb[2 * H + j]);
         out[j] = lerp((T(1) - z) * n + z * hprev[j], hprev[j], zh);
       }
+    } else if (L.family == ELMAN_MODRELU) {
+      const T* mb = L.peep_i->data_ptr<T>();
+      #pragma GCC ivdep
+      for (int64_t j = 0; j < H; ++j) out[j] = lerp(modrelu(gxb[j] + ghb[j], mb[j]), hprev[j], zh);
     } else if (L.family == ELMAN_RELU) {
       #pragma GCC ivdep
       for (int64_t j = 0; j < H; ++j) {
