@@ -151,3 +151,18 @@ def test_rnnkit_bench_memory_cli(tmp_path, capsys):
         code = main(["bench", "memory", *bad])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and why in err, err
+
+
+def test_memory_benchmark_exprnn_cell(bench):
+    """The 'exprnn' cell: modReLU Elman whose W_hh is orthogonal (and stays so while it trains)."""
+    rows = bench.main(["--tasks", "copy:5", "--cells", "exprnn", "--hidden", "8", "--budget", "0",
+                       "--eval-every", "3", "--eval-batch", "16", "--batch", "4"])
+    (row,) = rows
+    assert row.cell == "exprnn" and row.executor == "fused_cpu" and row.steps == 3
+    assert math.isfinite(row.final)
+    from rnnkit.bench.memory_tasks import Model
+
+    torch.manual_seed(0)
+    model = Model("rnn_modrelu", 10, 10, 8, 1, {"orthogonal": True}, 25, True)
+    w = model.rnn.weight_hh_l0
+    torch.testing.assert_close(w @ w.T, torch.eye(8), atol=1e-5, rtol=0)
