@@ -74,7 +74,7 @@ CELLS = {
     # Elman with modReLU and an orthogonal W_hh = exp(A - A^T) from rotation blocks (expRNN)
     "exprnn": ("rnn_modrelu", {"orthogonal": True}),
 }
-DEFAULT_CELLS = ["elman", "lstm", "lstm_chrono", "gru", "mingru", "minlstm"]
+DEFAULT_CELLS = ["elman", "lstm", "lstm_chrono", "gru", "mingru", "minlstm", "exprnn"]
 DEFAULT_TASKS = ["adding:200", "adding:600", "adding:1000", "copy:100", "copy:500", "copy:1000",
                  "selective:256"]
 SELECTIVE_VOCAB, SELECTIVE_TOKENS = 8, 16
