@@ -548,3 +548,73 @@ def test_stream_lane_rechecks_what_can_change():
         m.step(x[0], s)
     copy.deepcopy(m)
     torch.save(m, io.BytesIO())
+
+
+def test_stream_lane_sees_swapped_and_noncontiguous_parameters():
+    """The lane must not reuse a stepper whose tensors are no longer the module's parameters:
+    torch.func.functional_call swaps them without register_parameter, and a non-contiguous
+    parameter is bound as a contiguous copy (so in-place updates must go through the checks)."""
+    import copy
+    import pickle
+
+    from torch.func import functional_call
+
+    from rnnkit.layers.recurrent import Recurrent
+
+    torch.manual_seed(0)
+    m = Recurrent("lstm", 3, 4).eval()
+    x = torch.randn(2, 3)
+
+    class Stepping(torch.nn.Module):
+        def __init__(self, rnn):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, inp, state):
+            return self.rnn.step(inp, state)
+
+    wrapper = Stepping(m)
+    new = {k: torch.randn_like(v) for k, v in wrapper.named_parameters()}
+    other = Stepping(copy.deepcopy(m))
+    with torch.no_grad():
+        other.load_state_dict(new)
+        _, s = m.step(x)
+        _, s = m.step(x, s)  # the lane is set
+        y_swapped, _ = functional_call(wrapper, new, (x, s))
+        y_expected, _ = other(x, tuple(c.clone() for c in s))
+        torch.testing.assert_close(y_swapped, y_expected)
+        y_after, _ = m.step(x, s)  # back on the module's own weights
+        torch.testing.assert_close(y_after, m.step(x, tuple(c.clone() for c in s))[0])
+
+        m.weight_hh_l0 = torch.nn.Parameter(torch.randn(4, 16).t())  # non-contiguous
+        _, s = m.step(x)
+        _, s = m.step(x, s)
+        m.weight_hh_l0.mul_(0.0)
+        y, _ = m.step(x, s)
+        torch.testing.assert_close(y, m.step(x, tuple(c.clone() for c in s))[0])
+    m._compiled_call_impl = lambda *a: None  # as Module.compile() leaves it: not pickled
+    pickle.dumps(m)
+
+
+def test_modrelu_at_zero_preactivation_matches_reference():
+    """sign(0) = 0: with no biases, a zero input and a zero state every unit stays 0 (and gets no
+    threshold gradient), in the fused kernels and the C++ step as in the reference."""
+    from rnnkit.layers.recurrent import Recurrent
+
+    torch.manual_seed(0)
+    fused = Recurrent("rnn_modrelu", 3, 6, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        fused.modrelu_bias_l0.copy_(torch.linspace(-0.5, 0.5, 6, dtype=torch.float64))
+    ref = Recurrent("rnn_modrelu", 3, 6, bias=False, dtype=torch.float64, backend="reference")
+    ref.load_state_dict(fused.state_dict())
+    x = torch.zeros(2, 1, 3, dtype=torch.float64)
+    grads = []
+    for m in (fused, ref):
+        y, _ = m(x)
+        assert (y == 0).all()
+        y.sum().backward()
+        grads.append(m.modrelu_bias_l0.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    with torch.no_grad():
+        y, _ = fused.eval().step(x[0])
+    assert (y == 0).all()

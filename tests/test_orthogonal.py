@@ -86,3 +86,17 @@ def test_errors():
         rnnkit.orthogonal_recurrence(rnnkit.Recurrent("lstm", 3, 4))
     with pytest.raises(ValueError, match="init must be one of"):
         rnnkit.orthogonal_recurrence(rnnkit.Recurrent("rnn_tanh", 3, 4), init="henaff")
+
+
+def test_step_with_a_parametrized_input_weight():
+    torch.manual_seed(3)
+    m = rnnkit.Recurrent("rnn_modrelu", 4, 4).eval()
+    torch.nn.utils.parametrizations.orthogonal(m, "weight_ih_l0")
+    x = torch.randn(3, 2, 4)
+    with torch.no_grad():
+        full, _ = m(x)
+        s, ys = None, []
+        for t in range(3):
+            y, s = m.step(x[t], s)
+            ys.append(y)
+    torch.testing.assert_close(torch.stack(ys), full, atol=1e-6, rtol=1e-5)

@@ -45,12 +45,12 @@ _DTYPES = (torch.float32, torch.float64)
 def fast_step_refusal(module, x: Tensor, hx: State) -> str | None:
     """None if the module's :func:`stepper` can run this step of ``module`` (a ``Recurrent``), else
     why not."""
+    if "parametrizations" in module._modules:  # torch.nn.utils.parametrize: recomputed per access
+        return "a parametrized weight (torch.nn.utils.parametrize) is recomputed at every access"
     if not x.is_cpu or x.dtype not in _DTYPES:  # is_cpu: x.device.type costs 0.5 us a step
         return f"runs on CPU in float32/float64, not {x.device.type} {x.dtype}"
     if x.dtype != module._parameters["weight_ih_l0"].dtype:
         return "input and weights differ in dtype"
-    if "parametrizations" in module._modules:  # torch.nn.utils.parametrize: recomputed per access
-        return "a parametrized weight (torch.nn.utils.parametrize) is recomputed at every access"
     if torch.is_grad_enabled() and (
         x.requires_grad or any(s.requires_grad for s in hx)
         or any(p.requires_grad for p in module.parameters())

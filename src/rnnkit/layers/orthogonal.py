@@ -39,10 +39,11 @@ def orthogonal_recurrence(module: Recurrent, init: str = "rotations",
                           generator: torch.Generator | None = None) -> Recurrent:
     """Constrain every recurrent weight ``weight_hh_l{k}[_reverse]`` of ``module`` to be orthogonal.
 
-    ``init="rotations"`` starts each from :func:`rotation_blocks`; ``"keep"`` from the orthogonal
-    matrix nearest the current weight. The weights must be square: Elman cells (``rnn_tanh``,
-    ``rnn_relu``, ``rnn_modrelu``). Returns ``module``, whose ``weight_hh_*`` are then computed on
-    access (``module.parametrizations``); ``step()`` takes the Python path for such a module.
+    ``init="rotations"`` starts each from :func:`rotation_blocks`; ``"keep"`` from torch's projection
+    of the current weight onto the orthogonal matrices (the Q of its QR factorisation). The weights
+    must be square: Elman cells (``rnn_tanh``, ``rnn_relu``, ``rnn_modrelu``). Returns ``module``,
+    whose ``weight_hh_*`` are then computed on access (``module.parametrizations``); ``step()`` takes
+    the Python path for such a module.
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {', '.join(map(repr, INITS))}, got {init!r}")

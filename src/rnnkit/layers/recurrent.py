@@ -405,7 +405,8 @@ class Recurrent(nn.Module):
         lane = self.__dict__.get("_stream_lane")
         if (lane is not None and state is lane[0] and x_t.shape == lane[1] and x_t.dtype is lane[2]
                 and x_t.is_cpu and not torch.is_grad_enabled() and not self.training
-                and self.zoneout is lane[4] and self.backend in ("auto", "fused_cpu")):
+                and self.zoneout is lane[4] and self.backend in ("auto", "fused_cpu")
+                and tuple(map(id, self._parameters.values())) == lane[7]):  # functional_call swaps
             out = lane[3].step(x_t if lane[5] else x_t.view(1, -1), *lane[6])
             return self._finish_fast_step(out, lane[5], x_t, lane[3])
         if self.bidirectional:
@@ -441,7 +442,10 @@ class Recurrent(nn.Module):
         parts = tuple(out[1:])
         y, final = (out[0], parts) if batched else (out[0].squeeze(0), tuple(s.squeeze(1) for s in parts))
         returned = final if len(final) > 1 else final[0]
-        self.__dict__["_stream_lane"] = (returned, x_t.shape, x_t.dtype, made, self.zoneout, batched, parts)
+        cached = self.__dict__.get("_fast_stepper")
+        if cached is not None and cached[2] is made:  # bound to the parameters themselves (contiguous)
+            self.__dict__["_stream_lane"] = (returned, x_t.shape, x_t.dtype, made, self.zoneout, batched,
+                                             parts, cached[0])
         return y, returned
 
     # the streaming caches hold a C++ object bound to the current parameters: never copied or
@@ -465,7 +469,7 @@ class Recurrent(nn.Module):
         return super()._apply(fn, recurse)
 
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
+        state = dict(super().__getstate__())  # nn.Module's drops a compiled call too
         for key in self._STREAM_CACHES:
             state.pop(key, None)
         return state

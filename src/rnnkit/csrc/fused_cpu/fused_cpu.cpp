@@ -296,11 +296,11 @@ enum Family { ELMAN_TANH = 0, ELMAN_RELU = 1, LSTM = 2, GRU = 3, ELMAN_MODRELU =
 // The modReLU Elman's per-unit threshold b travels in the peephole-i slot of the argument lists
 // (the Elman cell has no peepholes); its gradient comes back in that slot too.
 
-// modReLU_b(z) = sign(z) max(|z| + b, 0)
+// modReLU_b(z) = sign(z) max(|z| + b, 0), with sign(0) = 0 as torch.sign
 template <typename T>
 inline T modrelu(T z, T b) {
   const T m = (z >= T(0) ? z : -z) + b;
-  return m > T(0) ? (z >= T(0) ? m : -m) : T(0);
+  return m > T(0) ? (z > T(0) ? m : z < T(0) ? -m : T(0)) : T(0);
 }
 
 // ---- GEMMs on raw row-major pointers (BLAS is column-major: C^T = op(W) A^T) ----------------------
