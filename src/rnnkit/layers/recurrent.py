@@ -28,6 +28,15 @@ from rnnkit.layers.regularizers import check_probability, dropout_mask, zoneout_
 _TORCH_MODE = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN"}
 
 
+def _fast_result(out: list[Tensor], batched: bool) -> tuple[Tensor, Any, tuple[Tensor, ...]]:
+    """The C++ step's ``[y, h, (c)]`` as ``step()`` returns it: ``(y, state, parts)``, where ``parts``
+    are the (L, B, n) components the next fast step takes (the state is their squeezed views when
+    the input was unbatched)."""
+    parts = tuple(out[1:])
+    y, final = (out[0], parts) if batched else (out[0].squeeze(0), tuple(p.squeeze(1) for p in parts))
+    return y, (final if len(final) > 1 else final[0]), parts
+
+
 @dataclass
 class ExecutionPlan:
     """How a forward pass will run: one native call for the whole stack, or an executor per
@@ -400,15 +409,17 @@ class Recurrent(nn.Module):
         """
         # A stream passes back the state the last fast step returned, with an input like the last
         # one: then nothing that decides the path can have changed but what is checked here (the
-        # lane is dropped when a parameter is replaced or converted; in-place edits of the weights
-        # or of the state tensors are read by the call). ~1 us of Python instead of ~2 at H=4.
+        # lane is dropped when a parameter is registered, removed or converted, and the parameter
+        # ids catch a swap behind nn.Module's back; in-place edits of the weights or of the state
+        # tensors are read by the call). ~1.2 us of Python instead of ~2 at H=4.
         lane = self.__dict__.get("_stream_lane")
         if (lane is not None and state is lane[0] and x_t.shape == lane[1] and x_t.dtype is lane[2]
                 and x_t.is_cpu and not torch.is_grad_enabled() and not self.training
                 and self.zoneout is lane[4] and self.backend in ("auto", "fused_cpu")
                 and tuple(map(id, self._parameters.values())) == lane[7]):  # functional_call swaps
-            out = lane[3].step(x_t if lane[5] else x_t.view(1, -1), *lane[6])
-            return self._finish_fast_step(out, lane[5], x_t, lane[3])
+            y, lane[0], lane[6] = _fast_result(lane[3].step(x_t if lane[5] else x_t.view(1, -1), *lane[6]),
+                                               lane[5])
+            return y, lane[0]  # the rest of the lane still holds
         if self.bidirectional:
             raise ValueError("step() streams forward in time; a bidirectional layer needs the whole sequence")
         if self.training and (
@@ -439,13 +450,12 @@ class Recurrent(nn.Module):
     def _finish_fast_step(self, out: list[Tensor], batched: bool, x_t: Tensor, made) -> tuple[Tensor, Any]:
         """``step()``'s result from the C++ call's ``[y, h, (c)]``, and the lane for the next step
         (which may reuse the parts (L, B, n) it returns without checking them again)."""
-        parts = tuple(out[1:])
-        y, final = (out[0], parts) if batched else (out[0].squeeze(0), tuple(s.squeeze(1) for s in parts))
-        returned = final if len(final) > 1 else final[0]
+        y, returned, parts = _fast_result(out, batched)
         cached = self.__dict__.get("_fast_stepper")
         if cached is not None and cached[2] is made:  # bound to the parameters themselves (contiguous)
-            self.__dict__["_stream_lane"] = (returned, x_t.shape, x_t.dtype, made, self.zoneout, batched,
-                                             parts, cached[0])
+            # a list: the next fast step replaces the state and its parts in place
+            self.__dict__["_stream_lane"] = [returned, x_t.shape, x_t.dtype, made, self.zoneout, batched,
+                                             parts, cached[0]]
         return y, returned
 
     # the streaming caches hold a C++ object bound to the current parameters: never copied or
