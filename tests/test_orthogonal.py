@@ -11,6 +11,17 @@ def _orthogonality_error(w: torch.Tensor) -> float:
     return (w @ w.T - torch.eye(w.shape[0], dtype=w.dtype)).abs().max().item()
 
 
+def _check_step_equals_forward(m, x: torch.Tensor) -> None:
+    """Streaming ``x`` step by step gives ``forward``'s outputs."""
+    with torch.no_grad():
+        full, _ = m(x)
+        s, ys = None, []
+        for t in range(x.shape[0]):
+            y, s = m.step(x[t], s)
+            ys.append(y)
+    torch.testing.assert_close(torch.stack(ys), full, atol=1e-6, rtol=1e-5)
+
+
 def test_rotation_blocks_are_orthogonal_rotations():
     w = rotation_blocks(7, torch.Generator().manual_seed(0), dtype=torch.float64)
     assert _orthogonality_error(w) < 1e-12
@@ -68,13 +79,7 @@ def test_step_after_the_weights_change():
     rnnkit.orthogonal_recurrence(m)
     opt = torch.optim.SGD(m.parameters(), lr=0.5)
     for _ in range(2):
-        with torch.no_grad():
-            full, _ = m(x)
-            s, ys = None, []
-            for t in range(5):
-                y, s = m.step(x[t], s)
-                ys.append(y)
-        torch.testing.assert_close(torch.stack(ys), full, atol=1e-6, rtol=1e-5)
+        _check_step_equals_forward(m, x)
         y, _ = m(x)
         opt.zero_grad()
         y.sum().backward()
@@ -92,11 +97,4 @@ def test_step_with_a_parametrized_input_weight():
     torch.manual_seed(3)
     m = rnnkit.Recurrent("rnn_modrelu", 4, 4).eval()
     torch.nn.utils.parametrizations.orthogonal(m, "weight_ih_l0")
-    x = torch.randn(3, 2, 4)
-    with torch.no_grad():
-        full, _ = m(x)
-        s, ys = None, []
-        for t in range(3):
-            y, s = m.step(x[t], s)
-            ys.append(y)
-    torch.testing.assert_close(torch.stack(ys), full, atol=1e-6, rtol=1e-5)
+    _check_step_equals_forward(m, torch.randn(3, 2, 4))
