@@ -28,10 +28,10 @@ from rnnkit.layers.regularizers import check_probability, dropout_mask, zoneout_
 _TORCH_MODE = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN"}
 
 
-def _fast_result(out: list[Tensor], batched: bool) -> tuple[Tensor, Any, tuple[Tensor, ...]]:
-    """The C++ step's ``[y, h, (c)]`` as ``step()`` returns it: ``(y, state, parts)``, where ``parts``
-    are the (L, B, n) components the next fast step takes (the state is their squeezed views when
-    the input was unbatched)."""
+def _step_result(out: list[Tensor], batched: bool) -> tuple[Tensor, Any, tuple[Tensor, ...]]:
+    """A step's ``[y, h, (c)]`` (components (L, B, n), from the C++ or the Python step) as ``step()``
+    returns it: ``(y, state, parts)``, where ``parts`` are the (L, B, n) components the next fast step
+    takes (the state is their squeezed views when the input was unbatched)."""
     parts = tuple(out[1:])
     y, final = (out[0], parts) if batched else (out[0].squeeze(0), tuple(p.squeeze(1) for p in parts))
     return y, (final if len(final) > 1 else final[0]), parts
@@ -417,7 +417,7 @@ class Recurrent(nn.Module):
                 and x_t.is_cpu and not torch.is_grad_enabled() and not self.training
                 and self.zoneout is lane[4] and self.backend in ("auto", "fused_cpu")
                 and tuple(map(id, self._parameters.values())) == lane[7]):  # functional_call swaps
-            y, lane[0], lane[6] = _fast_result(lane[3].step(x_t if lane[5] else x_t.view(1, -1), *lane[6]),
+            y, lane[0], lane[6] = _step_result(lane[3].step(x_t if lane[5] else x_t.view(1, -1), *lane[6]),
                                                lane[5])
             return y, lane[0]  # the rest of the lane still holds
         if self.bidirectional:
@@ -443,14 +443,13 @@ class Recurrent(nn.Module):
             made = stepper(self)
             return self._finish_fast_step(made.step(inp, *hx), batched, x_t, made)
         y, final = self._python_step(inp, hx)
-        if not batched:
-            y, final = y.squeeze(0), tuple(s.squeeze(1) for s in final)
-        return y, (final if len(final) > 1 else final[0])
+        y, returned, _ = _step_result([y, *final], batched)
+        return y, returned
 
     def _finish_fast_step(self, out: list[Tensor], batched: bool, x_t: Tensor, made) -> tuple[Tensor, Any]:
         """``step()``'s result from the C++ call's ``[y, h, (c)]``, and the lane for the next step
         (which may reuse the parts (L, B, n) it returns without checking them again)."""
-        y, returned, parts = _fast_result(out, batched)
+        y, returned, parts = _step_result(out, batched)
         cached = self.__dict__.get("_fast_stepper")
         if cached is not None and cached[2] is made:  # bound to the parameters themselves (contiguous)
             # a list: the next fast step replaces the state and its parts in place

@@ -419,12 +419,12 @@ constexpr int64_t kBigGemmBlock = 64;
 constexpr int64_t kMinKernelRows = StepWeight<float>::kMinSteps * kBigGemmBlock;
 
 // dW [N, K] = dG^T X for dG [M, N] and X [M, K]: a weight's gradient summed over every step. float32
-// from kMinKernelRows (256) rows runs the AVX-512 kernel of weight_grad.h (rows of dW split over the threads; MKL's
-// sgemm takes its AVX2 path on AMD CPUs), anything else at::mm.
+// from kMinKernelRows (256) rows runs the AVX-512 kernel of weight_grad.h (rows of dW split over the
+// threads; MKL's sgemm takes its AVX2 path on AMD CPUs), anything else at::mm.
 Tensor weight_grad(const Tensor& dG_in, const Tensor& X_in) {
   const int64_t M = dG_in.size(0), N = dG_in.size(1), K = X_in.size(1);
-  if (dG_in.scalar_type() != at::kFloat || X_in.scalar_type() != at::kFloat || M < kMinKernelRows || N == 0 ||
-      K == 0 || !own_kernels_enabled())
+  if (dG_in.scalar_type() != at::kFloat || X_in.scalar_type() != at::kFloat || M < kMinKernelRows ||
+      N == 0 || K == 0 || !own_kernels_enabled())
     return at::mm(dG_in.t(), X_in);
   const Tensor dG = dG_in.contiguous(), X = X_in.contiguous();
   Tensor out = at::empty({N, K}, dG.options());
