@@ -13,11 +13,14 @@ pickle is ever involved. Register a model class once, next to its definition::
 ``from_config`` defaults to ``cls(**config)``; a class may define a ``from_config`` classmethod, or
 pass ``get_config=``/``from_config=`` functions (how rnnkit's own layers are registered, at the
 bottom of this file). Names are global: apps prefix theirs (``"forecast.seq2seq"``).
+
+A config file is untrusted input: it names a model, never code. ``config.json``'s ``"module"`` entry
+is written for people (where the class lives) and ignored when loading; the modules that register
+rnnkit's own models are imported from :data:`BUILTIN_MODULES`, a table in this file keyed by name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,8 +41,18 @@ class ModelEntry:
     cls: type
     get_config: Callable[[nn.Module], dict[str, Any]]
     from_config: Callable[[dict[str, Any]], nn.Module]
-    module: str  # the module that registers it: imported by ``load`` when it is rnnkit's own
+    module: str  # where the class lives: written to config.json for people, never imported from there
 
+
+#: rnnkit's models outside ``rnnkit.layers``: name -> the module that registers it (imported on demand,
+#: so ``rnnkit.load`` works without importing the app first). The only modules ``build_model`` imports.
+BUILTIN_MODULES: dict[str, str] = {
+    "adding_regressor": "rnnkit.training.adding",
+    "text.recurrent_lm": "rnnkit.apps.text.model",
+    "text.transformer_lm": "rnnkit.apps.text.model",
+    "forecast.net": "rnnkit.apps.forecast.model",
+    "forecast.ensemble": "rnnkit.apps.forecast.model",
+}
 
 _BY_NAME: dict[str, ModelEntry] = {}
 _BY_CLASS: dict[type, ModelEntry] = {}
@@ -91,17 +104,19 @@ def model_config(model: nn.Module) -> dict[str, Any]:
 
 
 def build_model(spec: dict[str, Any], source: str = "config") -> nn.Module:
-    """The model a :func:`model_config` dict describes (weights freshly initialised)."""
+    """The model a :func:`model_config` dict describes (weights freshly initialised).
+
+    Looks ``spec["name"]`` up in the registry; the only module it may import is the one
+    :data:`BUILTIN_MODULES` names for it (``spec["module"]`` is ignored: a file never picks code).
+    """
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise UserError(f"{source}: no model name (expected {{'name': ..., 'config': {{...}}}})")
-    name, module = spec["name"], spec.get("module")
-    if name not in _BY_NAME and isinstance(module, str) and module.split(".")[0] == "rnnkit":
-        # rnnkit's own modules only: a config file must not be able to import arbitrary code
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
+    name = spec["name"]
+    if name not in _BY_NAME and name in BUILTIN_MODULES:
+        importlib.import_module(BUILTIN_MODULES[name])
     if name not in _BY_NAME:
         raise UnknownModel(
-            f"{source}: unknown model {name!r}; import the module that registers it first "
+            f"{source}: unknown model {name[:80]!r}; import the module that registers it first "
             f"(known: {', '.join(model_names()) or 'none'})"
         )
     config = spec.get("config", {})

@@ -8,7 +8,8 @@
       metrics.json         status, epoch, step, final and best losses, skipped steps, time
       log.csv              one row every log_every_n_steps batches and one per epoch
       loss.png, lr.png     plots of log.csv
-      checkpoints/last.ckpt  Lightning's checkpoint (model, optimiser, scheduler, epoch, callbacks)
+      checkpoints/last.ckpt  Lightning's checkpoint (model, optimiser, scheduler, epoch, callbacks);
+                           resume takes only rnnkit's own fields from it (checkpoint_state.py)
       tensorboard/         TensorBoard event files (append-only streams, see docs/training.md)
 
 The log rows live in the checkpoint too (the callback's state), so a resumed run continues the log
@@ -22,6 +23,7 @@ import io
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from rnnkit.io.atomic import save_figure_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
+from rnnkit.io.confine import inside_run_dir, remove_in_run_dir
 from rnnkit.io.saving import CONFIG_FILE, WEIGHTS_FILE, model_spec, weights_bytes
 
 CHECKPOINT_DIR = "checkpoints"
@@ -39,12 +42,38 @@ LOG_FILE = "log.csv"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoints written to a temporary file and renamed over the target."""
+    """Lightning checkpoints written to a temporary file and renamed over the target; confined to the
+    run directory; loaded with ``weights_only=True`` and, on resume, through ``trust`` only.
+
+    ``trust(checkpoint, source) -> checkpoint`` (set by ``fit`` once the trainer exists) rebuilds the
+    loaded dictionary from the fields rnnkit restores (``training/checkpoint_state.py``). Without it
+    loading is refused: nothing reaches Lightning unchecked. Saving and removing go through
+    :func:`~rnnkit.io.confine.inside_run_dir` (ModelCheckpoint deletes its "previous best" through
+    ``remove_checkpoint``): defence in depth behind dropping ModelCheckpoint's state on resume.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.trust: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options=None) -> None:
+        inside_run_dir(self.run_dir, Path(path).absolute())
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
         write_bytes_atomic(path, buf.getvalue())
+
+    def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        from rnnkit.training.checkpoint_state import read_checkpoint
+
+        if self.trust is None:
+            raise RuntimeError("AtomicCheckpointIO.load_checkpoint without a trust check")
+        inside_run_dir(self.run_dir, Path(path).absolute())
+        return self.trust(read_checkpoint(path), str(path))
+
+    def remove_checkpoint(self, path: str | os.PathLike) -> None:
+        remove_in_run_dir(self.run_dir, Path(path).absolute())
 
 
 def last_checkpoint(run_dir: str | os.PathLike) -> Path:
@@ -96,7 +125,7 @@ class RunDirectory(pl.Callback):
         self._started = time.perf_counter()
         if trainer.is_global_zero:
             config = {**self.run_config, "model": model_spec(pl_module.model)}
-            write_json_atomic(self.run_dir / CONFIG_FILE, config)
+            write_json_atomic(inside_run_dir(self.run_dir, CONFIG_FILE), config)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._batches += 1
@@ -158,9 +187,10 @@ class RunDirectory(pl.Callback):
             model.load_state_dict(state)
         import rnnkit
 
-        write_bytes_atomic(self.run_dir / WEIGHTS_FILE, weights_bytes(model, {"rnnkit_version": rnnkit.__version__}))
-        write_text_atomic(self.run_dir / LOG_FILE, render_csv(self.rows))
-        write_json_atomic(self.run_dir / METRICS_FILE, self.metrics(trainer, pl_module, status, **extra))
+        write_bytes_atomic(inside_run_dir(self.run_dir, WEIGHTS_FILE),
+                           weights_bytes(model, {"rnnkit_version": rnnkit.__version__}))
+        write_text_atomic(inside_run_dir(self.run_dir, LOG_FILE), render_csv(self.rows))
+        write_json_atomic(inside_run_dir(self.run_dir, METRICS_FILE), self.metrics(trainer, pl_module, status, **extra))
         if plots:
             plot_log(self.rows, self.run_dir)
 
@@ -199,7 +229,7 @@ def plot_log(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     ax.set_ylabel("loss")
     ax.legend()
     ax.grid(alpha=0.3)
-    written.append(save_figure_atomic(fig, out / "loss.png"))
+    written.append(save_figure_atomic(fig, inside_run_dir(out, "loss.png")))
     plt.close(fig)
     lrs = [(r["step"], r["lr"]) for r in rows if _finite(r.get("lr"))]
     if lrs:
@@ -208,7 +238,7 @@ def plot_log(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("learning rate")
         ax.grid(alpha=0.3)
-        written.append(save_figure_atomic(fig, out / "lr.png"))
+        written.append(save_figure_atomic(fig, inside_run_dir(out, "lr.png")))
         plt.close(fig)
     return written
 

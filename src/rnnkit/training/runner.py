@@ -2,7 +2,8 @@
 
 Builds the Lightning ``Trainer`` from a :class:`TrainConfig` (progress bar, loggers, atomic
 checkpoints, early stopping, DDP under ``torchrun``), handles ``resume`` (model, optimiser,
-scheduler, epoch, log and callbacks from ``checkpoints/last.ckpt``) and ``init_from`` (weights only,
+scheduler, epoch, log and early-stopping counters from ``checkpoints/last.ckpt``, each field checked by
+``checkpoint_state.trusted_state``) and ``init_from`` (weights only,
 from another run's ``model.safetensors``), and finishes the run directory (metrics, log, plots).
 """
 
@@ -20,7 +21,9 @@ import torch
 
 from rnnkit.errors import UserError
 from rnnkit.io.atomic import is_temp_file, write_json_atomic
+from rnnkit.io.confine import inside_run_dir, remove_in_run_dir
 from rnnkit.io.saving import CONFIG_FILE, WEIGHTS_FILE, load_state_into, load_weights, model_spec
+from rnnkit.training.checkpoint_state import trusted_state
 from rnnkit.training.config import TrainConfig, as_dict
 from rnnkit.training.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT, AtomicCheckpointIO, RunDirectory, last_checkpoint
 from rnnkit.training.task import NonFiniteLoss, SequenceTask
@@ -72,6 +75,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, run_config: dict[str, Any]):
         if devices not in ("auto", 1):
             kwargs["strategy"] = "ddp"
     rundir_cb = RunDirectory(run_dir, run_config, cfg.log_every_n_steps)
+    inside_run_dir(run_dir, CHECKPOINT_DIR)  # a symlinked folder would take writes (and removals) elsewhere
     callbacks: list[Any] = [
         rundir_cb,
         ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="last", save_last=False, save_top_k=1,
@@ -83,7 +87,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, run_config: dict[str, Any]):
     if cfg.diagnostics_every > 0:
         from rnnkit.training.diagnostics_callback import DIAGNOSTICS_DIR, DiagnosticsCallback
 
-        callbacks.append(DiagnosticsCallback(cfg.diagnostics_every, run_dir / DIAGNOSTICS_DIR, plots=cfg.plots))
+        callbacks.append(DiagnosticsCallback(cfg.diagnostics_every, inside_run_dir(run_dir, DIAGNOSTICS_DIR),
+                                             plots=cfg.plots))
     if not cfg.quiet:
         from lightning.pytorch.callbacks import RichProgressBar
 
@@ -98,6 +103,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, run_config: dict[str, Any]):
                     if self._experiment is not None:
                         self._experiment.flush()
 
+            inside_run_dir(run_dir, "tensorboard")  # event files are appended to: no symlink out
             logger = _TensorBoard(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
         except ImportError:
             logger = False
@@ -115,7 +121,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, run_config: dict[str, Any]):
         check_val_every_n_epoch=cfg.val_every_n_epochs,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # SequenceTask.loader shards by (seed, epoch) itself
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(run_dir)],
         deterministic=False,
         **kwargs,
     )
@@ -145,7 +151,7 @@ def fit(
         if is_main_process():  # leftovers of atomic writes a kill interrupted
             for path in run_dir.rglob(".*.tmp"):
                 if is_temp_file(path):
-                    path.unlink(missing_ok=True)
+                    remove_in_run_dir(run_dir, path.absolute())
         if ckpt.exists():
             ckpt_path = str(ckpt)
         elif not cfg.quiet and is_main_process():
@@ -162,8 +168,10 @@ def fit(
     if init_from is not None:
         run_config["init_from"] = str(init_from)
     if is_main_process():  # config.json first (milliseconds after the start): --resume needs it
-        write_json_atomic(run_dir / CONFIG_FILE, {**run_config, "model": model_spec(task.model)})
+        write_json_atomic(inside_run_dir(run_dir, CONFIG_FILE), {**run_config, "model": model_spec(task.model)})
     trainer, rundir_cb = build_trainer(cfg, run_dir, run_config)
+    # resume restores only what trusted_state rebuilds from the checkpoint (docs/security.md)
+    trainer.strategy.checkpoint_io.trust = lambda ckpt, source: trusted_state(ckpt, task, trainer, source)
     status = "completed"
     threads = torch.get_num_threads()
     if cfg.threads is not None:

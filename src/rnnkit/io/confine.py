@@ -1,0 +1,45 @@
+"""Path confinement: a path rnnkit deletes or overwrites in a run directory must resolve inside it.
+
+A run directory may come from someone else (a colleague's ``runs/``, a CI artifact), so the paths its
+files name (``..``, absolute paths) and the symlinks it holds are untrusted. :func:`inside_run_dir` is
+the one check; every writer and remover of run-directory files goes through it (see
+``docs/security.md``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rnnkit.errors import UserError
+
+
+class OutsideRunDir(UserError):
+    """A path that should lie inside a run directory resolves outside it."""
+
+
+def inside_run_dir(run_dir: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``path`` fully resolved (symlinks, ``..``); raises :class:`OutsideRunDir` unless it is inside
+    ``run_dir`` (itself resolved) or is ``run_dir``.
+
+    A relative ``path`` is taken relative to ``run_dir``. Symlinks are followed even in the last
+    component: a link inside the run directory that points outside it is refused, not written through
+    or removed. A path that does not exist yet is resolved as far as it exists.
+    """
+    root = Path(os.path.realpath(run_dir))
+    target = Path(path)
+    if not target.is_absolute():
+        target = Path(run_dir) / target
+    resolved = Path(os.path.realpath(target))
+    if resolved != root and root not in resolved.parents:
+        # repr: a crafted path may hold newlines, and the message stays one line
+        raise OutsideRunDir(f"{os.fspath(path)!r} resolves outside the run directory {os.fspath(run_dir)!r}: "
+                            "refused (a run directory's files may only name paths inside it)")
+    return resolved
+
+
+def remove_in_run_dir(run_dir: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Delete the file ``path`` after :func:`inside_run_dir` has accepted it (missing is fine)."""
+    inside_run_dir(run_dir, path)
+    target = Path(path) if Path(path).is_absolute() else Path(run_dir) / path
+    target.unlink(missing_ok=True)
