@@ -45,12 +45,14 @@ def test_train_evaluate_predict_airpassengers(tmp_path, capsys):
 
     model = rnnkit.load(out)  # config.json + safetensors, no pickle
     assert type(model).__name__ == "Forecaster"
-    run(["forecast", "evaluate", str(out), "-q"], capsys)
+    # the training file lies outside the run directory: read again only when named (docs/security.md)
+    assert main(["forecast", "evaluate", str(out), "-q"]) == 2 and "--data" in capsys.readouterr().err
+    run(["forecast", "evaluate", str(out), "--data", str(AIR), "-q"], capsys)
     again = json.loads((out / "evaluation.json").read_text())
     assert again["metrics"]["rnnkit-gru"]["rmse"] == pytest.approx(report["metrics"]["rnnkit-gru"]["rmse"], rel=1e-5)
 
     pred = tmp_path / "pred.csv"
-    run(["forecast", "predict", str(out), "--output", str(pred), "-q"], capsys)
+    run(["forecast", "predict", str(out), "--output", str(pred), "--data", str(AIR), "-q"], capsys)
     p = pd.read_csv(pred)
     assert len(p) == 12 and p["timestamp"].iloc[0].startswith("1961-01-01")
     assert p["timestamp"].iloc[-1].startswith("1961-12")
@@ -77,7 +79,7 @@ def test_autoregressive_student_t_with_known_covariates(tmp_path, capsys):
     report = json.loads((out / "evaluation.json").read_text())
     assert report["season"] == 48 and np.isfinite(report["metrics"]["rnnkit-lstm"]["mase"])
     # predicting past the end needs the future covariates
-    code = main(["forecast", "predict", str(out), "--output", str(tmp_path / "p.csv")])
+    code = main(["forecast", "predict", str(out), "--output", str(tmp_path / "p.csv"), "--data", str(ELEC)])
     assert code == 2 and "--future" in capsys.readouterr().err
     df = pd.read_csv(ELEC)
     fut = pd.DataFrame({"series_id": "elecdemand",
@@ -85,7 +87,7 @@ def test_autoregressive_student_t_with_known_covariates(tmp_path, capsys):
                         "temperature": 20.0, "workday": 1})
     fut.to_csv(tmp_path / "future.csv", index=False)
     run(["forecast", "predict", str(out), "--output", str(tmp_path / "p.csv"), "--future", str(tmp_path / "future.csv"),
-         "-q"], capsys)
+         "--data", str(ELEC), "-q"], capsys)
     p = pd.read_csv(tmp_path / "p.csv")
     assert len(p) == 12 and p["forecast"].between(df["value"].min() * 0.5, df["value"].max() * 1.5).all()
 

@@ -320,3 +320,43 @@ def test_checkpoint_io_removes_and_saves_only_inside_the_run_dir(tmp_path):
     assert not (run / "checkpoints" / "a.ckpt").exists()
     with pytest.raises(RuntimeError, match="trust"):  # nothing is loaded without the field-by-field check
         io.load_checkpoint(run / "checkpoints" / "a.ckpt")
+
+
+# ---- data paths named by config.json -------------------------------------------------------------
+def test_config_path_stays_inside_the_run_dir(tmp_path, monkeypatch):
+    from rnnkit.io.confine import config_path
+
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "data" / "x.csv").write_text("a\n")
+    secret = tmp_path / "secret.csv"
+    secret.write_text("secret content\n")
+    assert config_path(run, "data/x.csv", "task.data", "--data FILE") == (run / "data/x.csv").resolve()
+    assert config_path(run, str(run / "data/x.csv"), "task.data", "--data FILE") == (run / "data/x.csv").resolve()
+    monkeypatch.chdir(tmp_path)  # how a run written with a relative --out recorded its example file
+    assert config_path(run, "run/data/x.csv", "task.data", "--data FILE") == (run / "data/x.csv").resolve()
+    (run / "data" / "link.csv").symlink_to(secret)
+    for bad in (str(secret), "../secret.csv", "data/../../secret.csv", "data/link.csv", "secret.csv"):
+        with pytest.raises(OutsideRunDir, match="--data FILE") as err:
+            config_path(run, bad, "task.data", "--data FILE")
+        assert "\n" not in str(err.value) and "secret content" not in str(err.value)
+    for bad in (None, 3, ["x"], ""):
+        with pytest.raises(rnnkit.errors.UserError, match="must be a path"):
+            config_path(run, bad, "task.data", "--data FILE")
+
+
+def test_forecast_evaluate_never_reads_a_file_config_json_points_outside(tmp_path, capsys):
+    secret = tmp_path / "secret.csv"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    for data in (str(secret), "../secret.csv"):
+        (run / "config.json").write_text(json.dumps({"app": "forecast", "task": {"data": data}}))
+        for command in (["evaluate", str(run)], ["predict", str(run), "--output", str(tmp_path / "p.csv")]):
+            assert main(["forecast", *command]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "--data" in err and "root:" not in err
+    (run / "config.json").write_text(json.dumps({"app": "forecast", "task": ["not", "a", "mapping"]}))
+    assert main(["forecast", "evaluate", str(run)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "p.csv").exists()

@@ -43,3 +43,26 @@ def remove_in_run_dir(run_dir: str | os.PathLike, path: str | os.PathLike) -> No
     inside_run_dir(run_dir, path)
     target = Path(path) if Path(path).is_absolute() else Path(run_dir) / path
     target.unlink(missing_ok=True)
+
+
+def config_path(run_dir: str | os.PathLike, value: object, what: str, flag: str) -> Path:
+    """A data path read from a run directory's ``config.json``, confined to the run directory.
+
+    A relative ``value`` is taken relative to ``run_dir`` (falling back to the working directory, how
+    older runs recorded a file written into the run directory); either way it must resolve inside
+    ``run_dir``. A file outside it is read only when the user names it on the command line (``flag``):
+    the error says so, and never quotes the file.
+    """
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise UserError(f"{os.fspath(run_dir)}/config.json: {what} must be a path; give the file with {flag}")
+    given = Path(value)
+    candidates = [given] if given.is_absolute() else [Path(run_dir) / given, given]
+    for candidate in candidates:
+        try:
+            resolved = inside_run_dir(run_dir, candidate.absolute())
+        except OutsideRunDir:
+            continue
+        if resolved.exists() or candidate is candidates[-1]:
+            return resolved
+    raise OutsideRunDir(f"{os.fspath(run_dir)}/config.json: {what} names a file outside the run directory, "
+                        f"which rnnkit reads only when you name it: give it with {flag}")

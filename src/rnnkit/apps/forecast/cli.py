@@ -207,8 +207,11 @@ def report_run(model, cfg, data, origins, out: Path, name: str, command: str | N
     return report
 
 
-def _load_run(run_dir: Path):
+def _load_run(run_dir: Path, data: Path | None):
+    """(model, config, saved config.json) of a forecast run; the data file is ``data`` when given, else
+    config.json's, which must lie inside the run directory (docs/security.md)."""
     import rnnkit
+    from rnnkit.io.confine import config_path
     from rnnkit.io.saving import read_config
 
     from . import model as _model  # noqa: F401  (registers forecast.net)
@@ -219,7 +222,14 @@ def _load_run(run_dir: Path):
     saved = read_config(run_dir)
     if saved.get("app") != "forecast":
         raise UserError(f"{run_dir} is not a forecast run (app {saved.get('app')!r})")
-    fcfg = ForecastConfig(**saved["task"])
+    task = saved.get("task")
+    try:
+        fcfg = ForecastConfig(**task)
+    except TypeError as exc:  # not a mapping, or keys this version does not know
+        raise UserError(f"{run_dir}/config.json: 'task' does not describe a forecast run") from exc
+    fcfg.data = str(data) if data is not None else str(config_path(run_dir, fcfg.data, "task.data", "--data FILE"))
+    if not isinstance(saved.get("data_info", {}), dict):
+        raise UserError(f"{run_dir}/config.json: 'data_info' must be a JSON object")
     m = rnnkit.load(run_dir)
     m.eval()
     return m, fcfg, saved
@@ -234,9 +244,7 @@ def evaluate(
     """Score a trained run on the last horizon of every series, next to the baselines."""
     from .pipeline import drop_short, evaluation_origins, read_data
 
-    model, fcfg, saved = _load_run(run_dir)
-    if data is not None:
-        fcfg.data = str(data)
+    model, fcfg, saved = _load_run(run_dir, data)
     holdout = saved.get("data_info", {}).get("holdout") or fcfg.horizon
     d = drop_short(fcfg, read_data(fcfg), holdout, horizon=0)
     origins, _ = evaluation_origins(d, fcfg.horizon, max(1, holdout // fcfg.horizon), fcfg.horizon)
@@ -262,9 +270,7 @@ def predict(
     from .pipeline import drop_short, model_forecast, read_data
     from .plots import plot_future
 
-    model, fcfg, _ = _load_run(run_dir)
-    if data is not None:
-        fcfg.data = str(data)
+    model, fcfg, _ = _load_run(run_dir, data)
     d = drop_short(fcfg, read_data(fcfg), 0, horizon=0)
     from .data import check_lengths
 
