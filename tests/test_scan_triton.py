@@ -64,6 +64,12 @@ SCRIPT = textwrap.dedent(
         ok = torch.autograd.gradcheck(
             lambda a, b, h0: linear_scan(a, b, h0, reverse, block_t=4, block_n=4), (a, b, h0))
         print("gradcheck", reverse, ok)
+    # second order: the backward recomputes with the differentiable sequential scan
+    small = [t.detach()[:5, :3].clone().requires_grad_() for t in (a, b)]
+    ok = all(torch.autograd.gradgradcheck(
+        lambda a, b, h0: linear_scan(a, b, h0, reverse, block_t=2, block_n=2),
+        (*small, h0.detach()[:3].clone().requires_grad_())) for reverse in (False, True))
+    print("gradgradcheck", ok)
 
     # long sequence, saturated gates: finite
     T = 2048 if full else 64
@@ -84,8 +90,9 @@ def _check(mode: str) -> None:
     lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
     assert float(lines["max_abs_diff"]) < 1e-10, proc.stdout
     assert lines["gradcheck"] == "True True", proc.stdout  # the last one (reverse); each printed
-    assert proc.stdout.count("gradcheck") == 2 and " True\ngradcheck True True" in proc.stdout
+    assert proc.stdout.count("\ngradcheck ") == 2 and "gradcheck False True\ngradcheck True True" in proc.stdout
     assert lines["finite"] == "True"
+    assert lines["gradgradcheck"] == "True"
 
 
 def test_triton_scan_matches_reference_in_interpreter():

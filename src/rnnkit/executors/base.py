@@ -59,6 +59,11 @@ class RunRequest:
     has_masks: bool = False
     return_states: bool = False
     batch: int | None = None  # batch size, when known (auto's preference may depend on it)
+    vmapped: bool = False  # inside torch.func.vmap: compiled kernels have no batching rule
+
+
+#: ``supports``' answer under ``torch.func.vmap`` for the executors that call compiled kernels
+NO_BATCHING_RULE = "torch.func.vmap: its kernels have no batching rule (the reference executor runs under vmap)"
 
 
 class RunResult(NamedTuple):

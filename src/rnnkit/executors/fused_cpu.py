@@ -26,14 +26,18 @@ measured faster than torch's kernels and wins (see ``benchmarks/executors.py``).
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor
 
-from rnnkit.cells.base import CellSpec, Params, State
+from rnnkit.cells.base import CellSpec, Params, State, layer_norm
 from rnnkit.cells.elman import ElmanSpec
 from rnnkit.cells.gru import GRUSpec
 from rnnkit.cells.lstm import LSTMSpec
-from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks
+from rnnkit.executors.base import NO_BATCHING_RULE, Executor, RunRequest, RunResult, StepMasks
+from rnnkit.executors.recompute import differentiable_backward_needed, recomputed_grads, tracked
+from rnnkit.executors.reference import run_steps
 
 _DTYPES = (torch.float32, torch.float64)
 SMALL_LSTM = 2048  # batch x hidden up to which auto runs a plain LSTM here rather than in oneDNN
@@ -58,78 +62,121 @@ def _family(cell: CellSpec) -> int | None:
     return None
 
 
+def _named(**tensors: Tensor | None) -> Params:
+    return {name: t for name, t in tensors.items() if t is not None}
+
+
+def _saved(outputs: tuple, first: int) -> list[Tensor]:
+    """The kernel's buffers for backward (outputs from ``first`` on), undefined ones as empty."""
+    return [s if s is not None else torch.Tensor() for s in outputs[first:]]
+
+
+def _keep_for_backward(ctx, inputs: tuple, outputs: tuple, first: int) -> None:
+    """Save every tensor input (the differentiable backward recomputes from them) and the kernel's
+    buffers (outputs from ``first`` on, which are not differentiable)."""
+    ctx.n_inputs = len(inputs) - 1
+    ctx.save_for_backward(*inputs[1:], *outputs[first:])
+    ctx.mark_non_differentiable(*(t for t in outputs[first:] if t is not None))
+
+
 class _FusedRun(torch.autograd.Function):
-    """Inputs after ``meta``: gx, h0, c0, w_hh, b_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i,
-    peep_f, peep_o, w_hr (tensors or None); then the constants rmask, zh, zc, lengths."""
+    """Inputs after ``meta`` (module, family, reverse, cell): gx, h0, c0, w_hh, b_hh, ln_hh_w,
+    ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr (tensors or None); then the constants
+    rmask, zh, zc, lengths. Outputs y, h_T, c_T (None but for the LSTM), then the kernel's buffers
+    for backward."""
 
     @staticmethod
-    def forward(ctx, meta, gx, h0, c0, w_hh, b_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
+    def forward(meta, gx, h0, c0, w_hh, b_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
                 peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths):
-        module, family, reverse = meta
-        (y, h, c, HP, HIN, Gs, CP, CT, TC, XH, RH, XC, RC, M) = module.forward(
+        module, family, reverse, _ = meta
+        return tuple(module.forward(
             family, gx, h0, c0, w_hh, b_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f,
             peep_o, w_hr, rmask, zh, zc, lengths, reverse, True,
-        )
-        ctx.meta = meta
-        ctx.has_c = c0 is not None
-        ctx.save_for_backward(
-            w_hh, b_hh, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths,
-            HP, HIN, Gs, CP, CT, TC, XH, RH, XC, RC, M,
-        )
-        if ctx.has_c:
-            return y, h, c
-        return y, h
+        ))
 
     @staticmethod
-    def backward(ctx, dy, dh, dc=None):
-        module, family, reverse = ctx.meta
-        (w_hh, b_hh, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths,
-         *saved) = ctx.saved_tensors
-        saved = [s if s is not None else torch.Tensor() for s in saved]
+    def setup_context(ctx, inputs, output):
+        ctx.meta = inputs[0]
+        _keep_for_backward(ctx, inputs, output, 3)
+
+    @staticmethod
+    def backward(ctx, dy, dh, dc, *_buffers):
+        module, family, reverse, cell = ctx.meta
+        everything = ctx.saved_tensors
+        inputs, saved = everything[:ctx.n_inputs], _saved(everything, ctx.n_inputs)
+        rmask, zh, zc, lengths = inputs[13:]
+        if differentiable_backward_needed(dy, dh):
+            recompute = partial(_reference_run, cell, reverse, StepMasks(rmask, (zh,)), lengths)
+            grads = recomputed_grads(recompute, inputs[:13], ctx.needs_input_grad[1:14], (dy, dh))
+            return (None, *grads, None, None, None, None)
+        (_, _, _, w_hh, b_hh, ln_hh_w, _, ln_c_w, _, peep_i, peep_f, peep_o, w_hr) = inputs[:13]
         if dy is None:
             dy = torch.zeros_like(saved[0])
         if dh is None:
             dh = torch.zeros_like(saved[0][0])
-        if ctx.has_c and dc is None:
-            dc = torch.zeros(saved[0].shape[1], w_hh.shape[0] // 4, dtype=dh.dtype)
         grads = module.backward(
-            family, dy, dh, dc, saved, w_hh, b_hh, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr,
+            family, dy, dh, None, saved, w_hh, b_hh, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr,
             rmask, zh, zc, lengths, reverse,
         )
-        (dgx, dh0, dc0, dw_hh, db_hh, dln_w, dln_b, dlnc_w, dlnc_b, dpi, dpf, dpo, dw_hr) = grads
-        out = (dgx, dh0, dc0 if ctx.has_c else None, dw_hh, db_hh, dln_w, dln_b, dlnc_w, dlnc_b,
-               dpi, dpf, dpo, dw_hr)
-        return (None, *out, None, None, None, None)
+        (dgx, dh0, _, dw_hh, db_hh, dln_w, dln_b, dlnc_w, dlnc_b, dpi, dpf, dpo, dw_hr) = grads
+        return (None, dgx, dh0, None, dw_hh, db_hh, dln_w, dln_b, dlnc_w, dlnc_b, dpi, dpf, dpo,
+                dw_hr, None, None, None, None)
+
+
+def _reference_run(cell, reverse, masks, lengths, gx, h0, _c0, w_hh, b_hh, ln_hh_w, ln_hh_b,
+                   _ln_c_w, _ln_c_b, peep_i, *_unused):
+    """:class:`_FusedRun`'s outputs (y, h_T) recomputed by the reference loop from its inputs."""
+    # the modReLU threshold travels in the peephole-i slot
+    params = _named(weight_hh=w_hh, bias_hh=b_hh, layer_norm_hh_weight=ln_hh_w,
+                    layer_norm_hh_bias=ln_hh_b, modrelu_bias=peep_i)
+    run = run_steps(cell, params, gx, (h0,), lengths, reverse, masks)
+    return run.outputs, run.final_state[0]
+
+
+def lstm_input_gates(gx: Tensor, b_ih: Tensor | None, ln_ih_w: Tensor | None,
+                     ln_ih_b: Tensor | None) -> Tensor:
+    """The LSTM's input part of the gates from ``gx = x W_ih^T`` (no bias): what the kernel adds to
+    it itself, ``LN_ih(gx) + b_ih`` (the cell's ``project_input`` after its GEMM)."""
+    if ln_ih_w is not None:
+        gx = layer_norm(gx, _named(layer_norm_ih_weight=ln_ih_w, layer_norm_ih_bias=ln_ih_b),
+                        "layer_norm_ih")
+    return gx if b_ih is None else gx + b_ih
 
 
 class _FusedLSTM(torch.autograd.Function):
-    """Inputs after ``meta``: gx (x W_ih^T, no bias), h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b,
-    ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr (tensors or None); then the
-    constants rmask, zh, zc, lengths. Outputs y, h_T, c_T and (if ``want_states``) the per-step c."""
+    """Inputs after ``meta`` (module, reverse, want_states, cell): gx (x W_ih^T, no bias), h0, c0,
+    w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o,
+    w_hr (tensors or None); then the constants rmask, zh, zc, lengths. Outputs y, h_T, c_T, the
+    per-step c (None unless ``want_states``), then the kernel's buffers for backward."""
 
     @staticmethod
-    def forward(ctx, meta, gx, h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b,
+    def forward(meta, gx, h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b,
                 ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths):
-        module, reverse, want_states = meta
-        y, h, c, cs, *saved = module.lstm_forward(
+        module, reverse, want_states, _ = meta
+        return tuple(module.lstm_forward(
             gx, h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
             peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse, want_states, True,
-        )
-        ctx.meta = meta
-        ctx.save_for_backward(
-            gx if ln_hh_w is not None else None, w_hh, b_ih, b_hh, ln_ih_w, ln_hh_w, ln_c_w,
-            peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, *saved,
-        )
-        if want_states:
-            return y, h, c, cs
-        return y, h, c
+        ))
 
     @staticmethod
-    def backward(ctx, dy, dh, dc, dcs=None):
-        module, reverse, _ = ctx.meta
-        (gx, w_hh, b_ih, b_hh, ln_ih_w, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr, rmask, zh,
-         zc, lengths, *saved) = ctx.saved_tensors
-        saved = [s if s is not None else torch.Tensor() for s in saved]
+    def setup_context(ctx, inputs, output):
+        ctx.meta = inputs[0]
+        _keep_for_backward(ctx, inputs, output, 4)
+
+    @staticmethod
+    def backward(ctx, dy, dh, dc, dcs, *_buffers):
+        module, reverse, want_states, cell = ctx.meta
+        everything = ctx.saved_tensors
+        inputs, saved = everything[:ctx.n_inputs], _saved(everything, ctx.n_inputs)
+        rmask, zh, zc, lengths = inputs[16:]
+        if differentiable_backward_needed(dy, dh, dc, dcs):
+            recompute = partial(_reference_lstm, cell, reverse, want_states,
+                                StepMasks(rmask, (zh, zc)), lengths)
+            grads = recomputed_grads(recompute, inputs[:16], ctx.needs_input_grad[1:17],
+                                     (dy, dh, dc, dcs)[:4 if want_states else 3])
+            return (None, *grads, None, None, None, None)
+        (gx, _, _, w_hh, b_ih, b_hh, ln_ih_w, _, ln_hh_w, _, ln_c_w, _,
+         peep_i, peep_f, peep_o, w_hr) = inputs[:16]
         hp = saved[0]
         if dy is None:
             dy = torch.zeros_like(hp)
@@ -138,10 +185,24 @@ class _FusedLSTM(torch.autograd.Function):
         if dc is None:
             dc = torch.zeros(hp.shape[1], w_hh.shape[0] // 4, dtype=hp.dtype)
         grads = module.lstm_backward(
-            dy, dh, dc, dcs, saved, gx if gx is not None else torch.Tensor(), w_hh, b_ih, b_hh,
+            dy, dh, dc, dcs, saved, gx if ln_hh_w is not None else torch.Tensor(), w_hh, b_ih, b_hh,
             ln_ih_w, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse,
         )
         return (None, *grads, None, None, None, None)
+
+
+def _reference_lstm(cell, reverse, want_states, masks, lengths, gx, h0, c0, w_hh, b_ih, b_hh,
+                    ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr):
+    """:class:`_FusedLSTM`'s outputs (y, h_T, c_T and, if ``want_states``, every c_t) recomputed by
+    the reference loop from its inputs."""
+    params = _named(
+        weight_hh=w_hh, bias_hh=b_hh, layer_norm_hh_weight=ln_hh_w, layer_norm_hh_bias=ln_hh_b,
+        layer_norm_c_weight=ln_c_w, layer_norm_c_bias=ln_c_b, weight_peephole_i=peep_i,
+        weight_peephole_f=peep_f, weight_peephole_o=peep_o, weight_hr=w_hr)
+    gates = lstm_input_gates(gx, b_ih, ln_ih_w, ln_ih_b)
+    run = run_steps(cell, params, gates, (h0, c0), lengths, reverse, masks, want_states)
+    per_step_c = (run.states[1],) if want_states else ()
+    return run.outputs, run.final_state[0], run.final_state[1], *per_step_c
 
 
 class _Projection(torch.autograd.Function):
@@ -149,18 +210,27 @@ class _Projection(torch.autograd.Function):
     fresh buffer of this size from the allocator costs a page fault per 4 KiB on every call."""
 
     @staticmethod
-    def forward(ctx, module, x, w, b):
-        x, w = x.contiguous(), w.contiguous()
+    def forward(module, x, w, b):
+        return module.project(x.contiguous(), w.contiguous(), b)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        module, x, w, b = inputs
         ctx.module = module
-        ctx.has_b = b is not None
-        ctx.save_for_backward(x, w)
-        return module.project(x, w, b)
+        ctx.save_for_backward(x, w, b)
 
     @staticmethod
     def backward(ctx, dgx):
-        x, w = ctx.saved_tensors
+        x, w, b = ctx.saved_tensors
+        if differentiable_backward_needed(dgx):
+            def recompute(x, w, b):
+                return (torch.nn.functional.linear(x, w, b),)
+
+            return (None, *recomputed_grads(recompute, (x, w, b), ctx.needs_input_grad[1:], (dgx,)))
         need = ctx.needs_input_grad
-        dx, dw, db = ctx.module.project_backward(dgx, x, w, need[1], need[2], ctx.has_b and need[3])
+        dx, dw, db = ctx.module.project_backward(
+            dgx, x.contiguous(), w.contiguous(), need[1], need[2],
+            b is not None and need[3])
         return None, dx, dw, db
 
 
@@ -176,8 +246,7 @@ def project(x: Tensor, w: Tensor, b: Tensor | None, backward: bool) -> Tensor:
 def needs_backward(x: Tensor, state0: State, params: Params) -> bool:
     """Whether autograd will ask for gradients of this run (else the kernels keep nothing for it)."""
     return torch.is_grad_enabled() and (
-        x.requires_grad or any(s.requires_grad for s in state0)
-        or any(t.requires_grad for t in params.values())
+        tracked(x) or any(map(tracked, state0)) or any(map(tracked, params.values()))
     )
 
 
@@ -202,6 +271,8 @@ class FusedCPUExecutor(Executor):
             return f"runs on CPU only, not {request.device.type}"
         if request.dtype not in _DTYPES:
             return f"dtype {request.dtype} is not supported (float32, float64)"
+        if request.vmapped:
+            return NO_BATCHING_RULE
         _, reason = _extension()
         return reason
 
@@ -265,8 +336,8 @@ class FusedCPUExecutor(Executor):
                     p("weight_hr"), rmask, zh, zc, lengths)
             gx = project(x, params["weight_ih"], None, backward)
             if backward:
-                result = _FusedLSTM.apply((module, bool(reverse), bool(return_states)), gx, h0, c0,
-                                          *args)
+                result = _FusedLSTM.apply((module, bool(reverse), bool(return_states), cell), gx,
+                                          h0, c0, *args)
             else:
                 result = module.lstm_forward(gx, h0.detach(), c0.detach(),
                                              *(None if a is None else a.detach() for a in args),
@@ -285,7 +356,7 @@ class FusedCPUExecutor(Executor):
                 p("layer_norm_hh_weight") if ln else None, p("layer_norm_hh_bias") if ln else None,
                 None, None, p("modrelu_bias"), None, None, None, rmask, zh, None, lengths)
         if backward:
-            result = _FusedRun.apply((module, family, bool(reverse)), gx, h0, None, *args)
+            result = _FusedRun.apply((module, family, bool(reverse), cell), gx, h0, None, *args)
         else:
             result = module.forward(family, gx, h0.detach(), None,
                                     *(None if a is None else a.detach() for a in args),

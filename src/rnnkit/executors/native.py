@@ -12,7 +12,14 @@ from torch import _VF, Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.cells.base import CellSpec, Params, State
-from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, flip_sequences
+from rnnkit.executors.base import (
+    NO_BATCHING_RULE,
+    Executor,
+    RunRequest,
+    RunResult,
+    StepMasks,
+    flip_sequences,
+)
 
 _KERNELS = {
     "lstm": _VF.lstm,
@@ -53,6 +60,8 @@ class NativeExecutor(Executor):
             return "torch's kernels do not return per-step states"
         if request.dtype not in _DTYPES:
             return f"dtype {request.dtype} is not supported by torch's RNN kernels"
+        if request.vmapped:
+            return NO_BATCHING_RULE
         return None
 
     def run(

@@ -31,29 +31,46 @@ class ReferenceExecutor(Executor):
         masks: StepMasks | None = None,
         return_states: bool = False,
     ) -> RunResult:
-        T = x.shape[0]
-        gx = cell.project_input(params, x)
-        valid = valid_steps(lengths, T, x.device)
-        recurrent_mask = masks.recurrent if masks is not None else None
-        zoneout = masks.zoneout if masks is not None else None
+        return run_steps(cell, params, cell.project_input(params, x), state0, lengths, reverse,
+                         masks, return_states)
 
-        state = tuple(state0)
-        outputs: list[Tensor] = [x.new_empty(0)] * T
-        per_step: list[State] = [()] * T
-        for t in range(T - 1, -1, -1) if reverse else range(T):
-            new = cell.step(params, gx[t], state, recurrent_mask)
-            if zoneout is not None:
-                new = tuple(
-                    n if z is None else torch.lerp(n, old, z[t] if z.dim() == 3 else z)
-                    for n, old, z in zip(new, state, zoneout, strict=True)
-                )
-            if valid is not None:
-                new = tuple(torch.where(valid[t], n, old) for n, old in zip(new, state, strict=True))
-            state = new
-            outputs[t] = state[0] if valid is None else state[0] * valid[t]
-            if return_states:
-                per_step[t] = state if valid is None else tuple(s * valid[t] for s in state)
-        states = None
+
+def run_steps(
+    cell: CellSpec,
+    params: Params,
+    gx: Tensor,
+    state0: State,
+    lengths: Tensor | None = None,
+    reverse: bool = False,
+    masks: StepMasks | None = None,
+    return_states: bool = False,
+) -> RunResult:
+    """The time loop over ``cell.step`` from the projected input ``gx`` (T, B, G*H): the reference
+    run after its input projection. The fused executors' differentiable backward (double backward)
+    recomputes their loop with it, so only the parameters ``cell.step`` reads need to be in
+    ``params``."""
+    T = gx.shape[0]
+    valid = valid_steps(lengths, T, gx.device)
+    recurrent_mask = masks.recurrent if masks is not None else None
+    zoneout = masks.zoneout if masks is not None else None
+
+    state = tuple(state0)
+    outputs: list[Tensor] = [gx.new_empty(0)] * T
+    per_step: list[State] = [()] * T
+    for t in range(T - 1, -1, -1) if reverse else range(T):
+        new = cell.step(params, gx[t], state, recurrent_mask)
+        if zoneout is not None:
+            new = tuple(
+                n if z is None else torch.lerp(n, old, z[t] if z.dim() == 3 else z)
+                for n, old, z in zip(new, state, zoneout, strict=True)
+            )
+        if valid is not None:
+            new = tuple(torch.where(valid[t], n, old) for n, old in zip(new, state, strict=True))
+        state = new
+        outputs[t] = state[0] if valid is None else state[0] * valid[t]
         if return_states:
-            states = tuple(torch.stack(s) for s in zip(*per_step, strict=True))
-        return RunResult(torch.stack(outputs), state, states)
+            per_step[t] = state if valid is None else tuple(s * valid[t] for s in state)
+    states = None
+    if return_states:
+        states = tuple(torch.stack(s) for s in zip(*per_step, strict=True))
+    return RunResult(torch.stack(outputs), state, states)

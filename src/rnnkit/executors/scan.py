@@ -29,7 +29,16 @@ from torch import Tensor
 from rnnkit.cells.base import CellSpec, Params, State
 from rnnkit.cells.mingru import MinGRUSpec
 from rnnkit.cells.minlstm import MinLSTMSpec
-from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, valid_steps
+from rnnkit.executors.base import (
+    NO_BATCHING_RULE,
+    Executor,
+    RunRequest,
+    RunResult,
+    StepMasks,
+    valid_steps,
+)
+from rnnkit.executors.recompute import differentiable_backward_needed, recomputed_grads
+from rnnkit.executors.reference import run_steps
 
 _FAMILY = {MinGRUSpec: 0, MinLSTMSpec: 1}
 _FUSED_DTYPES = (torch.float32, torch.float64)
@@ -44,18 +53,31 @@ def _extension():
 
 
 class _FusedScan(torch.autograd.Function):
+    """Inputs after ``meta`` (module, family, act_g, reverse, cell): gx, h0; then the constants z,
+    lengths. Outputs every h_t and the final state."""
+
     @staticmethod
-    def forward(ctx, meta, gx, h0, z, lengths):
-        module, family, act_g, reverse = meta
-        y, hT = module.forward(family, act_g, gx, h0, z, lengths, reverse)
+    def forward(meta, gx, h0, z, lengths):
+        module, family, act_g, reverse, _ = meta
+        return tuple(module.forward(family, act_g, gx, h0, z, lengths, reverse))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        meta, gx, h0, z, lengths = inputs
         ctx.meta = meta
-        ctx.save_for_backward(gx, h0, y, z, lengths)
-        return y, hT
+        ctx.save_for_backward(gx, h0, output[0], z, lengths)
 
     @staticmethod
     def backward(ctx, dy, dhT):
-        module, family, act_g, reverse = ctx.meta
+        module, family, act_g, reverse, cell = ctx.meta
         gx, h0, y, z, lengths = ctx.saved_tensors
+        if differentiable_backward_needed(dy, dhT):
+            def recompute(gx, h0):
+                run = run_steps(cell, {}, gx, (h0,), lengths, reverse, StepMasks(None, (z,)))
+                return run.outputs, run.final_state[0]
+
+            grads = recomputed_grads(recompute, (gx, h0), ctx.needs_input_grad[1:3], (dy, dhT))
+            return (None, *grads, None, None)
         dy = torch.zeros_like(y) if dy is None else dy.contiguous()
         dhT = None if dhT is None else dhT.contiguous()
         dgx, dh0 = module.backward(family, act_g, gx, h0, y, dy, dhT, z, lengths, reverse)
@@ -92,6 +114,8 @@ class ScanExecutor(Executor):
     def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
         if type(cell) not in _FAMILY:
             return f"the {cell.name!r} cell is not linear in h (scan runs minGRU and minLSTM)"
+        if request.vmapped:
+            return NO_BATCHING_RULE
         impl = self._impl(request.device)
         if impl == "fused":
             if request.device.type != "cpu":
@@ -141,7 +165,7 @@ class ScanExecutor(Executor):
                 z = z.expand(T, B, H).contiguous()
         if lengths is not None:
             lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
-        meta = (module, _FAMILY[type(cell)], cell.activation == "g", bool(reverse))
+        meta = (module, _FAMILY[type(cell)], cell.activation == "g", bool(reverse), cell)
         return _FusedScan.apply(meta, gx.contiguous(), h0.contiguous(), z, lengths)
 
     def _run_triton(self, cell, gx, h0, z, lengths, reverse, T, B, H):

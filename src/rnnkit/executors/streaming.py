@@ -28,6 +28,7 @@ from torch import Tensor
 
 from rnnkit.cells.base import State
 from rnnkit.executors import fused_cpu
+from rnnkit.executors.recompute import tracked
 
 _LSTM_EXTRAS = (
     "layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight", "layer_norm_hh_bias",
@@ -47,13 +48,14 @@ def fast_step_refusal(module, x: Tensor, hx: State) -> str | None:
     why not."""
     if "parametrizations" in module._modules:  # torch.nn.utils.parametrize: recomputed per access
         return "a parametrized weight (torch.nn.utils.parametrize) is recomputed at every access"
+    if torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return "torch.func transforms the input (the C++ step has no batching or autograd rule)"
     if not x.is_cpu or x.dtype not in _DTYPES:  # is_cpu: x.device.type costs 0.5 us a step
         return f"runs on CPU in float32/float64, not {x.device.type} {x.dtype}"
     if x.dtype != module._parameters["weight_ih_l0"].dtype:
         return "input and weights differ in dtype"
     if torch.is_grad_enabled() and (
-        x.requires_grad or any(s.requires_grad for s in hx)
-        or any(p.requires_grad for p in module.parameters())
+        tracked(x) or any(map(tracked, hx)) or any(map(tracked, module.parameters()))
     ):
         return "gradients are required (the C++ step has no backward)"
     return _static_refusal(module)

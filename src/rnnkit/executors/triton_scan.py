@@ -25,6 +25,8 @@ from functools import cache
 import torch
 from torch import Tensor
 
+from rnnkit.executors.recompute import differentiable_backward_needed, recomputed_grads
+
 #: dtypes the kernel computes in directly; half precision is computed in float32
 _COMPUTE = (torch.float32, torch.float64)
 
@@ -74,22 +76,42 @@ def _launch(a: Tensor, b: Tensor, h0: Tensor, reverse: bool, a_shift: int,
     return h, hlast
 
 
+def sequential_scan(a: Tensor, b: Tensor, h0: Tensor, reverse: bool = False) -> tuple[Tensor, Tensor]:
+    """``h_t = a_t * h_{t-1} + b_t`` as a plain PyTorch loop (differentiable to any order): what the
+    kernel computes, and what its backward recomputes when autograd records it (double backward)."""
+    h = h0
+    out = [h0] * a.shape[0]
+    for t in range(a.shape[0] - 1, -1, -1) if reverse else range(a.shape[0]):
+        h = a[t] * h + b[t]
+        out[t] = h
+    return (torch.stack(out) if out else b.clone()), h
+
+
 class _LinearScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a, b, h0, reverse, block_t, block_n):
+    def forward(a, b, h0, reverse, block_t, block_n):
         T = a.shape[0]
-        shape = a.shape
         a2, b2 = a.reshape(T, -1).contiguous(), b.reshape(T, -1).contiguous()
         h, hlast = _launch(a2, b2, h0.reshape(-1).contiguous(), reverse, 0, block_t, block_n)
-        ctx.reverse, ctx.blocks, ctx.shape = reverse, (block_t, block_n), shape
-        ctx.save_for_backward(a2, h, h0)
-        return h.view(shape), hlast.view(h0.shape)
+        return h.view(a.shape), hlast.view(h0.shape)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        a, b, h0, reverse, block_t, block_n = inputs
+        ctx.reverse, ctx.blocks = reverse, (block_t, block_n)
+        ctx.save_for_backward(a, b, h0, output[0])
 
     @staticmethod
     def backward(ctx, dh, dhlast):
-        a, h, h0 = ctx.saved_tensors
-        T = a.shape[0]
+        a_in, b_in, h0, h_out = ctx.saved_tensors
         reverse = ctx.reverse
+        if differentiable_backward_needed(dh, dhlast):
+            grads = recomputed_grads(lambda a, b, h: sequential_scan(a, b, h, reverse),
+                                     (a_in, b_in, h0), ctx.needs_input_grad[:3], (dh, dhlast))
+            return (*grads, None, None, None)
+        shape = a_in.shape
+        T = shape[0]
+        a, h = a_in.reshape(T, -1).contiguous(), h_out.reshape(T, -1)
         g = torch.zeros_like(h) if dh is None else dh.reshape(T, -1).contiguous()
         carry = (torch.zeros_like(h0) if dhlast is None else dhlast).reshape(-1).contiguous()
         # G_t = a_{t+1} G_{t+1} + g_t (forward direction; mirrored for reverse), G at the last
@@ -104,7 +126,7 @@ class _LinearScan(torch.autograd.Function):
             first = 0
         da = G * prev
         dh0 = (a[first] * G[first]).view(h0.shape)
-        return da.view(ctx.shape), G.view(ctx.shape), dh0, None, None, None
+        return da.view(shape), G.view(shape), dh0, None, None, None
 
 
 def linear_scan(

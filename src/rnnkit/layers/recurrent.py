@@ -22,6 +22,7 @@ from rnnkit.cells.registry import make_cell
 from rnnkit.executors.base import Executor, RunRequest, StepMasks
 from rnnkit.executors.dispatch import choose, get_executor, validate_backend
 from rnnkit.executors.native import NativeExecutor, flat_weights
+from rnnkit.executors.recompute import is_batched
 from rnnkit.executors.streaming import fast_step_refusal, stepper
 from rnnkit.layers.regularizers import check_probability, dropout_mask, zoneout_weights
 
@@ -227,13 +228,14 @@ class Recurrent(nn.Module):
 
     def plan(
         self, device: torch.device | None = None, dtype: torch.dtype | None = None,
-        return_states: bool = False, batch: int | None = None,
+        return_states: bool = False, batch: int | None = None, vmapped: bool = False,
     ) -> ExecutionPlan:
         """Which executors a forward pass would use now (depends on device, dtype, mode and, for auto,
-        the batch size when given)."""
+        the batch size when given, and whether it runs inside ``torch.func.vmap``)."""
         ref = self.weight_ih_l0
         request = RunRequest(
-            device or ref.device, dtype or ref.dtype, self._in_loop_masks(), return_states, batch
+            device or ref.device, dtype or ref.dtype, self._in_loop_masks(), return_states, batch,
+            vmapped,
         )
         stack_refused = self._whole_stack_refusal(request)
         if stack_refused is None:
@@ -321,7 +323,8 @@ class Recurrent(nn.Module):
         self, x: Tensor, hx: State, lengths: Tensor | None, return_states: bool
     ) -> tuple[Tensor, State, tuple[Tensor, ...] | None]:
         """Time-major core: x (T, B, I), hx components (L*D, B, n)."""
-        plan = self.plan(x.device, x.dtype, return_states, x.shape[1])
+        vmapped = any(map(is_batched, (x, *hx, *self._parameters.values())))
+        plan = self.plan(x.device, x.dtype, return_states, x.shape[1], vmapped)
         training = self.training
         T, B = x.shape[0], x.shape[1]
         D = self.num_directions
