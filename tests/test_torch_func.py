@@ -111,3 +111,13 @@ def test_model_ensemble_over_stacked_parameters():
     out = vmap(lambda p: functional_call(members[0], p, (x,))[0])(stacked)
     for i, member in enumerate(members):
         torch.testing.assert_close(out[i], member(x)[0], rtol=0, atol=1e-12)
+
+
+def test_a_tensor_escaped_from_a_finished_transform_still_runs():
+    """torch's ``apply`` unwraps tensors that outlived their ``torch.func`` transform; so does the
+    kernels' faster one."""
+    module = rnnkit.GRU(3, 5, backend="fused_cpu").double()
+    x = torch.randn(4, 2, 3, dtype=F64)
+    escaped = []
+    vjp(lambda t: escaped.append(t) or t.sum(), x)
+    torch.testing.assert_close(module(escaped[0])[0], module(x)[0])

@@ -36,6 +36,7 @@ from rnnkit.cells.elman import ElmanSpec
 from rnnkit.cells.gru import GRUSpec
 from rnnkit.cells.lstm import LSTMSpec
 from rnnkit.executors.base import NO_BATCHING_RULE, Executor, RunRequest, RunResult, StepMasks
+from rnnkit.executors.kernel_function import KernelFunction
 from rnnkit.executors.recompute import differentiable_backward_needed, recomputed_grads, tracked
 from rnnkit.executors.reference import run_steps
 
@@ -75,11 +76,13 @@ def _keep_for_backward(ctx, inputs: tuple, outputs: tuple, first: int) -> None:
     """Save every tensor input (the differentiable backward recomputes from them) and the kernel's
     buffers (outputs from ``first`` on, which are not differentiable)."""
     ctx.n_inputs = len(inputs) - 1
+    # no zeros for the outputs that get no gradient: the buffers are as large as the activations
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(*inputs[1:], *outputs[first:])
     ctx.mark_non_differentiable(*(t for t in outputs[first:] if t is not None))
 
 
-class _FusedRun(torch.autograd.Function):
+class _FusedRun(KernelFunction):
     """Inputs after ``meta`` (module, family, reverse, cell): gx, h0, c0, w_hh, b_hh, ln_hh_w,
     ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr (tensors or None); then the constants
     rmask, zh, zc, lengths. Outputs y, h_T, c_T (None but for the LSTM), then the kernel's buffers
@@ -143,7 +146,7 @@ def lstm_input_gates(gx: Tensor, b_ih: Tensor | None, ln_ih_w: Tensor | None,
     return gx if b_ih is None else gx + b_ih
 
 
-class _FusedLSTM(torch.autograd.Function):
+class _FusedLSTM(KernelFunction):
     """Inputs after ``meta`` (module, reverse, want_states, cell): gx (x W_ih^T, no bias), h0, c0,
     w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o,
     w_hr (tensors or None); then the constants rmask, zh, zc, lengths. Outputs y, h_T, c_T, the
@@ -205,7 +208,7 @@ def _reference_lstm(cell, reverse, want_states, masks, lengths, gx, h0, c0, w_hh
     return run.outputs, run.final_state[0], run.final_state[1], *per_step_c
 
 
-class _Projection(torch.autograd.Function):
+class _Projection(KernelFunction):
     """``x W^T (+ b)`` over all steps, computed by the extension into its cache of large buffers: a
     fresh buffer of this size from the allocator costs a page fault per 4 KiB on every call."""
 

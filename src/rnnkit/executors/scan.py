@@ -37,6 +37,7 @@ from rnnkit.executors.base import (
     StepMasks,
     valid_steps,
 )
+from rnnkit.executors.kernel_function import KernelFunction
 from rnnkit.executors.recompute import differentiable_backward_needed, recomputed_grads
 from rnnkit.executors.reference import run_steps
 
@@ -52,7 +53,7 @@ def _extension():
     return load_extension("scan")
 
 
-class _FusedScan(torch.autograd.Function):
+class _FusedScan(KernelFunction):
     """Inputs after ``meta`` (module, family, act_g, reverse, cell): gx, h0; then the constants z,
     lengths. Outputs every h_t and the final state."""
 
@@ -65,6 +66,7 @@ class _FusedScan(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         meta, gx, h0, z, lengths = inputs
         ctx.meta = meta
+        ctx.set_materialize_grads(False)  # backward makes what it needs of a missing gradient
         ctx.save_for_backward(gx, h0, output[0], z, lengths)
 
     @staticmethod

@@ -25,6 +25,7 @@ from functools import cache
 import torch
 from torch import Tensor
 
+from rnnkit.executors.kernel_function import KernelFunction
 from rnnkit.executors.recompute import differentiable_backward_needed, recomputed_grads
 
 #: dtypes the kernel computes in directly; half precision is computed in float32
@@ -87,7 +88,7 @@ def sequential_scan(a: Tensor, b: Tensor, h0: Tensor, reverse: bool = False) -> 
     return (torch.stack(out) if out else b.clone()), h
 
 
-class _LinearScan(torch.autograd.Function):
+class _LinearScan(KernelFunction):
     @staticmethod
     def forward(a, b, h0, reverse, block_t, block_n):
         T = a.shape[0]
@@ -99,6 +100,7 @@ class _LinearScan(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         a, b, h0, reverse, block_t, block_n = inputs
         ctx.reverse, ctx.blocks = reverse, (block_t, block_n)
+        ctx.set_materialize_grads(False)  # backward makes what it needs of a missing gradient
         ctx.save_for_backward(a, b, h0, output[0])
 
     @staticmethod
