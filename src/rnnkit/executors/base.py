@@ -60,10 +60,26 @@ class RunRequest:
     return_states: bool = False
     batch: int | None = None  # batch size, when known (auto's preference may depend on it)
     vmapped: bool = False  # inside torch.func.vmap: compiled kernels have no batching rule
+    capture: str | None = None  # "torch.jit.trace" or "torch.export" while one records the call
+    autocast: bool = False  # torch.autocast is on for the device: ops follow its dtype
 
 
 #: ``supports``' answer under ``torch.func.vmap`` for the executors that call compiled kernels
 NO_BATCHING_RULE = "torch.func.vmap: its kernels have no batching rule (the reference executor runs under vmap)"
+
+
+def compiled_kernel_refusal(request: RunRequest) -> str | None:
+    """Why an executor that calls rnnkit's own C++/Triton kernels cannot run ``request``, for the
+    transforms those kernels know nothing of (None if it can, as far as they go)."""
+    if request.vmapped:
+        return NO_BATCHING_RULE
+    if request.capture is not None:
+        # a tracer sees neither the kernel nor the Python that chose it: it would record constants
+        return f"{request.capture} cannot record its C++ kernels (torch's kernels, 'native', can be recorded)"
+    if request.autocast:
+        return ("torch.autocast: its kernels ignore autocast (torch's kernels, 'native', or the "
+                "reference follow it as torch.nn does)")
+    return None
 
 
 class RunResult(NamedTuple):

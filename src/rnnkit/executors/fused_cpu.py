@@ -35,9 +35,14 @@ from rnnkit.cells.base import CellSpec, Params, State, layer_norm
 from rnnkit.cells.elman import ElmanSpec
 from rnnkit.cells.gru import GRUSpec
 from rnnkit.cells.lstm import LSTMSpec
-from rnnkit.executors.base import NO_BATCHING_RULE, Executor, RunRequest, RunResult, StepMasks
+from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, compiled_kernel_refusal
 from rnnkit.executors.kernel_function import KernelFunction
-from rnnkit.executors.recompute import differentiable_backward_needed, recomputed_grads, tracked
+from rnnkit.executors.recompute import (
+    differentiable_backward_needed,
+    recomputed_grads,
+    recomputed_jvp,
+    tracked,
+)
 from rnnkit.executors.reference import run_steps
 
 _DTYPES = (torch.float32, torch.float64)
@@ -75,10 +80,11 @@ def _saved(outputs: tuple, first: int) -> list[Tensor]:
 def _keep_for_backward(ctx, inputs: tuple, outputs: tuple, first: int) -> None:
     """Save every tensor input (the differentiable backward recomputes from them) and the kernel's
     buffers (outputs from ``first`` on, which are not differentiable)."""
-    ctx.n_inputs = len(inputs) - 1
+    ctx.n_inputs, ctx.n_outputs = len(inputs) - 1, len(outputs)
     # no zeros for the outputs that get no gradient: the buffers are as large as the activations
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(*inputs[1:], *outputs[first:])
+    ctx.save_for_forward(*inputs[1:])  # forward-mode AD (jvp) recomputes from the inputs
     ctx.mark_non_differentiable(*(t for t in outputs[first:] if t is not None))
 
 
@@ -104,12 +110,12 @@ class _FusedRun(KernelFunction):
 
     @staticmethod
     def backward(ctx, dy, dh, dc, *_buffers):
-        module, family, reverse, cell = ctx.meta
+        module, family, reverse, _ = ctx.meta
         everything = ctx.saved_tensors
         inputs, saved = everything[:ctx.n_inputs], _saved(everything, ctx.n_inputs)
         rmask, zh, zc, lengths = inputs[13:]
         if differentiable_backward_needed(dy, dh):
-            recompute = partial(_reference_run, cell, reverse, StepMasks(rmask, (zh,)), lengths)
+            recompute = _FusedRun.reference(ctx.meta, inputs[13:])
             grads = recomputed_grads(recompute, inputs[:13], ctx.needs_input_grad[1:14], (dy, dh))
             return (None, *grads, None, None, None, None)
         (_, _, _, w_hh, b_hh, ln_hh_w, _, ln_c_w, _, peep_i, peep_f, peep_o, w_hr) = inputs[:13]
@@ -124,6 +130,19 @@ class _FusedRun(KernelFunction):
         (dgx, dh0, _, dw_hh, db_hh, dln_w, dln_b, dlnc_w, dlnc_b, dpi, dpf, dpo, dw_hr) = grads
         return (None, dgx, dh0, None, dw_hh, db_hh, dln_w, dln_b, dlnc_w, dlnc_b, dpi, dpf, dpo,
                 dw_hr, None, None, None, None)
+
+    @staticmethod
+    def jvp(ctx, _meta, *tangents):
+        inputs = ctx.saved_tensors
+        dy, dh = recomputed_jvp(_FusedRun.reference(ctx.meta, inputs[13:]), inputs[:13], tangents[:13])
+        return (dy, dh, *[None] * (ctx.n_outputs - 2))
+
+    @staticmethod
+    def reference(meta, constants):
+        """The reference loop computing (y, h_T) from the 13 differentiable inputs."""
+        _, _, reverse, cell = meta
+        rmask, zh, _, lengths = constants
+        return partial(_reference_run, cell, reverse, StepMasks(rmask, (zh,)), lengths)
 
 
 def _reference_run(cell, reverse, masks, lengths, gx, h0, _c0, w_hh, b_hh, ln_hh_w, ln_hh_b,
@@ -168,13 +187,12 @@ class _FusedLSTM(KernelFunction):
 
     @staticmethod
     def backward(ctx, dy, dh, dc, dcs, *_buffers):
-        module, reverse, want_states, cell = ctx.meta
+        module, reverse, want_states, _ = ctx.meta
         everything = ctx.saved_tensors
         inputs, saved = everything[:ctx.n_inputs], _saved(everything, ctx.n_inputs)
         rmask, zh, zc, lengths = inputs[16:]
         if differentiable_backward_needed(dy, dh, dc, dcs):
-            recompute = partial(_reference_lstm, cell, reverse, want_states,
-                                StepMasks(rmask, (zh, zc)), lengths)
+            recompute = _FusedLSTM.reference(ctx.meta, inputs[16:])
             grads = recomputed_grads(recompute, inputs[:16], ctx.needs_input_grad[1:17],
                                      (dy, dh, dc, dcs)[:4 if want_states else 3])
             return (None, *grads, None, None, None, None)
@@ -192,6 +210,21 @@ class _FusedLSTM(KernelFunction):
             ln_ih_w, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse,
         )
         return (None, *grads, None, None, None, None)
+
+    @staticmethod
+    def jvp(ctx, _meta, *tangents):
+        inputs = ctx.saved_tensors
+        outputs = recomputed_jvp(_FusedLSTM.reference(ctx.meta, inputs[16:]), inputs[:16],
+                                 tangents[:16])
+        return (*outputs, *[None] * (ctx.n_outputs - len(outputs)))
+
+    @staticmethod
+    def reference(meta, constants):
+        """The reference loop computing (y, h_T, c_T[, every c_t]) from the 16 differentiable
+        inputs."""
+        _, reverse, want_states, cell = meta
+        rmask, zh, zc, lengths = constants
+        return partial(_reference_lstm, cell, reverse, want_states, StepMasks(rmask, (zh, zc)), lengths)
 
 
 def _reference_lstm(cell, reverse, want_states, masks, lengths, gx, h0, c0, w_hh, b_ih, b_hh,
@@ -221,20 +254,26 @@ class _Projection(KernelFunction):
         module, x, w, b = inputs
         ctx.module = module
         ctx.save_for_backward(x, w, b)
+        ctx.save_for_forward(x, w, b)
 
     @staticmethod
     def backward(ctx, dgx):
         x, w, b = ctx.saved_tensors
         if differentiable_backward_needed(dgx):
-            def recompute(x, w, b):
-                return (torch.nn.functional.linear(x, w, b),)
-
-            return (None, *recomputed_grads(recompute, (x, w, b), ctx.needs_input_grad[1:], (dgx,)))
+            return (None, *recomputed_grads(_linear, (x, w, b), ctx.needs_input_grad[1:], (dgx,)))
         need = ctx.needs_input_grad
         dx, dw, db = ctx.module.project_backward(
             dgx, x.contiguous(), w.contiguous(), need[1], need[2],
             b is not None and need[3])
         return None, dx, dw, db
+
+    @staticmethod
+    def jvp(ctx, _module, *tangents):
+        return recomputed_jvp(_linear, ctx.saved_tensors, tangents)[0]
+
+
+def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> tuple[Tensor]:
+    return (torch.nn.functional.linear(x, w, b),)
 
 
 def project(x: Tensor, w: Tensor, b: Tensor | None, backward: bool) -> Tensor:
@@ -274,8 +313,9 @@ class FusedCPUExecutor(Executor):
             return f"runs on CPU only, not {request.device.type}"
         if request.dtype not in _DTYPES:
             return f"dtype {request.dtype} is not supported (float32, float64)"
-        if request.vmapped:
-            return NO_BATCHING_RULE
+        refusal = compiled_kernel_refusal(request)
+        if refusal is not None:
+            return refusal
         _, reason = _extension()
         return reason
 

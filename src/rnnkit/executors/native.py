@@ -30,6 +30,13 @@ _KERNELS = {
 _DTYPES = {torch.float32, torch.float64, torch.float16, torch.bfloat16}
 
 
+def _outside_graph(kernel):
+    """``kernel`` behind a graph break: what torch.compile does with torch.nn's RNN modules
+    (``torch._dynamo.config.allow_rnn = False``). Traced into the graph, the oneDNN LSTM's training
+    path crashes AOTAutograd and Inductor (``mkldnn_rnn_layer``: "expected Tensor()")."""
+    return torch._dynamo.disable(kernel, reason="rnnkit: torch's RNN kernels run eagerly, as for torch.nn")
+
+
 def flat_weights(cell: CellSpec, params: Params) -> list[Tensor]:
     """One layer-direction's weights in the order torch's kernels take them."""
     names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"]
@@ -105,6 +112,8 @@ class NativeExecutor(Executor):
         Returns the last layer's outputs (T, B, D*out), zero past each length, and the final states.
         """
         kernel = _KERNELS[cell.name]
+        if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+            kernel = _outside_graph(kernel)
         has_bias = cell.bias
         if lengths is None:
             result = kernel(

@@ -8,7 +8,8 @@ transforms do too) or receives batched gradients, the Function instead recompute
 differentiable PyTorch ops (the reference executor's loop over ``cell.step``) from the saved
 *inputs* and returns the vector-Jacobian product of that: the same first-order gradients (the
 kernels match the reference), through which autograd takes the second order, as torch.nn's.
-Ordinary training (``loss.backward()``) never takes this path.
+Ordinary training (``loss.backward()``) never takes this path. Forward-mode AD (``jvp``) is the
+recomputation's Jacobian-vector product the same way.
 """
 
 from __future__ import annotations
@@ -44,6 +45,43 @@ def is_batched(t: Tensor) -> bool:
     return False
 
 
+def _with(inputs: Sequence[Tensor | None], indices: list[int], values: Sequence[Tensor]) -> list:
+    merged = list(inputs)
+    for i, v in zip(indices, values, strict=True):
+        merged[i] = v
+    return merged
+
+
+def recomputed_jvp(
+    recompute: Callable[..., Sequence[Tensor]],
+    inputs: Sequence[Tensor | None],
+    tangents: Sequence[Tensor | None],
+) -> tuple[Tensor, ...]:
+    """Forward-mode AD (a Function's ``jvp``): the tangents of ``recompute(*inputs)``'s outputs for
+    the given input tangents (None: no tangent).
+
+    Under ``torch.func`` transforms by ``torch.func.jvp`` (they nest); under ``torch.autograd``'s
+    forward AD, whose levels do not nest, with reverse mode twice: ``J t = d/du [(J^T u) . t]``."""
+    moving = [i for i, (t, d) in enumerate(zip(inputs, tangents, strict=True))
+              if t is not None and d is not None]
+    if moving and torch._C._are_functorch_transforms_active():
+        _, out_tangents = torch.func.jvp(
+            lambda *moved: tuple(recompute(*_with(inputs, moving, moved))),
+            tuple(inputs[i] for i in moving), tuple(tangents[i] for i in moving))
+        return tuple(out_tangents)
+    with torch.enable_grad():
+        leaves = [inputs[i].detach().requires_grad_() for i in moving]
+        outputs = tuple(recompute(*_with(inputs, moving, leaves)))
+        if not moving:
+            return tuple(torch.zeros_like(o) for o in outputs)
+        probes = [torch.zeros_like(o, requires_grad=True) for o in outputs]
+        vjps = torch.autograd.grad(outputs, leaves, probes, create_graph=True, allow_unused=True)
+        pairs = [(v, tangents[i]) for v, i in zip(vjps, moving, strict=True) if v is not None]
+        result = torch.autograd.grad([v for v, _ in pairs], probes, [t for _, t in pairs],
+                                     allow_unused=True)
+    return tuple(torch.zeros_like(o) if r is None else r for o, r in zip(outputs, result, strict=True))
+
+
 def recomputed_grads(
     recompute: Callable[..., Sequence[Tensor | None]],
     inputs: Sequence[Tensor | None],
@@ -66,10 +104,7 @@ def recomputed_grads(
         return tuple(result)
 
     def outputs_of(*primals: Tensor) -> tuple[Tensor, ...]:
-        args = list(inputs)
-        for i, p in zip(wanted, primals, strict=True):
-            args[i] = p
-        return tuple(recompute(*args))
+        return tuple(recompute(*_with(inputs, wanted, primals)))
 
     with torch.enable_grad():
         outputs, pullback = torch.func.vjp(outputs_of, *(inputs[i] for i in wanted))

@@ -30,15 +30,19 @@ from rnnkit.cells.base import CellSpec, Params, State
 from rnnkit.cells.mingru import MinGRUSpec
 from rnnkit.cells.minlstm import MinLSTMSpec
 from rnnkit.executors.base import (
-    NO_BATCHING_RULE,
     Executor,
     RunRequest,
     RunResult,
     StepMasks,
+    compiled_kernel_refusal,
     valid_steps,
 )
 from rnnkit.executors.kernel_function import KernelFunction
-from rnnkit.executors.recompute import differentiable_backward_needed, recomputed_grads
+from rnnkit.executors.recompute import (
+    differentiable_backward_needed,
+    recomputed_grads,
+    recomputed_jvp,
+)
 from rnnkit.executors.reference import run_steps
 
 _FAMILY = {MinGRUSpec: 0, MinLSTMSpec: 1}
@@ -68,22 +72,36 @@ class _FusedScan(KernelFunction):
         ctx.meta = meta
         ctx.set_materialize_grads(False)  # backward makes what it needs of a missing gradient
         ctx.save_for_backward(gx, h0, output[0], z, lengths)
+        ctx.save_for_forward(gx, h0, z, lengths)
 
     @staticmethod
     def backward(ctx, dy, dhT):
-        module, family, act_g, reverse, cell = ctx.meta
+        module, family, act_g, reverse, _ = ctx.meta
         gx, h0, y, z, lengths = ctx.saved_tensors
         if differentiable_backward_needed(dy, dhT):
-            def recompute(gx, h0):
-                run = run_steps(cell, {}, gx, (h0,), lengths, reverse, StepMasks(None, (z,)))
-                return run.outputs, run.final_state[0]
-
+            recompute = _FusedScan.reference(ctx.meta, z, lengths)
             grads = recomputed_grads(recompute, (gx, h0), ctx.needs_input_grad[1:3], (dy, dhT))
             return (None, *grads, None, None)
         dy = torch.zeros_like(y) if dy is None else dy.contiguous()
         dhT = None if dhT is None else dhT.contiguous()
         dgx, dh0 = module.backward(family, act_g, gx, h0, y, dy, dhT, z, lengths, reverse)
         return None, dgx, dh0, None, None
+
+    @staticmethod
+    def jvp(ctx, _meta, d_gx, d_h0, _dz, _dlengths):
+        gx, h0, z, lengths = ctx.saved_tensors
+        return recomputed_jvp(_FusedScan.reference(ctx.meta, z, lengths), (gx, h0), (d_gx, d_h0))
+
+    @staticmethod
+    def reference(meta, z, lengths):
+        """The reference loop computing (y, h_T) from gx and h0."""
+        *_, reverse, cell = meta
+
+        def run(gx, h0):
+            result = run_steps(cell, {}, gx, (h0,), lengths, reverse, StepMasks(None, (z,)))
+            return result.outputs, result.final_state[0]
+
+        return run
 
 
 def _project_input(cell: CellSpec, params: Params, x: Tensor, state0: State) -> Tensor:
@@ -116,8 +134,9 @@ class ScanExecutor(Executor):
     def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
         if type(cell) not in _FAMILY:
             return f"the {cell.name!r} cell is not linear in h (scan runs minGRU and minLSTM)"
-        if request.vmapped:
-            return NO_BATCHING_RULE
+        refusal = compiled_kernel_refusal(request)
+        if refusal is not None:
+            return refusal
         impl = self._impl(request.device)
         if impl == "fused":
             if request.device.type != "cpu":

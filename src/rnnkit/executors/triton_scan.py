@@ -20,13 +20,17 @@ Triton is imported lazily, so ``import rnnkit`` does not need it. Tests run the 
 from __future__ import annotations
 
 import os
-from functools import cache
+from functools import cache, partial
 
 import torch
 from torch import Tensor
 
 from rnnkit.executors.kernel_function import KernelFunction
-from rnnkit.executors.recompute import differentiable_backward_needed, recomputed_grads
+from rnnkit.executors.recompute import (
+    differentiable_backward_needed,
+    recomputed_grads,
+    recomputed_jvp,
+)
 
 #: dtypes the kernel computes in directly; half precision is computed in float32
 _COMPUTE = (torch.float32, torch.float64)
@@ -102,13 +106,14 @@ class _LinearScan(KernelFunction):
         ctx.reverse, ctx.blocks = reverse, (block_t, block_n)
         ctx.set_materialize_grads(False)  # backward makes what it needs of a missing gradient
         ctx.save_for_backward(a, b, h0, output[0])
+        ctx.save_for_forward(a, b, h0)
 
     @staticmethod
     def backward(ctx, dh, dhlast):
         a_in, b_in, h0, h_out = ctx.saved_tensors
         reverse = ctx.reverse
         if differentiable_backward_needed(dh, dhlast):
-            grads = recomputed_grads(lambda a, b, h: sequential_scan(a, b, h, reverse),
+            grads = recomputed_grads(partial(sequential_scan, reverse=reverse),
                                      (a_in, b_in, h0), ctx.needs_input_grad[:3], (dh, dhlast))
             return (*grads, None, None, None)
         shape = a_in.shape
@@ -129,6 +134,11 @@ class _LinearScan(KernelFunction):
         da = G * prev
         dh0 = (a[first] * G[first]).view(h0.shape)
         return da.view(shape), G.view(shape), dh0, None, None, None
+
+    @staticmethod
+    def jvp(ctx, da, db, dh0, *_):
+        return recomputed_jvp(partial(sequential_scan, reverse=ctx.reverse), ctx.saved_tensors,
+                              (da, db, dh0))
 
 
 def linear_scan(
