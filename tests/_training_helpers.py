@@ -56,11 +56,14 @@ def check_run_dir(run: Path, allow_temp: bool = True) -> list[str]:
     from safetensors.torch import load_file
 
     from rnnkit.io.atomic import is_temp_file
+    from rnnkit.io.runlock import LOCK_FILE
 
     checked = []
     for path in sorted(p for p in run.rglob("*") if p.is_file()):
         if is_temp_file(path):
             assert allow_temp, f"stray temporary file {path}"
+            continue
+        if path.name == LOCK_FILE:  # left by a killed writer: the next run takes it over (io/runlock.py)
             continue
         name = path.name
         if name.endswith(".json"):

@@ -129,9 +129,12 @@ class _Checker:
         raise self.fail(where, f"has a type rnnkit does not write ({type(template).__name__})")
 
 
-def trusted_state(ckpt: Any, task: Any, trainer: Any, source: str) -> dict[str, Any]:
+def trusted_state(ckpt: Any, task: Any, trainer: Any, source: str, lr_scale: float = 1.0) -> dict[str, Any]:
     """The parts of ``ckpt`` rnnkit restores, each checked against ``task`` (a SequenceTask) and
-    ``trainer`` (the Lightning Trainer about to resume); see the module docstring."""
+    ``trainer`` (the Lightning Trainer about to resume); see the module docstring.
+
+    ``lr_scale``: every learning rate of the optimiser and schedule state is multiplied by it (a resume
+    with another ``lr``: the schedule continues where it was, from the new base rate)."""
     c = _Checker(source)
     ckpt = c.dict(ckpt, "the checkpoint")
     unknown = sorted(str(k) for k in set(ckpt) - KNOWN_KEYS)
@@ -155,6 +158,8 @@ def trusted_state(ckpt: Any, task: Any, trainer: Any, source: str) -> dict[str, 
     extras = _extras(c, ckpt.get("rnnkit", {}))
     out["rnnkit"] = extras
     out["optimizer_states"], out["lr_schedulers"] = _optimizer(c, ckpt, task, extras["ntasgd_switched"])
+    if lr_scale != 1.0:
+        _scale_lr(out["optimizer_states"][0], out["lr_schedulers"][0], lr_scale)
     out["callbacks"] = _callbacks(c, ckpt.get("callbacks", {}), trainer, task)
     if "MixedPrecision" in ckpt:  # a gradient scaler's counters (precision 16-mixed)
         scaler = c.dict(ckpt["MixedPrecision"], "MixedPrecision")
@@ -245,6 +250,21 @@ def _optimizer(c: _Checker, ckpt: dict[str, Any], task: Any, switched: bool) -> 
         clean[index] = dict(entry)
     sched_state = c.conform(scheds[0], sched.state_dict(), "lr_schedulers[0]")
     return [{"state": clean, "param_groups": groups}], [sched_state]
+
+
+def _scale_lr(opt_state: dict[str, Any], sched_state: dict[str, Any], scale: float) -> None:
+    """Multiply the (validated) learning rates in place: the groups' current and initial rates, the
+    schedule's base and last rates, ASGD's per-parameter step size ``eta``."""
+    for group in opt_state["param_groups"]:
+        for key in ("lr", "initial_lr"):
+            if key in group:
+                group[key] = group[key] * scale
+    for entry in opt_state["state"].values():
+        if isinstance(entry.get("eta"), Tensor):
+            entry["eta"] = entry["eta"] * scale
+    for key in ("base_lrs", "_last_lr"):
+        if isinstance(sched_state.get(key), list):
+            sched_state[key] = [v * scale for v in sched_state[key]]
 
 
 def _callbacks(c: _Checker, callbacks: Any, trainer: Any, task: Any) -> dict[str, Any]:

@@ -56,6 +56,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.trust: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
+        #: the checkpoint ``fit`` read and validated before writing anything: restored as it is
+        self.preloaded: dict[str, Any] | None = None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options=None) -> None:
         inside_run_dir(self.run_dir, Path(path).absolute())
@@ -70,6 +72,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if self.trust is None:
             raise RuntimeError("AtomicCheckpointIO.load_checkpoint without a trust check")
         inside_run_dir(self.run_dir, Path(path).absolute())
+        if self.preloaded is not None:
+            return self.preloaded
         return self.trust(read_checkpoint(path), str(path))
 
     def remove_checkpoint(self, path: str | os.PathLike) -> None:
@@ -177,7 +181,18 @@ class RunDirectory(pl.Callback):
             **extra,
         }
 
-    def write(self, trainer, pl_module, status: str, plots: bool = False, **extra: Any) -> None:
+    def write(self, trainer, pl_module, status: str, plots: bool = False, weights: bool = True,
+              **extra: Any) -> None:
+        """metrics.json and log.csv; ``model.safetensors`` too unless ``weights`` is False (a stopped run
+        keeps the weights of its last epoch, those of ``checkpoints/last.ckpt``)."""
+        if weights:
+            self._write_weights(pl_module)
+        write_text_atomic(inside_run_dir(self.run_dir, LOG_FILE), render_csv(self.rows))
+        write_json_atomic(inside_run_dir(self.run_dir, METRICS_FILE), self.metrics(trainer, pl_module, status, **extra))
+        if plots:
+            plot_log(self.rows, self.run_dir)
+
+    def _write_weights(self, pl_module) -> None:
         state = pl_module.averaged_state() if hasattr(pl_module, "averaged_state") else None
         model = pl_module.model
         if state is not None:
@@ -189,10 +204,6 @@ class RunDirectory(pl.Callback):
 
         write_bytes_atomic(inside_run_dir(self.run_dir, WEIGHTS_FILE),
                            weights_bytes(model, {"rnnkit_version": rnnkit.__version__}))
-        write_text_atomic(inside_run_dir(self.run_dir, LOG_FILE), render_csv(self.rows))
-        write_json_atomic(inside_run_dir(self.run_dir, METRICS_FILE), self.metrics(trainer, pl_module, status, **extra))
-        if plots:
-            plot_log(self.rows, self.run_dir)
 
 
 def _lr(trainer) -> float | None:

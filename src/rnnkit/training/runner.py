@@ -9,6 +9,7 @@ from another run's ``model.safetensors``), and finishes the run directory (metri
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -22,9 +23,12 @@ import torch
 from rnnkit.errors import UserError
 from rnnkit.io.atomic import is_temp_file, write_json_atomic
 from rnnkit.io.confine import inside_run_dir, remove_in_run_dir
-from rnnkit.io.saving import CONFIG_FILE, WEIGHTS_FILE, load_state_into, load_weights, model_spec
-from rnnkit.training.checkpoint_state import trusted_state
+from rnnkit.io.runlock import run_lock
+from rnnkit.io.saving import CONFIG_FILE, WEIGHTS_FILE, load_state_into, load_weights, model_spec, read_config
+from rnnkit.training.checkpoint_state import read_checkpoint, trusted_state
 from rnnkit.training.config import TrainConfig, as_dict
+from rnnkit.training.divergence import Diverged
+from rnnkit.training.resume_policy import lr_scale, resume_changes, with_history
 from rnnkit.training.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT, AtomicCheckpointIO, RunDirectory, last_checkpoint
 from rnnkit.training.task import NonFiniteLoss, SequenceTask
 
@@ -140,24 +144,26 @@ def fit(
 
     ``run_config`` is saved in ``config.json`` beside the model spec and ``"train"`` (the task's
     :class:`TrainConfig`). ``resume``: continue from ``run_dir/checkpoints/last.ckpt`` (a run
-    directory without a checkpoint yet starts from scratch). ``init_from``: copy the weights of
-    another run's ``model.safetensors`` before training (shapes must match).
+    directory without a checkpoint yet starts from scratch); only the options of
+    ``resume_policy.RESUMABLE_TRAIN`` may differ from the run's config.json (applied, and recorded in
+    its ``resumes`` history), and nothing is written before config.json and the checkpoint have been
+    checked. ``init_from``: copy the weights of another run's ``model.safetensors`` before training
+    (shapes must match). The run directory is locked for the call (``io/runlock.py``); a diverged or
+    non-finite loss raises after writing ``metrics.json`` (``model.safetensors`` keeps the last epoch's).
     """
-    cfg = task.cfg
     run_dir = Path(run_dir)
+    # one writer per run directory (io/runlock.py); DDP's other processes follow rank 0
+    with run_lock(run_dir) if is_main_process() else contextlib.nullcontext():
+        return _fit_locked(task, run_dir, run_config, resume, init_from)
+
+
+def _fit_locked(task: SequenceTask, run_dir: Path, run_config: dict[str, Any] | None, resume: bool,
+                init_from: str | os.PathLike | None) -> dict[str, Any]:
+    cfg = task.cfg
     ckpt = last_checkpoint(run_dir)
-    ckpt_path: str | None = None
-    if resume:
-        if is_main_process():  # leftovers of atomic writes a kill interrupted
-            for path in run_dir.rglob(".*.tmp"):
-                if is_temp_file(path):
-                    remove_in_run_dir(run_dir, path.absolute())
-        if ckpt.exists():
-            ckpt_path = str(ckpt)
-        elif not cfg.quiet and is_main_process():
-            print(f"rnnkit: {run_dir} has no checkpoint yet: starting from the beginning")
-    elif is_main_process() and ((run_dir / CONFIG_FILE).exists() or ckpt.exists()):
-        # only the main process checks: it writes config.json right below, and a slower process of the
+    config_file = run_dir / CONFIG_FILE
+    if not resume and is_main_process() and (config_file.exists() or ckpt.exists()):
+        # only the main process checks: it writes config.json below, and a slower process of the
         # same DDP run must not mistake that for an earlier run (torchrun ends the others if it raises)
         raise UserError(f"{run_dir} already holds a run: pass --resume {run_dir} to continue it, "
                         "or choose another --out")
@@ -167,20 +173,40 @@ def fit(
     run_config = {**(run_config or {}), "train": as_dict(cfg)}
     if init_from is not None:
         run_config["init_from"] = str(init_from)
+    trainer, rundir_cb = build_trainer(cfg, run_dir, run_config)
+    checkpoint_io = trainer.strategy.checkpoint_io
+    # resume restores only what trusted_state rebuilds from the checkpoint (docs/security.md)
+    checkpoint_io.trust = lambda ckpt, source: trusted_state(ckpt, task, trainer, source)
+    ckpt_path: str | None = None
+    if resume and config_file.exists():
+        # read and check everything first: a refused resume leaves the run directory as it was
+        saved = read_config(run_dir)
+        changes = resume_changes(saved, run_config, str(config_file))
+        step = epoch = None
+        if ckpt.exists():
+            checkpoint_io.preloaded = trusted_state(read_checkpoint(ckpt), task, trainer, str(ckpt),
+                                                    lr_scale=lr_scale(changes))
+            ckpt_path, step, epoch = str(ckpt), checkpoint_io.preloaded["global_step"], checkpoint_io.preloaded["epoch"]
+        run_config = with_history(saved, run_config, changes, step, epoch, str(config_file))
+        rundir_cb.run_config = run_config
+    if resume and ckpt_path is None and not cfg.quiet and is_main_process():
+        print(f"rnnkit: {run_dir} has no checkpoint yet: starting from the beginning")
+    if resume and is_main_process():  # leftovers of atomic writes a kill interrupted
+        for path in run_dir.rglob(".*.tmp"):
+            if is_temp_file(path):
+                remove_in_run_dir(run_dir, path.absolute())
     if is_main_process():  # config.json first (milliseconds after the start): --resume needs it
         write_json_atomic(inside_run_dir(run_dir, CONFIG_FILE), {**run_config, "model": model_spec(task.model)})
-    trainer, rundir_cb = build_trainer(cfg, run_dir, run_config)
-    # resume restores only what trusted_state rebuilds from the checkpoint (docs/security.md)
-    trainer.strategy.checkpoint_io.trust = lambda ckpt, source: trusted_state(ckpt, task, trainer, source)
     status = "completed"
     threads = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:
         trainer.fit(task, ckpt_path=ckpt_path)
-    except NonFiniteLoss as exc:
+    except (NonFiniteLoss, Diverged) as exc:
         if trainer.is_global_zero:
-            rundir_cb.write(trainer, task, status="stopped_nonfinite", plots=False,
+            # the weights stay those of the last epoch's end: model.safetensors = checkpoints/last.ckpt
+            rundir_cb.write(trainer, task, status=exc.status, plots=False, weights=False,
                             error=str(exc), nonfinite_step=exc.step, nonfinite_epoch=exc.epoch)
         raise
     finally:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from rnnkit.errors import UserError
 from rnnkit.training.config import TrainConfig
+from rnnkit.training.divergence import Diverged, advice, diverged
 from rnnkit.training.optim import (
     averaged_parameters,
     build_optimizer,
@@ -42,6 +43,8 @@ from rnnkit.training.tbptt import detach_state, split_time
 
 class NonFiniteLoss(UserError):
     """Training met a NaN/Inf loss or gradient and ``nan_policy`` says stop (or too many skips)."""
+
+    status = "stopped_nonfinite"
 
     def __init__(self, message: str, step: int, epoch: int) -> None:
         super().__init__(message)
@@ -76,6 +79,7 @@ class SequenceTask(pl.LightningModule):
         self.val_epoch = -1  # the epoch epoch_val_loss belongs to
         self._backup: list[Tensor] | None = None
         self.chunk_index, self.n_chunks = 0, 1  # which TBPTT chunk compute_loss is looking at
+        self._best_loss = math.inf  # the lowest training loss of this session (divergence.py)
 
     # ---- to implement -------------------------------------------------------------------------
     def diagnostic_inputs(self, batch: Any) -> tuple[Tensor, Callable[[Any], Tensor]]:
@@ -172,6 +176,12 @@ class SequenceTask(pl.LightningModule):
                 self._nonfinite("the loss", float(loss.detach()), batch_idx)
                 state = None  # a non-finite state must not flow on
                 continue
+            value = float(loss.detach())
+            if self._any_rank(diverged(value, self._best_loss)):
+                where = f"step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+                raise Diverged(advice("the training loss", value, self._best_loss, where),
+                               self.global_step, self.current_epoch)
+            self._best_loss = min(self._best_loss, value)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             params = self._params()
@@ -247,6 +257,10 @@ class SequenceTask(pl.LightningModule):
         if total[1] == 0 or self.trainer.sanity_checking:
             return
         val = float(total[0] / total[1])
+        best = min(self.val_history, default=math.inf)
+        if self._any_rank(diverged(val, best)):
+            where = f"the validation of epoch {self.current_epoch} (step {self.global_step})"
+            raise Diverged(advice("the validation loss", val, best, where), self.global_step, self.current_epoch)
         self.epoch_val_loss = val
         self.val_epoch = self.current_epoch
         self.log("val_loss", val, prog_bar=True, logger=self._has_logger(), sync_dist=True)
