@@ -11,7 +11,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +24,7 @@ from rnnkit.executors.dispatch import choose, get_executor, validate_backend
 from rnnkit.executors.native import NativeExecutor, flat_weights
 from rnnkit.executors.recompute import is_batched
 from rnnkit.executors.streaming import fast_step_refusal, stepper
+from rnnkit.layers.graph_capture import capture_mode, refuse_scripting
 from rnnkit.layers.regularizers import check_probability, dropout_mask, zoneout_weights
 
 _TORCH_MODE = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN"}
@@ -38,6 +39,16 @@ def _step_result(out: list[Tensor], batched: bool) -> tuple[Tensor, Any, tuple[T
     return y, (final if len(final) > 1 else final[0]), parts
 
 
+class _Call(NamedTuple):
+    """A forward call's arguments after the checks: ``x`` (T, B, I), state components (L*D, B, n)."""
+
+    x: Tensor
+    hx: State
+    lengths: Tensor | None
+    batched: bool
+    packed_info: tuple[Tensor | None, Tensor | None] | None
+
+
 @dataclass
 class ExecutionPlan:
     """How a forward pass will run: one native call for the whole stack, or an executor per
@@ -47,6 +58,7 @@ class ExecutionPlan:
     executors: list[list[Executor]]
     refused: list[list[dict[str, str]]] = field(default_factory=list)
     stack_refused: str | None = None
+    capture: str | None = None  # the tracer recording the call ("torch.jit.trace", "torch.export")
 
 
 class Recurrent(nn.Module):
@@ -231,22 +243,45 @@ class Recurrent(nn.Module):
         return_states: bool = False, batch: int | None = None, vmapped: bool = False,
     ) -> ExecutionPlan:
         """Which executors a forward pass would use now (depends on device, dtype, mode and, for auto,
-        the batch size when given, and whether it runs inside ``torch.func.vmap``)."""
+        the batch size when given, whether it runs inside ``torch.func.vmap``, and on the transforms
+        active at the call: ``torch.jit.trace``/``torch.export``, ``torch.autocast``).
+        :meth:`plan_for` gives the plan of a given call."""
         ref = self.weight_ih_l0
+        device = device or ref.device
         request = RunRequest(
-            device or ref.device, dtype or ref.dtype, self._in_loop_masks(), return_states, batch,
-            vmapped,
+            device, dtype or ref.dtype, self._in_loop_masks(), return_states, batch, vmapped,
+            capture_mode(), torch.is_autocast_enabled(device.type),
         )
         stack_refused = self._whole_stack_refusal(request)
         if stack_refused is None:
             native = get_executor("native")
-            return ExecutionPlan(True, [[native] * self.num_directions] * self.num_layers)
+            return ExecutionPlan(True, [[native] * self.num_directions] * self.num_layers,
+                                 capture=request.capture)
         executors, refused = [], []
         for spec in self.cells:
             chosen, why = choose(spec, request, self.backend)
             executors.append([chosen] * self.num_directions)
             refused.append([why] * self.num_directions)
-        return ExecutionPlan(False, executors, refused, stack_refused)
+        return ExecutionPlan(False, executors, refused, stack_refused, request.capture)
+
+    def plan_for(
+        self,
+        input: Tensor | PackedSequence,
+        state: Tensor | tuple[Tensor, ...] | None = None,
+        *,
+        lengths: Tensor | None = None,
+        mask: Tensor | None = None,
+        return_states: bool = False,
+    ) -> ExecutionPlan:
+        """The plan ``forward`` would follow for this call (same arguments), built as it builds it;
+        nothing runs. Raises what ``forward`` would raise for bad arguments."""
+        call = self._prepare_call(input, state, lengths, mask)
+        return self._call_plan(call.x, call.hx, return_states)
+
+    def _call_plan(self, x: Tensor, hx: State, return_states: bool) -> ExecutionPlan:
+        """The plan of a call with time-major ``x`` (T, B, I) and state components ``hx``."""
+        vmapped = any(map(is_batched, (x, *hx, *self._parameters.values())))
+        return self.plan(x.device, x.dtype, return_states, x.shape[1], vmapped)
 
     def _whole_stack_refusal(self, request: RunRequest) -> str | None:
         if self.backend not in ("auto", "native"):
@@ -274,30 +309,7 @@ class Recurrent(nn.Module):
         mask: Tensor | None = None,
         return_states: bool = False,
     ):
-        packed_info = None
-        if isinstance(input, PackedSequence):
-            if lengths is not None or mask is not None:
-                raise ValueError("a PackedSequence carries its own lengths; do not pass lengths/mask")
-            packed_info = (input.sorted_indices, input.unsorted_indices)
-            x, lengths = pad_packed_sequence(input)  # (T, B, I), original batch order
-            batched = True
-            self._state_parts(state, batched)  # torch checks the state's dims before the input
-            self._check_input(x)
-        else:
-            x = input
-            if x.dim() not in (2, 3):
-                tensor = " tensor" if self._mode == "RNN" else ""  # torch.nn.RNN's wording differs
-                raise ValueError(f"{self._mode}: Expected input to be 2D or 3D, got {x.dim()}D{tensor} instead")
-            batched = x.dim() == 3
-            self._state_parts(state, batched)
-            self._check_input(x)
-            if not batched:
-                x = x.unsqueeze(1)
-            elif self.batch_first:
-                x = x.transpose(0, 1)
-            lengths = self._resolve_lengths(x, lengths, mask, batched)
-        hx = self._prepare_state(state, x.shape[1], x, batched)
-
+        x, hx, lengths, batched, packed_info = self._prepare_call(input, state, lengths, mask)
         outputs, finals, states = self._run(x, hx, lengths, return_states)
 
         if packed_info is not None:
@@ -323,8 +335,9 @@ class Recurrent(nn.Module):
         self, x: Tensor, hx: State, lengths: Tensor | None, return_states: bool
     ) -> tuple[Tensor, State, tuple[Tensor, ...] | None]:
         """Time-major core: x (T, B, I), hx components (L*D, B, n)."""
-        vmapped = any(map(is_batched, (x, *hx, *self._parameters.values())))
-        plan = self.plan(x.device, x.dtype, return_states, x.shape[1], vmapped)
+        plan = self._call_plan(x, hx, return_states)
+        if plan.capture == "torch.jit.trace":
+            self._check_traceable(plan)
         training = self.training
         T, B = x.shape[0], x.shape[1]
         D = self.num_directions
@@ -378,6 +391,56 @@ class Recurrent(nn.Module):
         if return_states:
             states = tuple(torch.stack(parts) for parts in zip(*states_per_layer, strict=True))
         return layer_input, finals, states
+
+    def _prepare_call(
+        self, input: Tensor | PackedSequence, state, lengths: Tensor | None, mask: Tensor | None
+    ) -> _Call:
+        """``forward``'s arguments checked (torch.nn's order and messages) and in the time-major
+        layout the executors take."""
+        packed_info = None
+        if isinstance(input, PackedSequence):
+            if lengths is not None or mask is not None:
+                raise ValueError("a PackedSequence carries its own lengths; do not pass lengths/mask")
+            packed_info = (input.sorted_indices, input.unsorted_indices)
+            x, lengths = pad_packed_sequence(input)  # (T, B, I), original batch order
+            batched = True
+            self._state_parts(state, batched)  # torch checks the state's dims before the input
+            self._check_input(x)
+        else:
+            x = input
+            if x.dim() not in (2, 3):
+                tensor = " tensor" if self._mode == "RNN" else ""  # torch.nn.RNN's wording differs
+                raise ValueError(f"{self._mode}: Expected input to be 2D or 3D, got {x.dim()}D{tensor} instead")
+            batched = x.dim() == 3
+            self._state_parts(state, batched)
+            self._check_input(x)
+            if not batched:
+                x = x.unsqueeze(1)
+            elif self.batch_first:
+                x = x.transpose(0, 1)
+            lengths = self._resolve_lengths(x, lengths, mask, batched)
+        hx = self._prepare_state(state, x.shape[1], x, batched)
+        # torch's kernels check this after torch.nn's Python checks (a tracer records no checks)
+        if not torch.jit.is_tracing() and x.shape[0] == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+        return _Call(x, hx, lengths, batched, packed_info)
+
+    def _check_traceable(self, plan: ExecutionPlan) -> None:
+        """Under ``torch.jit.trace`` (also ``torch.onnx.export(dynamo=False)``) only torch's kernels
+        give a trace that is right for every input shape: a Python time loop is unrolled for the
+        traced length, rnnkit's C++ kernels and mask generator are recorded as constants."""
+        why = None
+        if not all(ex.name == "native" for per in plan.executors for ex in per):
+            why = plan.stack_refused or "not every layer runs on torch's kernels"
+        elif self.training and (self.variational_dropout > 0 or self.weight_drop > 0):
+            why = "variational dropout/weight drop masks come from rnnkit's generator"
+        if why is not None:
+            raise RuntimeError(
+                f"torch.jit.trace cannot record this {type(self).__name__} ({why}): the trace would "
+                "compute something else for other input shapes. Trace a plain configuration "
+                "(backend='auto' or 'native', in eval mode for stochastic regularisers), or use "
+                "torch.export.export or torch.compile, which handle every configuration"
+            )
 
     def _dropped_params(self, layer: int, direction: int) -> Params:
         params = self.layer_params(layer, direction)
@@ -463,6 +526,9 @@ class Recurrent(nn.Module):
     # the streaming caches hold a C++ object bound to the current parameters: never copied or
     # pickled, and dropped when a parameter is replaced, removed or converted
     _STREAM_CACHES = ("_stream_lane", "_fast_stepper", "_fast_step_static")
+
+    def __prepare_scriptable__(self):  # torch.jit.script calls this on every module first
+        refuse_scripting(self)
 
     def _drop_stream_caches(self) -> None:
         for key in self._STREAM_CACHES:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from rnnkit.cells.base import CellSpec, InitOptions, Params, options_repr
 from rnnkit.cells.registry import make_cell
+from rnnkit.layers.graph_capture import refuse_scripting
 
 
 class _CellModule(nn.Module):
@@ -43,6 +44,9 @@ class _CellModule(nn.Module):
 
     def reset_parameters(self) -> None:
         self.spec.reset_parameters(self.params(), self.init_options)
+
+    def __prepare_scriptable__(self):  # torch.jit.script calls this on every module first
+        refuse_scripting(self)
 
     def to_torch(self) -> nn.Module:
         """The torch.nn cell with the same weights (:func:`rnnkit.layers.conversion.to_torch`)."""
