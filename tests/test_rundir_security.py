@@ -360,3 +360,14 @@ def test_forecast_evaluate_never_reads_a_file_config_json_points_outside(tmp_pat
     assert main(["forecast", "evaluate", str(run)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("app", [["adding"], {"name": "adding"}, 7, None])
+def test_diagnose_with_a_non_name_app_is_one_line(trained, tmp_path, capsys, app):
+    run = _copy_run(trained, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    config["app"] = app
+    (run / "config.json").write_text(json.dumps(config))
+    code = main(["diagnose", str(run), "--out", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "names no known app" in err, err

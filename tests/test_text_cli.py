@@ -69,7 +69,10 @@ def test_cli_streaming_equals_no_stream_and_seed_reproduces(trained, capsys):
 
 def test_evaluate(trained, capsys):
     run, corpus = trained
-    code, out, _ = _run(capsys, "text", "evaluate", run, "--split", "valid")
+    # the corpus lies outside the run directory: read only when named again (docs/security.md)
+    err = _error(capsys, "text", "evaluate", run, "--split", "valid")
+    assert "outside the run directory" in err and "--corpus" in err
+    code, out, _ = _run(capsys, "text", "evaluate", run, "--split", "valid", "--corpus", corpus)
     assert code == 0
     res = json.loads(out)
     assert res["bits_per_char"] == pytest.approx(res["cross_entropy"] / math.log(2))
@@ -139,7 +142,16 @@ def test_resume_continues_the_run(trained, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(trained[0], run)
     before = json.loads((run / "metrics.json").read_text())["epochs_completed"]
-    code, _, err = _run(capsys, "text", "train", "--resume", run, "--set", f"max_epochs={before + 1}", "-q")
+    err = _error(capsys, "text", "train", "--resume", run, "--set", f"max_epochs={before + 1}", "-q")
+    assert "outside the run directory" in err and "--resume RUN PATH" in err
+    other = tmp_path / "other"  # another corpus of the same shape: a resume must not train on it
+    other.mkdir()
+    for i in range(3):
+        (other / f"part{i}.txt").write_text(f"part {i}.\n" + SENTENCE * (70 + i))
+    err = _error(capsys, "text", "train", other, "--resume", run, "--set", f"max_epochs={before + 1}", "-q")
+    assert "differs from the one" in err
+    corpus = trained[1]
+    code, _, err = _run(capsys, "text", "train", corpus, "--resume", run, "--set", f"max_epochs={before + 1}", "-q")
     assert code == 0, err
     m = json.loads((run / "metrics.json").read_text())
     assert m["epochs_completed"] == before + 1 and len(m["text"]["valid_curve"]) == before + 1
@@ -161,7 +173,10 @@ def test_awd_regularisers_and_ntasgd_train(trained, tmp_path, capsys):
 
 def test_diagnose_a_text_run(trained, tmp_path, capsys):
     run, corpus = trained
-    code, out, err = _run(capsys, "diagnose", run, "--out", tmp_path / "d", "--size", "3")
+    err = _error(capsys, "diagnose", run, "--out", tmp_path / "x", "--size", "3")
+    assert "outside the run directory" in err and "--data FILE" in err
+    code, out, err = _run(capsys, "diagnose", run, "--out", tmp_path / "d", "--size", "3", "--data",
+                          corpus / "part0.txt")
     assert code == 0, err
     assert "layer 0 dir 0: |dL/dh_first| / |dL/dh_last| =" in out
     record = json.loads((tmp_path / "d" / "diagnostics.jsonl").read_text().splitlines()[0])

@@ -254,8 +254,8 @@ def diagnose_run(run_dir: Path, out: Path | None, data: Path | None, size: int) 
     config = read_config(run_dir)
     model = rnnkit.load(run_dir)
     app_name = config.get("app")
-    if app_name not in _APPS:
-        raise UserError(f"{run_dir}: config.json names no known app ({app_name!r})")
+    if not isinstance(app_name, str) or app_name not in _APPS:  # a list or object is not a name (nor hashable)
+        raise UserError(f"{run_dir}: config.json names no known app ({str(app_name)[:60]!r})")
     _, module, why = _resolve(_APPS[app_name][0])
     provide = getattr(module, "diagnose_inputs", None)
     if provide is None:

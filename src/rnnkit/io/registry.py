@@ -29,6 +29,7 @@ from typing import Any
 from torch import nn
 
 from rnnkit.errors import UserError
+from rnnkit.io.size_limits import check_model_config
 
 
 class UnknownModel(UserError):
@@ -122,6 +123,7 @@ def build_model(spec: dict[str, Any], source: str = "config") -> nn.Module:
     config = spec.get("config", {})
     if not isinstance(config, dict):
         raise UserError(f"{source}: model config must be a JSON object, got {type(config).__name__}")
+    check_model_config(config, source)  # before any tensor: a shared config.json may ask for terabytes
     try:
         return _BY_NAME[name].from_config(dict(config))
     except UserError:

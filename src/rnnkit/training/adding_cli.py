@@ -75,10 +75,12 @@ def train(
 
 def run_adding(cfg, data, run_dir: Path, resume: bool = False, init_from: Path | None = None) -> dict:
     """Build and train the adding task (used by the CLI and the tests)."""
+    from rnnkit.io.size_limits import check_size
     from rnnkit.training.adding import AddingRegressor, AddingTask
     from rnnkit.training.config import as_dict
     from rnnkit.training.runner import fit, seed_everything
 
+    check_size(data.hidden, data.num_layers, input_size=2, seq_len=data.seq_len, batch=cfg.batch_size)
     seed_everything(cfg.seed)
     model = AddingRegressor(data.cell, data.hidden, data.num_layers)
     task = AddingTask(model, cfg, data)

@@ -88,6 +88,9 @@ def _setup(out: Path, data: Path | None, example: str | None, config: Path | Non
     tcfg, fcfg = resolve_run(ForecastConfig, flags, config)
     if not fcfg.data:
         raise UserError("no data: give --data FILE (or --example sunspots)")
+    from rnnkit.io.size_limits import check_size
+
+    check_size(fcfg.hidden, fcfg.num_layers, input_size=8, seq_len=max(fcfg.context, 0), batch=tcfg.batch_size)
     return tcfg.validate(), fcfg.validate()
 
 

@@ -20,6 +20,43 @@ app = typer.Typer(help="Text generation: character or BPE language models (LSTM/
 TRAIN = "Training"
 DATA = "Data"
 MODEL = "Model"
+#: how a user names the corpus again when config.json's paths lie outside the run directory
+CORPUS_AGAIN = {"train": "the corpus paths as arguments (rnnkit text train --resume RUN PATH...)",
+                "evaluate": "--corpus PATH (once per file or folder), or evaluate --file FILE",
+                "diagnose": "--data FILE"}
+
+
+def saved_task(run_dir: Path, saved: dict, corpus: list | None, command: str) -> dict:
+    """config.json's ``task`` with its corpus ``files`` confined to the run directory
+    (io/confine.config_path), or replaced by ``corpus`` when the user named it again."""
+    from rnnkit.io.confine import config_path
+
+    task = saved.get("task", {})
+    if not isinstance(task, dict):
+        raise UserError(f"{run_dir}/config.json: 'task' must be a JSON object")
+    if corpus:
+        return {**task, "files": [str(Path(p)) for p in corpus]}
+    files = task.get("files", [])
+    if not isinstance(files, list):
+        raise UserError(f"{run_dir}/config.json: task.files must be a list of paths; give {CORPUS_AGAIN[command]}")
+    return {**task, "files": [str(config_path(run_dir, f, f"task.files[{i}]", CORPUS_AGAIN[command]))
+                              for i, f in enumerate(files)]}
+
+
+def _without_corpus(saved: dict) -> dict:
+    """config.json's task for a command that reads a text file the user named, not the corpus."""
+    task = saved.get("task", {})
+    return {**task, "files": []} if isinstance(task, dict) else task
+
+
+def text_config(run_dir: Path, task: dict):
+    """The run's TextConfig, or a one-line error for a config.json that does not describe one."""
+    from rnnkit.apps.text.task import TextConfig
+
+    try:
+        return TextConfig(**task).validate()
+    except TypeError as exc:  # keys this version does not know
+        raise UserError(f"{run_dir}/config.json: 'task' does not describe a text run") from exc
 
 
 def resolve_text_run(flags: dict, config: Path | None, resume: Path | None):
@@ -34,7 +71,11 @@ def resolve_text_run(flags: dict, config: Path | None, resume: Path | None):
         if not (Path(resume) / "config.json").exists():
             raise UserError(f"{resume} has no config.json: nothing to resume; start it with --out {resume}")
         saved = read_config(resume)
-        layers.append((str(Path(resume) / "config.json"), {**saved.get("train", {}), **saved.get("task", {})}))
+        train = saved.get("train", {})
+        if not isinstance(train, dict):
+            raise UserError(f"{resume}/config.json: 'train' must be a JSON object")
+        task = saved_task(resume, saved, flags.get("files"), "train")
+        layers.append((str(Path(resume) / "config.json"), {**train, **task}))
     if config is not None:
         layers.append((str(config), read_config_file(config)))
     layers.append(("--flags", flags))
@@ -128,23 +169,26 @@ def evaluate(
     split: Annotated[str, typer.Option(help="test | valid | train (of the training corpus)")] = "test",
     file: Annotated[Path | None, typer.Option(help="evaluate on this UTF-8 text file instead")] = None,
     batch: Annotated[int, typer.Option(help="parallel streams")] = 16,
+    corpus: Annotated[list[Path] | None, typer.Option(help="the training corpus (files or folders), when it "
+                                                           "lies outside the run directory")] = None,
 ) -> None:
     """Cross-entropy, perplexity and bits per character of a trained model on held-out text."""
     import json
 
     from rnnkit.apps.text.metrics import summary
 
-    res = evaluate_run(run_dir, split, file, batch)
+    res = evaluate_run(run_dir, split, file, batch, corpus)
     s = summary(res["cross_entropy"], res["tokens_per_char"])
     typer.echo(json.dumps({**res, **s}, indent=2))
 
 
-def evaluate_run(run_dir: Path, split: str = "test", file: Path | None = None, batch: int = 16) -> dict:
+def evaluate_run(run_dir: Path, split: str = "test", file: Path | None = None, batch: int = 16,
+                 corpus: list[Path] | None = None) -> dict:
     import torch
 
     import rnnkit
     from rnnkit.apps.text.data import read_text_file
-    from rnnkit.apps.text.task import TextConfig, evaluate_ids, prepare
+    from rnnkit.apps.text.task import evaluate_ids, prepare
     from rnnkit.apps.text.tokenizer import load_tokenizer
     from rnnkit.io.saving import read_config
 
@@ -153,7 +197,9 @@ def evaluate_run(run_dir: Path, split: str = "test", file: Path | None = None, b
     model = rnnkit.load(run_dir)
     tok = load_tokenizer(run_dir)
     cfg = read_config(run_dir)
-    text_cfg = TextConfig(**cfg.get("task", {}))
+    # the corpus paths are confined only when they are read: --file needs none of them
+    text_cfg = text_config(run_dir, saved_task(run_dir, cfg, corpus, "evaluate") if file is None
+                           else _without_corpus(cfg))
     if file is not None:
         s = read_text_file(Path(file))
         if not s:
@@ -214,13 +260,14 @@ def diagnose_inputs(run_dir: Path, model, config: dict, data: Path | None, size:
     import torch
 
     from rnnkit.apps.text.data import read_text_file
-    from rnnkit.apps.text.task import TextConfig, prepare
+    from rnnkit.apps.text.task import prepare
     from rnnkit.apps.text.tokenizer import load_tokenizer
 
     if getattr(model, "rnn", None) is None:
         raise UserError("only recurrent text models can be diagnosed (this run is a transformer)")
     tok = load_tokenizer(run_dir)
-    text_cfg = TextConfig(**config.get("task", {}))
+    text_cfg = text_config(run_dir, saved_task(run_dir, config, None, "diagnose") if data is None
+                           else _without_corpus(config))
     if data is not None:
         ids, source = torch.tensor(tok.encode(read_text_file(Path(data))), dtype=torch.long), str(data)
     else:

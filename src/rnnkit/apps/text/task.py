@@ -235,11 +235,15 @@ def run_text(cfg: TrainConfig, text: TextConfig, run_dir: Path, resume: bool = F
     from rnnkit.apps.text.model import param_count
     from rnnkit.apps.text.tokenizer import load_tokenizer, save_tokenizer
     from rnnkit.io.atomic import write_json_atomic
+    from rnnkit.io.size_limits import check_size
     from rnnkit.training.config import as_dict
     from rnnkit.training.runner import fit, seed_everything
 
     run_dir = Path(run_dir)
     text = TextConfig(**{**as_dict(text), "files": [str(Path(f).resolve()) for f in text.files]}).validate()
+    emb = text.embedding_size or text.hidden
+    check_size(text.hidden, text.num_layers, input_size=emb, seq_len=text.bptt or 0, batch=cfg.batch_size,
+               extra_parameters=2 * emb * (text.bpe_vocab if text.tokenizer == "bpe" else 256))
     data = prepare(text, load_tokenizer(run_dir) if resume and (run_dir / "tokenizer.json").exists() else None)
     need = cfg.batch_size * (text.bptt + 1)
     if len(data.ids["train"]) < need:
@@ -263,6 +267,8 @@ def run_text(cfg: TrainConfig, text: TextConfig, run_dir: Path, resume: bool = F
              "test_documents": data.split.names("test")[:50],
              "characters": data.chars, "tokens": {w: len(v) for w, v in data.ids.items()},
              "valid_tokens_per_char": tpc}
+    if resume and (run_dir / "config.json").exists():
+        _same_corpus(run_dir, stats)
     if not cfg.quiet:
         print(f"corpus: {sum(data.chars.values()):,} characters, {len(data.split.train)}/{len(data.split.valid)}/"
               f"{len(data.split.test)} train/valid/test documents ({data.split.mode}); {data.tokenizer.kind} "
@@ -292,6 +298,21 @@ def run_text(cfg: TrainConfig, text: TextConfig, run_dir: Path, resume: bool = F
     metrics = {**metrics, "text": extra}
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def _same_corpus(run_dir: Path, stats: dict[str, Any]) -> None:
+    """A resume may name the corpus again (it moved): it must be the corpus the run was trained on,
+    compared by its characters and tokens per split (config.json's ``stats``)."""
+    from rnnkit.io.saving import read_config
+
+    saved = read_config(run_dir).get("stats")
+    if not isinstance(saved, dict) or "characters" not in saved:
+        return  # an older run without stats: nothing to compare with
+    for key in ("characters", "tokens"):
+        if saved.get(key) != stats[key]:
+            raise UserError(f"the corpus read now differs from the one {run_dir} was trained on ({key} per split "
+                            f"{stats[key]} vs {str(saved.get(key))[:80]}): name the same corpus, or start a new "
+                            "run with --out (--init-from copies the weights)")
 
 
 @torch.no_grad()
