@@ -40,7 +40,7 @@ def test_train_evaluate_predict_airpassengers(tmp_path, capsys):
 
     report = json.loads((out / "evaluation.json").read_text())
     assert report["metrics"]["snaive"]["rmse"] == pytest.approx(50.708, abs=1e-3)
-    assert set(report["metrics"]) == {"rnnkit-gru", "naive", "snaive", "ets", "arima"}
+    assert set(report["metrics"]) == {"rnnkit-gru", "naive", "snaive", "ets", "theta", "arima", "median"}
     assert np.isfinite(report["metrics"]["rnnkit-gru"]["crps"])
 
     model = rnnkit.load(out)  # config.json + safetensors, no pickle

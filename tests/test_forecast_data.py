@@ -77,10 +77,13 @@ BAD = {
     "unknown covariate": (None, ["--known-covariates", "humidity"], "unknown covariate"),
     "horizon zero": (None, ["--horizon", "0"], "horizon must be positive"),
     "horizon negative": (None, ["--horizon=-3"], "horizon must be positive"),
-    "short series": (None, ["--context", "200"], "shorter than the window"),
-    "short series auto": ("series_id,timestamp,value\n" + "".join(f"a,{2000 + i},{i}\n" for i in range(8))
-                          + "".join(f"b,{2000 + i},{i}\n" for i in range(30)), ["--horizon", "7"],
-                          "shorter than the window"),
+    "short series, strict policy": (None, ["--context", "200", "--set", "short=error"], "shorter than the window"),
+    "series of length 1": ("series_id,timestamp,value\na,2001,5\n" + "".join(f"b,{2000 + i},{i}\n" for i in range(30)),
+                           ["--horizon", "3"], "needs at least 2"),
+    "constant series": ("series_id,timestamp,value\n" + "".join(f"a,{2000 + i},7\n" for i in range(20))
+                        + "".join(f"b,{2000 + i},{i}\n" for i in range(30)), ["--horizon", "3"], "is constant"),
+    "bad fallback": (None, ["--set", "fallback=median"], "unknown fallback"),
+    "bad lookbacks": (None, ["--set", "lookbacks=2,x"], "lookbacks must be numbers"),
     "log of non-positive": ("series_id,timestamp,value\n" + "".join(f"a,{2000 + i},{i - 3}\n" for i in range(40)),
                             ["--transform", "log"], "positive"),
 }
@@ -115,7 +118,7 @@ def test_short_series_policy_drop(tmp_path, capsys):
     cfg = ForecastConfig(horizon=4, short="drop").validate()
     kept = drop_short(cfg, s, holdout=4)
     assert kept.ids == ["b"] and "dropped 1 of 2" in capsys.readouterr().err
-    assert drop_short(ForecastConfig(horizon=4), s, 4) is s  # the default is error (in resolve_shapes)
+    assert drop_short(ForecastConfig(horizon=4), s, 4) is s  # the default pads short series
 
 
 def test_auto_head_rule():

@@ -1,9 +1,13 @@
-"""Baselines scored on the same windows as the model: naive, seasonal naive, ETS, ARIMA (statsmodels).
+"""Baselines scored on the same windows as the model: naive, seasonal naive, damped Holt, ETS, Theta,
+ARIMA (statsmodels) and ``median``, the median of the statistical ones' forecasts (the bar of
+forecasting competitions: combinations of simple methods are hard to beat).
 
 Each takes the history of one window and returns ``(point (h,), samples (h, n) or None)``.
 ETS: Holt-Winters exponential smoothing with a damped additive trend and a multiplicative season
 (additive if the series is not positive; none if shorter than two seasons), fitted by maximum
-likelihood. ARIMA: the airline model SARIMA(0,1,1)(0,1,1)_m on log values for positive series (Box &
+likelihood. Damped Holt: the same without a season. Theta: statsmodels' ``ThetaModel``
+(Assimakopoulos & Nikolopoulos 2000; multiplicative deseasonalising when the history holds two
+seasons). ARIMA: the airline model SARIMA(0,1,1)(0,1,1)_m on log values for positive series (Box &
 Jenkins), ARIMA(1,1,1) without a season; Gaussian predictive intervals (on the log scale when logged).
 A baseline that fails to fit a window falls back to the seasonal naive forecast (counted in the report).
 ETS and ARIMA see the last ``max(6 m, 200)`` steps of a long history (cost; the older past barely
@@ -16,7 +20,9 @@ import warnings
 
 import numpy as np
 
-BASELINES = ("naive", "snaive", "ets", "arima")
+BASELINES = ("naive", "snaive", "holt", "ets", "theta", "arima", "median")
+#: the statistical methods whose median is the ``median`` row
+COMBINED = ("holt", "ets", "theta", "arima")
 
 
 def naive(history: np.ndarray, h: int, season: int) -> np.ndarray:
@@ -50,6 +56,27 @@ def ets(history: np.ndarray, h: int, season: int) -> np.ndarray:
         fc = np.asarray(model.fit().forecast(h), float)
     if not np.all(np.isfinite(fc)):
         raise ValueError("ETS forecast is not finite")
+    return fc
+
+
+def holt(history: np.ndarray, h: int, season: int) -> np.ndarray:
+    return ets(history, h, 1)
+
+
+def theta(history: np.ndarray, h: int, season: int) -> np.ndarray:
+    from statsmodels.tsa.forecasting.theta import ThetaModel
+
+    x = _recent(history, season)
+    if len(x) < 3:
+        raise ValueError("Theta needs 3 values")
+    seasonal = season > 1 and len(x) >= 2 * season
+    method = "multiplicative" if bool(np.all(x > 0)) else "additive"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ThetaModel(x, period=season if seasonal else 1, deseasonalize=seasonal, method=method)
+        fc = np.asarray(model.fit().forecast(h), float)
+    if not np.all(np.isfinite(fc)):
+        raise ValueError("Theta forecast is not finite")
     return fc
 
 
@@ -89,6 +116,10 @@ def forecast(name: str, history: np.ndarray, h: int, season: int, n_samples: int
             return seasonal_naive(history, h, season), None, False
         if name == "ets":
             return ets(history, h, season), None, False
+        if name == "holt":
+            return holt(history, h, season), None, False
+        if name == "theta":
+            return theta(history, h, season), None, False
         if name == "arima":
             p, s = arima(history, h, season, n_samples)
             return p, s, False

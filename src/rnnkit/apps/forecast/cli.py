@@ -155,7 +155,7 @@ def train(
 
 def run_train(tcfg, fcfg, out: Path, command: str | None = None, backtest: bool = False) -> dict:
     """Train (and score the hold-out, or every backtest window); returns the report."""
-    from .pipeline import drop_short, evaluation_origins, read_data, train_model
+    from .pipeline import drop_short, evaluation_origins, read_data, resolve_holdout, train_model
 
     data = read_data(fcfg)
     if backtest:
@@ -164,7 +164,7 @@ def run_train(tcfg, fcfg, out: Path, command: str | None = None, backtest: bool 
         data = drop_short(fcfg, data, holdout)
         origins, holdout = evaluation_origins(data, fcfg.horizon, fcfg.windows, stride)
     else:
-        holdout = fcfg.horizon if fcfg.holdout < 0 else fcfg.holdout
+        data, holdout = resolve_holdout(fcfg, data)  # the default adapts to short series (a note says so)
         data = drop_short(fcfg, data, holdout)
         origins = evaluation_origins(data, fcfg.horizon, max(1, holdout // fcfg.horizon), fcfg.horizon)[0] \
             if holdout else None
@@ -274,10 +274,7 @@ def predict(
     from .plots import plot_future
 
     model, fcfg, _ = _load_run(run_dir, data)
-    d = drop_short(fcfg, read_data(fcfg), 0, horizon=0)
-    from .data import check_lengths
-
-    check_lengths(d, fcfg.context, 0, 0, fcfg.data)
+    d = drop_short(fcfg, read_data(fcfg), 0, horizon=0)  # short series: padded, or the named fallback
     H = fcfg.horizon
     ft = [future_times(t, d.freq, H) for t in d.times]
     known_future = None
@@ -287,14 +284,15 @@ def predict(
                             f"for the next {H} steps with --future FILE")
         known_future = load_future(future, d, ft, fcfg.id_col, fcfg.time_col)
     origins = [np.array([len(v)]) for v in d.values]
-    _w, point, samples = model_forecast(model, fcfg, d, origins, 0, known_future)
+    w, point, samples = model_forecast(model, fcfg, d, origins, 0, known_future)
     qs = fcfg.quantile_list()
     recs = []
     for s in range(len(d)):
         qv = np.quantile(samples[s], qs, axis=0)
         for k in range(H):
             rec = {"series_id": d.ids[s], "timestamp": fmt_time(ft[s][k]), "step": k + 1,
-                   "forecast": float(point[s, k]), "mean": float(samples[s, :, k].mean())}
+                   "forecast": float(point[s, k]), "mean": float(samples[s, :, k].mean()),
+                   "method": str(w.method[s])}
             rec.update({f"q{q:g}": float(v) for q, v in zip(qs, qv[:, k], strict=True)})
             recs.append(rec)
     write_text_atomic(output, pd.DataFrame.from_records(recs).to_csv(index=False))

@@ -377,6 +377,7 @@ class Windows:
     static: np.ndarray
     series: np.ndarray
     origin: np.ndarray  # index in the series of the first forecast step
+    method: np.ndarray | None = None  # who forecast each window (the model, or the named fallback)
 
     def __len__(self) -> int:
         return len(self.y_ctx)
@@ -388,7 +389,9 @@ def make_windows(data: Series, context: int, horizon: int, origins: list[np.ndar
 
     Context features: past covariates, known covariates, seasonal features; future features: known
     covariates and seasonal features. ``y_fut`` past the end of a series is NaN (forecasting the
-    future; ``known_future[s]`` then gives the known covariates of those steps).
+    future; ``known_future[s]`` then gives the known covariates of those steps). An origin with fewer
+    than ``context`` steps before it is left-padded: ``y_ctx`` is NaN there (the model's mask) and
+    the context features are 0.
     """
     yc, yf, xc, xf, st, sid, org = [], [], [], [], [], [], []
     for s, starts in enumerate(origins):
@@ -401,15 +404,17 @@ def make_windows(data: Series, context: int, horizon: int, origins: list[np.ndar
         for o in starts:
             o = int(o)
             fp = pos[o - 1] + np.arange(1, horizon + 1)  # the grid is regular: one step apart
-            ctx = slice(o - context, o)
-            yc.append(y[ctx])
+            pad = max(0, context - o)
+            ctx = slice(o - context + pad, o)
+            yc.append(np.concatenate([np.full(pad, np.nan), y[ctx]]))
             fut = np.full(horizon, np.nan)
             fut[:max(0, min(horizon, n - o))] = y[o:o + horizon]
             yf.append(fut)
             if known.shape[1] and len(known) < o + horizon:
                 raise UserError(f"series {data.ids[s]!r}: known covariates are needed for the {horizon} steps "
                                 "after the end of the data; give them with --future FILE")
-            xc.append(np.concatenate([past[ctx], known[ctx], time_features(pos[ctx], season)], 1))
+            feats = np.concatenate([past[ctx], known[ctx], time_features(pos[ctx], season)], 1)
+            xc.append(np.concatenate([np.zeros((pad, feats.shape[1])), feats]) if pad else feats)
             kf = known[o:o + horizon] if known.shape[1] else np.zeros((horizon, 0))
             xf.append(np.concatenate([kf, time_features(fp, season)], 1))
             st.append(data.static[s] if data.static is not None else np.zeros(0))

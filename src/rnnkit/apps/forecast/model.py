@@ -30,10 +30,12 @@ from rnnkit.errors import UserError
 from rnnkit.io.registry import register_model
 from rnnkit.layers.recurrent import Recurrent
 
+from . import calibration
+
 ARCHS = ("rnn", "transformer")
 HEADS = ("direct", "autoregressive")
 LIKELIHOODS = ("gaussian", "student_t")
-SCALINGS = ("window", "none")
+SCALINGS = ("window", "last", "none")
 
 
 @register_model("forecast.net")
@@ -43,7 +45,8 @@ class Forecaster(nn.Module):
                  num_layers: int = 1, dropout: float = 0.0, head: str = "direct", likelihood: str = "gaussian",
                  scaling: str = "window", backend: str = "auto", heads: int = 4,
                  cov_mean: list[float] | None = None, cov_std: list[float] | None = None,
-                 static_mean: list[float] | None = None, static_std: list[float] | None = None) -> None:
+                 static_mean: list[float] | None = None, static_std: list[float] | None = None,
+                 masked: bool = False, calibrated: bool = False) -> None:
         cfg = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
         for name, value, choices in (("arch", arch, ARCHS), ("head", head, HEADS),
@@ -57,7 +60,11 @@ class Forecaster(nn.Module):
                             "known covariates")
         self.cfg = cfg
         self.context, self.horizon, self.head_kind, self.arch = context, horizon, head, arch
-        self.likelihood, self.scaling = likelihood, scaling
+        self.likelihood, self.scaling, self.masked = likelihood, scaling, masked
+        extra = 1 if masked else 0  # the mask channel: 1 on real steps, 0 on left padding
+        self.calibrated = calibrated
+        if calibrated:  # conformal factors (calibration.py), fitted after training; 1: unchanged
+            self.register_buffer("calib", torch.ones(horizon, 2))
         self.n_ctx, self.n_fut, self.n_static, self.n_past = n_ctx_features, n_fut_features, n_static, n_past
         n_cov = n_ctx_features  # covariate normalisation: past+known columns of x_ctx (seasonal ones have std 1)
         self.register_buffer("cov_mean", torch.tensor(cov_mean or [0.0] * n_cov, dtype=torch.float32))
@@ -66,12 +73,12 @@ class Forecaster(nn.Module):
         self.register_buffer("st_std", torch.tensor(static_std or [1.0] * n_static, dtype=torch.float32))
         n_params = 3 if likelihood == "student_t" else 2
         if head == "autoregressive":
-            n_in = 1 + n_fut_features + n_static
+            n_in = 1 + n_fut_features + n_static + extra
             self.rnn = Recurrent(cell, n_in, hidden, num_layers, dropout=dropout if num_layers > 1 else 0.0,
                                  backend=backend)
             self.out = nn.Linear(hidden, n_params)
             return
-        n_in = 1 + n_ctx_features + n_static
+        n_in = 1 + n_ctx_features + n_static + extra
         if arch == "rnn":
             self.rnn = Recurrent(cell, n_in, hidden, num_layers, dropout=dropout if num_layers > 1 else 0.0,
                                  backend=backend)
@@ -91,11 +98,25 @@ class Forecaster(nn.Module):
 
     # ---- pieces ----------------------------------------------------------------------------------
     def _scale(self, y_ctx: Tensor) -> tuple[Tensor, Tensor]:
+        """(loc, scale) of each window from its real (finite) context steps only.
+
+        ``window``: mean and standard deviation; ``last``: the last value and the mean absolute step
+        (level normalisation: the network forecasts changes from now, in units of the usual step)."""
         if self.scaling == "none":
             return torch.zeros_like(y_ctx[:, :1]), torch.ones_like(y_ctx[:, :1])
-        loc = y_ctx.mean(1, keepdim=True)
-        scale = y_ctx.std(1, keepdim=True, unbiased=False)
-        scale = torch.where(scale > 1e-8, scale, loc.abs().clamp_min(1.0))
+        real = torch.isfinite(y_ctx)
+        y = torch.where(real, y_ctx, 0.0)
+        n = real.sum(1, keepdim=True).clamp_min(1)
+        mean = y.sum(1, keepdim=True) / n
+        if self.scaling == "last":
+            loc = y[:, -1:]  # the last step is always real (padding is on the left)
+            both = real[:, 1:] & real[:, :-1]
+            step = torch.where(both, (y[:, 1:] - y[:, :-1]).abs(), 0.0)
+            scale = step.sum(1, keepdim=True) / both.sum(1, keepdim=True).clamp_min(1)
+        else:
+            loc = mean
+            scale = torch.sqrt((torch.where(real, y - mean, 0.0) ** 2).sum(1, keepdim=True) / n)
+        scale = torch.where(scale > 1e-8, scale, mean.abs().clamp_min(1.0))
         return loc, scale
 
     def _norm_features(self, x_ctx: Tensor, x_fut: Tensor, static: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -112,9 +133,22 @@ class Forecaster(nn.Module):
             return StudentT(2.0 + nn.functional.softplus(raw[..., 2]), mu, sigma)
         return Normal(mu, sigma)
 
-    def _direct(self, z_ctx: Tensor, x_ctx: Tensor, x_fut: Tensor, static: Tensor):
+    def _prepare(self, y_ctx: Tensor, x_ctx: Tensor, x_fut: Tensor, static: Tensor):
+        """(z_ctx, x_ctx, mask, x_fut, static, loc, scale): scaled values and normalised features with
+        the padded steps zeroed, so that what the padding holds never reaches the network (its only
+        trace is the mask channel)."""
+        loc, scale = self._scale(y_ctx)
+        real = torch.isfinite(y_ctx)
+        z = torch.where(real, (torch.where(real, y_ctx, 0.0) - loc) / scale, 0.0)
+        x_ctx, x_fut, static = self._norm_features(x_ctx, x_fut, static)
+        return z, x_ctx * real[..., None], real.to(z.dtype), x_fut, static, loc, scale
+
+    def _with_mask(self, parts: list[Tensor], mask: Tensor) -> Tensor:
+        return torch.cat([*parts, mask[..., None]] if self.masked else parts, -1)
+
+    def _direct(self, z_ctx: Tensor, x_ctx: Tensor, mask: Tensor, x_fut: Tensor, static: Tensor):
         B, L = z_ctx.shape
-        inp = torch.cat([z_ctx[..., None], x_ctx, static[:, None, :].expand(B, L, -1)], -1)
+        inp = self._with_mask([z_ctx[..., None], x_ctx, static[:, None, :].expand(B, L, -1)], mask)
         if self.arch == "rnn":
             out, _ = self.rnn(inp.transpose(0, 1))
             h = out[-1]
@@ -125,58 +159,58 @@ class Forecaster(nn.Module):
         z = torch.cat([h[:, None, :].expand(B, H, -1), x_fut, steps], -1)
         return self._dist(self.mlp(z))
 
-    def _ar_inputs(self, z_prev: Tensor, x_fut: Tensor, static: Tensor) -> Tensor:
+    def _ar_inputs(self, z_prev: Tensor, x_fut: Tensor, static: Tensor, mask: Tensor) -> Tensor:
         B, T = z_prev.shape
-        return torch.cat([z_prev[..., None], x_fut, static[:, None, :].expand(B, T, -1)], -1).transpose(0, 1)
+        return self._with_mask([z_prev[..., None], x_fut, static[:, None, :].expand(B, T, -1)], mask).transpose(0, 1)
 
     # ---- training --------------------------------------------------------------------------------
     def loss(self, y_ctx: Tensor, x_ctx: Tensor, x_fut: Tensor, static: Tensor, y_fut: Tensor) -> Tensor:
-        """Mean negative log-likelihood of the scaled targets."""
-        loc, scale = self._scale(y_ctx)
-        z_ctx, z_fut = (y_ctx - loc) / scale, (y_fut - loc) / scale
-        x_ctx, x_fut, static = self._norm_features(x_ctx, x_fut, static)
+        """Mean negative log-likelihood of the scaled targets (real steps only)."""
+        z_ctx, x_ctx, mask, x_fut, static, loc, scale = self._prepare(y_ctx, x_ctx, x_fut, static)
+        z_fut = (y_fut - loc) / scale
         if self.head_kind == "direct":
-            return -self._dist_direct(z_ctx, x_ctx, x_fut, static).log_prob(z_fut).mean()
+            return -self._direct(z_ctx, x_ctx, mask, x_fut, static).log_prob(z_fut).mean()
         z_all = torch.cat([z_ctx, z_fut], 1)
+        m_all = torch.cat([mask, torch.ones_like(z_fut)], 1)
         n_known = self.n_ctx - self.n_past
         feats = torch.cat([x_ctx[..., self.n_past:self.n_past + n_known], x_fut], 1)
-        out, _ = self.rnn(self._ar_inputs(z_all[:, :-1], feats[:, 1:], static))
-        dist = self._dist(self.out(out.transpose(0, 1)))
-        return -dist.log_prob(z_all[:, 1:]).mean()
-
-    def _dist_direct(self, z_ctx, x_ctx, x_fut, static):
-        return self._direct(z_ctx, x_ctx, x_fut, static)
+        out, _ = self.rnn(self._ar_inputs(z_all[:, :-1], feats[:, 1:], static, m_all[:, :-1]))
+        nll = -self._dist(self.out(out.transpose(0, 1))).log_prob(z_all[:, 1:])
+        target = m_all[:, 1:]  # no loss on padded targets
+        return (nll * target).sum() / target.sum().clamp_min(1)
 
     # ---- forecasting -----------------------------------------------------------------------------
     @torch.no_grad()
     def forecast(self, y_ctx: Tensor, x_ctx: Tensor, x_fut: Tensor, static: Tensor, n_samples: int = 200,
                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """(point (B, H): the median, samples (B, n, H)) on the (transformed) value scale."""
-        loc, scale = self._scale(y_ctx)
-        z_ctx = (y_ctx - loc) / scale
-        x_ctx, x_fut, static = self._norm_features(x_ctx, x_fut, static)
+        z_ctx, x_ctx, mask, x_fut, static, loc, scale = self._prepare(y_ctx, x_ctx, x_fut, static)
         if self.head_kind == "direct":
-            dist = self._direct(z_ctx, x_ctx, x_fut, static)
+            dist = self._direct(z_ctx, x_ctx, mask, x_fut, static)
             eps = _standard_samples(dist, n_samples, generator)
             samples = dist.loc[:, None] + dist.scale[:, None] * eps
             point = dist.loc
         else:
-            samples = self._ar_sample(z_ctx, x_ctx, x_fut, static, n_samples, generator)
+            samples = self._ar_sample(z_ctx, x_ctx, mask, x_fut, static, n_samples, generator)
             point = samples.median(1).values
-        return point * scale + loc, samples * scale[:, :, None] + loc[:, :, None]
+        point, samples = point * scale + loc, samples * scale[:, :, None] + loc[:, :, None]
+        if self.calibrated:
+            samples = calibration.apply(point, samples, self.calib)
+        return point, samples
 
-    def _ar_sample(self, z_ctx, x_ctx, x_fut, static, n, generator):
+    def _ar_sample(self, z_ctx, x_ctx, mask, x_fut, static, n, generator):
         B, _L = z_ctx.shape
         n_known = self.n_ctx - self.n_past
         known_ctx = x_ctx[..., self.n_past:self.n_past + n_known]
-        _, state = self.rnn(self._ar_inputs(z_ctx[:, :-1], known_ctx[:, 1:], static))
+        _, state = self.rnn(self._ar_inputs(z_ctx[:, :-1], known_ctx[:, 1:], static, mask[:, :-1]))
         rep = _repeat_state(state, n)
         prev = z_ctx[:, -1].repeat_interleave(n)
         fut = x_fut.repeat_interleave(n, 0)
         st = static.repeat_interleave(n, 0)
+        one = torch.ones(B * n, 1, dtype=z_ctx.dtype)
         out = []
         for k in range(self.horizon):
-            o, rep = self.rnn(self._ar_inputs(prev[:, None], fut[:, k:k + 1], st), rep)
+            o, rep = self.rnn(self._ar_inputs(prev[:, None], fut[:, k:k + 1], st, one), rep)
             dist = self._dist(self.out(o[0]))
             eps = _standard_samples(dist, 1, generator)[:, 0]
             prev = dist.loc + dist.scale * eps
@@ -205,29 +239,13 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@register_model("forecast.ensemble")
-class ForecastEnsemble(nn.Module):
-    """``members`` forecasters of one configuration from different initialisations, trained together
-    on the same batches (the loss is the mean of theirs). The point forecast is the mean of the
-    members' medians; the samples are pooled (an equal-weight mixture)."""
+def member_losses(model: nn.Module, *batch: Tensor) -> Tensor:
+    """One loss per ensemble member ((1,) for a single forecaster): for model selection per member."""
+    if hasattr(model, "member_losses"):
+        return model.member_losses(*batch)
+    return model.loss(*batch)[None]
 
-    def __init__(self, members: int = 5, **config: Any) -> None:
-        super().__init__()
-        if members < 2:
-            raise UserError(f"an ensemble needs at least 2 members, got {members}")
-        self.members = members
-        self.nets = nn.ModuleList(Forecaster(**config) for _ in range(members))
-        self.horizon = self.nets[0].horizon
 
-    def get_config(self) -> dict[str, Any]:
-        return {"members": self.members, **self.nets[0].get_config()}
+from . import ensemble  # noqa: E402, F401  (registers forecast.ensemble, which builds on Forecaster)
 
-    def loss(self, *batch: Tensor) -> Tensor:
-        return torch.stack([net.loss(*batch) for net in self.nets]).mean()
-
-    @torch.no_grad()
-    def forecast(self, y_ctx, x_ctx, x_fut, static, n_samples: int = 200, generator=None):
-        per = max(1, -(-n_samples // self.members))
-        outs = [net.forecast(y_ctx, x_ctx, x_fut, static, per, generator) for net in self.nets]
-        point = torch.stack([p for p, _ in outs]).mean(0)
-        return point, torch.cat([s for _, s in outs], 1)
+__all__ = ["Forecaster", "count_parameters", "member_losses"]

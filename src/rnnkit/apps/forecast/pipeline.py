@@ -68,18 +68,36 @@ class ForecastConfig:
     max_windows: int = 20000  # training windows (a seeded subsample beyond this)
     n_samples: int = 200
     quantiles: str = "0.025,0.1,0.5,0.9,0.975"
-    baselines: str = "naive,snaive,ets,arima"
+    baselines: str = "naive,snaive,ets,theta,arima,median"
     plot_series: int = 4
-    short: str = "error"  # error | drop: series shorter than context + horizon (+ hold-out)
+    short: str = "pad"  # pad (left padding + mask) | drop: series shorter than context + horizon (+ hold-out)
     ensemble: int = 1  # > 1: that many forecasters from different initialisations, trained together
+    min_context: int = 4  # real steps a window needs; shorter histories are forecast by the fallback
+    fallback: str = "naive"
+    lookbacks: str = ""  # contexts as multiples of the horizon ("1.5,2,3"): an ensemble over them
+    seeds: int = 1  # members per lookback (different initialisations)
+    combine: str = "median"  # the members' point forecasts -> one (median | mean)
+    validation: str = "holdout"  # holdout: the last horizon of the training part, not trained on | last
+    calibrate: bool = True  # conformal factors from the held-out validation windows (calibration.py)
 
     def validate(self) -> ForecastConfig:
         if self.horizon <= 0:
             raise UserError(f"horizon must be positive, got {self.horizon}")
         if self.context < 0 or self.context == 1:
             raise UserError(f"context must be at least 2 (or 0 for automatic), got {self.context}")
-        if self.short not in ("error", "drop"):
-            raise UserError(f"unknown short-series policy {self.short!r}; choose error or drop")
+        if self.short not in ("pad", "drop", "error"):
+            raise UserError(f"unknown short-series policy {self.short!r}; choose pad, drop or error")
+        if self.min_context < 2:
+            raise UserError(f"min_context must be at least 2, got {self.min_context}")
+        if self.fallback not in bl.BASELINES or self.fallback == "median":
+            raise UserError(f"unknown fallback {self.fallback!r}; choose from {', '.join(bl.BASELINES[:-1])}")
+        if self.validation not in ("holdout", "last"):
+            raise UserError(f"unknown validation {self.validation!r}; choose holdout or last")
+        if self.combine not in ("median", "mean"):
+            raise UserError(f"unknown combine {self.combine!r}; choose median or mean")
+        if self.seeds < 1:
+            raise UserError(f"seeds must be at least 1, got {self.seeds}")
+        self.lookback_list()
         if self.transform not in ("none", "log"):
             raise UserError(f"unknown transform {self.transform!r}; choose none or log")
         for name in ("hidden", "num_layers", "windows", "n_samples", "max_windows", "ensemble"):
@@ -97,6 +115,15 @@ class ForecastConfig:
             raise UserError(f"unknown cell {self.cell!r}; choose one of: {', '.join(cell_names())}")
         return self
 
+    def lookback_list(self) -> list[float]:
+        try:
+            out = [float(x) for x in str(self.lookbacks).split(",") if x.strip()]
+        except ValueError:
+            raise UserError(f"lookbacks must be numbers separated by commas, got {self.lookbacks!r}") from None
+        if any(not x > 0 for x in out):
+            raise UserError(f"lookbacks must be positive multiples of the horizon, got {self.lookbacks!r}")
+        return out
+
     def baseline_list(self) -> list[str]:
         return [b.strip() for b in self.baselines.split(",") if b.strip()]
 
@@ -109,65 +136,132 @@ class ForecastConfig:
 
 # ---- data ----------------------------------------------------------------------------------------
 def read_data(cfg: ForecastConfig, path: str | Path | None = None) -> Series:
+    data = _load(cfg, path)
+    check_series(data, path or cfg.data)
+    return data
+
+
+def _load(cfg: ForecastConfig, path: str | Path | None = None) -> Series:
     return load_series(Path(path or cfg.data), fmt=cfg.format, id_col=cfg.id_col, time_col=cfg.time_col,
                        target=cfg.target, freq=cfg.freq, missing=cfg.missing, irregular=cfg.irregular,
                        past_covariates=cfg.past_covariates, known_covariates=cfg.known_covariates,
                        static_covariates=cfg.static_covariates)
 
 
-def drop_short(cfg: ForecastConfig, data: Series, holdout: int, horizon: int | None = None) -> Series:
-    """``short=drop``: without the series too short for the window (a note on stderr); else ``data``."""
-    if cfg.short != "drop":
-        return data
+def note(text: str) -> None:
     import sys
 
+    sys.stderr.write(f"rnnkit: note: {text}\n")
+
+
+def check_series(data: Series, path: object = "data") -> None:
+    """Series nothing can be learned from are user errors (one line): a single value, or a constant."""
+    for sid, v in zip(data.ids, data.values, strict=True):
+        if len(v) < 2:
+            raise UserError(f"{path}: series {sid!r} has {len(v)} value; a series needs at least 2 (drop it)")
+        if np.all(v == v[0]):
+            raise UserError(f"{path}: series {sid!r} is constant (every value {v[0]:g}); nothing to forecast "
+                            "from it: drop it (its forecast is that value)")
+
+
+def drop_short(cfg: ForecastConfig, data: Series, holdout: int, horizon: int | None = None) -> Series:
+    """``short=drop``: without the series too short for the window (a note on stderr); else ``data``
+    (short series are left-padded and masked; those shorter than ``min_context`` use the fallback)."""
+    if cfg.short != "drop":
+        return data
     season = cfg.season or season_for(data.freq)
     H = cfg.horizon if horizon is None else horizon
-    want = cfg.context or max(2 * cfg.horizon, 3 * season if season > 1 else 0, 8)
+    want = cfg.context or auto_context(cfg, season)
     need = want + H + holdout
     keep = [i for i, n in enumerate(data.lengths()) if n >= need]
     if not keep:
         raise UserError(f"every series is shorter than the window ({need} steps); lower --context or --horizon")
     if len(keep) < len(data):
-        sys.stderr.write(f"rnnkit: note: dropped {len(data) - len(keep)} of {len(data)} series shorter than "
-                         f"{need} steps (--set short=drop)\n")
+        note(f"dropped {len(data) - len(keep)} of {len(data)} series shorter than {need} steps (--set short=drop)")
     return data.select(keep)
 
 
+def resolve_holdout(cfg: ForecastConfig, data: Series) -> tuple[Series, int]:
+    """(data, holdout) for ``train``: the default hold-out (one horizon) is skipped, with a note, when
+    no series could still train a window without it; series with no value before the hold-out are not
+    scored (a note says how many)."""
+    H, given = cfg.horizon, cfg.holdout >= 0
+    holdout = cfg.holdout if given else H
+    if holdout == 0:
+        return data, 0
+    lengths = data.lengths()
+    if not (lengths - holdout >= cfg.min_context + H).any():
+        if given:
+            raise UserError(f"no series holds min_context {cfg.min_context} + horizon {H} + held-out {holdout} "
+                            f"values (the longest has {int(lengths.max())}); lower --holdout (0: none)")
+        note(f"no held-out evaluation: the longest series ({int(lengths.max())} values) cannot hold a training "
+             f"window (min_context {cfg.min_context} + horizon {H}) and {H} held-out steps")
+        return data, 0
+    keep = [i for i, n in enumerate(lengths) if n - holdout >= 1]
+    if len(keep) < len(data):
+        note(f"{len(data) - len(keep)} of {len(data)} series have no value before the {holdout} held-out steps: "
+             "trained on and forecast by `predict`, not scored")
+        data = data.select(keep)
+    return data, holdout
+
+
+def auto_context(cfg: ForecastConfig, season: int) -> int:
+    """The default context: two horizons, three seasons, at least 8 steps."""
+    return max(2 * cfg.horizon, 3 * season if season > 1 else 0, 8)
+
+
 def resolve_shapes(cfg: ForecastConfig, data: Series, holdout: int) -> tuple[int, int]:
-    """(context, season) for ``data`` (auto values filled in)."""
+    """(context, season) for ``data`` (auto values filled in). Series shorter than the context are
+    left-padded; the automatic context is capped by what the longest series can train on."""
     season = cfg.season or season_for(data.freq)
     if cfg.transform == "log" and any(np.any(v <= 0) for v in data.values):
         raise UserError("--transform log needs positive values; some series have values <= 0")
+    if cfg.short == "error":  # the strict policy: every series must hold the whole window
+        check_lengths(data, cfg.context or auto_context(cfg, season), cfg.horizon, holdout, cfg.data or "data")
     if cfg.context:
-        context = cfg.context
-    else:
-        want = max(2 * cfg.horizon, 3 * season if season > 1 else 0, 8)
-        room = int(data.lengths().min()) - cfg.horizon - holdout
-        context = min(want, max(room, 0))
-        if context < 2:
-            sid = data.ids[int(np.argmin(data.lengths()))]
-            raise UserError(f"series {sid!r} has {int(data.lengths().min())} values, shorter than the window "
-                            f"(horizon {cfg.horizon}" + (f" + held-out {holdout}" if holdout else "") +
-                            " + a context of at least 2); lower --horizon or drop the series")
-    check_lengths(data, context, cfg.horizon, holdout, cfg.data or "data")
-    return context, season
+        return cfg.context, season
+    spare = cfg.horizon if cfg.validation == "holdout" else 0
+    room = int(data.lengths().max()) - cfg.horizon - holdout - spare
+    return max(cfg.min_context, min(auto_context(cfg, season), room)), season
+
+
+def member_contexts(cfg: ForecastConfig, context: int) -> list[int]:
+    """One context per ensemble member: the lookbacks (multiples of the horizon) x seeds, or ``context``."""
+    looks = cfg.lookback_list()
+    base = [max(cfg.min_context, round(m * cfg.horizon)) for m in looks] if looks else [context]
+    n = max(cfg.seeds, cfg.ensemble if not looks else 1)
+    return [c for c in base for _ in range(n)]
 
 
 def training_windows(cfg: ForecastConfig, data: Series, context: int, season: int, seed: int):
-    """(train, val): every window of the (cut) series; val: the last window of each series."""
-    H = cfg.horizon
-    origins = [np.arange(context, len(v) - H + 1) for v in data.values]
+    """(train, val, held_out): windows with at least ``min_context`` real steps. With
+    ``validation=holdout`` the last window of every series long enough is the validation window and
+    no training window reaches into it (``held_out`` True); else val is the last window of each series
+    (a monitor, also trained on)."""
+    H, m = cfg.horizon, cfg.min_context
+    val_o = [len(v) - H if len(v) - H >= m else -1 for v in data.values]
+    held_out = cfg.validation == "holdout" and any(o >= 0 for o in val_o)
+    ends = [o - H if o >= 0 and held_out else len(v) - H for o, v in zip(val_o, data.values, strict=True)]
+    if held_out and all(e < m for e in ends):  # too short to spare a validation window: monitor only
+        note("no held-out validation window (the series are too short): no model selection, no calibration")
+        held_out, ends = False, [len(v) - H for v in data.values]
+    origins = [np.arange(m, e + 1) for e in ends]
     total = sum(len(o) for o in origins)
+    if total == 0:
+        raise UserError(f"no series holds a training window of min_context {m} + horizon {H} values (the longest "
+                        f"has {int(data.lengths().max())}); lower --horizon or --set min_context=N")
     if total > cfg.max_windows:
         rng = np.random.default_rng(seed)
         flat = np.concatenate([np.stack([np.full(len(o), s), o], 1) for s, o in enumerate(origins)])
         keep = flat[np.sort(rng.choice(len(flat), cfg.max_windows, replace=False))]
         origins = [keep[keep[:, 0] == s, 1] for s in range(len(data))]
     train = make_windows(data, context, H, origins, _season_feat(cfg, season), cfg.transform)
-    val = make_windows(data, context, H, [np.array([len(v) - H]) for v in data.values], _season_feat(cfg, season),
-                       cfg.transform)
-    return train, val
+    if held_out:
+        vo = [np.array([o]) if o >= 0 else np.zeros(0, int) for o in val_o]
+    else:
+        vo = [np.array([len(v) - H]) if len(v) - H >= 1 else np.zeros(0, int) for v in data.values]
+    val = make_windows(data, context, H, vo, _season_feat(cfg, season), cfg.transform)
+    return train, val, held_out
 
 
 def resolve_head(cfg: ForecastConfig, data: Series) -> str:
@@ -186,9 +280,12 @@ def _season_feat(cfg: ForecastConfig, season: int) -> int:
 
 # ---- model ---------------------------------------------------------------------------------------
 def build_model(cfg: ForecastConfig, data: Series, train: Windows, context: int):
-    from .model import ForecastEnsemble, Forecaster
+    from .ensemble import ForecastEnsemble
+    from .model import Forecaster
 
     flat = train.x_ctx.reshape(train.x_ctx.shape[0] * train.x_ctx.shape[1], train.x_ctx.shape[-1]).astype(np.float64)
+    real = np.isfinite(train.y_ctx).reshape(-1)  # padded steps are not data
+    flat = flat[real] if real.any() else flat
     mean, std = flat.mean(0), flat.std(0)
     std = np.where(std > 1e-8, std, 1.0)
     n_cov = len(data.past_names) + len(data.known_names)
@@ -200,37 +297,73 @@ def build_model(cfg: ForecastConfig, data: Series, train: Windows, context: int)
               arch=cfg.arch, cell=cfg.cell, hidden=cfg.hidden, num_layers=cfg.num_layers, dropout=cfg.dropout,
               head=cfg.head, likelihood=cfg.likelihood, scaling=cfg.scaling, backend=cfg.backend,
               cov_mean=[float(x) for x in mean], cov_std=[float(x) for x in std],
-              static_mean=[float(x) for x in np.ravel(smean)], static_std=[float(x) for x in np.ravel(sstd)])
-    return Forecaster(**kw) if cfg.ensemble <= 1 else ForecastEnsemble(cfg.ensemble, **kw)
+              static_mean=[float(x) for x in np.ravel(smean)], static_std=[float(x) for x in np.ravel(sstd)],
+              masked=True)
+    contexts = member_contexts(cfg, context)
+    if len(contexts) == 1:
+        return Forecaster(**kw, calibrated=cfg.calibrate)
+    combine = cfg.combine if (cfg.lookback_list() or cfg.seeds > 1) else "mean"  # --set ensemble=N: as before
+    return ForecastEnsemble(len(contexts), contexts, combine, calibrated=cfg.calibrate, **kw)
 
 
 def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout: int):
-    """Train on ``data`` without its last ``holdout`` steps; returns (model, fit metrics, context, season)."""
+    """Train on ``data`` without its last ``holdout`` steps; returns (model, fit metrics, resolved config).
+
+    With held-out validation windows every member keeps its best validation epoch, and (``calibrate``)
+    the conformal factors of the intervals are fitted on those windows and saved with the weights."""
     import dataclasses
 
+    from rnnkit.io.saving import save_weights
     from rnnkit.training.config import as_dict
     from rnnkit.training.runner import fit, seed_everything
 
     from .task import ForecastTask
 
     context, season = resolve_shapes(cfg, data, holdout)
-    train, val = training_windows(cfg, data.cut(holdout), context, season, tcfg.seed)
+    contexts = member_contexts(cfg, context)
+    context = max(contexts)  # windows of the longest; each member reads its own last steps
+    train, val, held_out = training_windows(cfg, data.cut(holdout), context, season, tcfg.seed)
     if len(train) < 8 * tcfg.batch_size:  # few windows: smaller batches, so an epoch is several steps
         tcfg = dataclasses.replace(tcfg, batch_size=max(1, min(tcfg.batch_size, len(train) // 8 or 1)))
     seed_everything(tcfg.seed)
-    model = build_model(dataclasses.replace(cfg, head=resolve_head(cfg, data)), data, train, context)
-    task = ForecastTask(model, tcfg, train, val)
-    resolved = dataclasses.replace(cfg, context=context, season=season, head=resolve_head(cfg, data))
-    info = {"freq": data.freq, "n_series": len(data), "train_windows": len(train), "holdout": holdout}
+    head = resolve_head(cfg, data)
+    model = build_model(dataclasses.replace(cfg, head=head), data, train, context)
+    task = ForecastTask(model, tcfg, train, val, select_best=held_out)
+    resolved = dataclasses.replace(cfg, context=context, season=season, head=head)
+    info = {"freq": data.freq, "n_series": len(data), "train_windows": len(train), "holdout": holdout,
+            "val_windows": len(val), "val_held_out": held_out, "contexts": contexts}
     metrics = fit(task, run_dir, {"app": "forecast", "task": as_dict(resolved), "data_info": info})
     model.eval()
+    if held_out:
+        metrics["best_epochs"] = task.best_epochs()
+    if cfg.calibrate and held_out and len(val):
+        import torch
+
+        from . import calibration
+
+        gen = torch.Generator().manual_seed(tcfg.seed)
+        point, samples = model.forecast(*(torch.from_numpy(a) for a in (val.y_ctx, val.x_ctx, val.x_fut, val.static)),
+                                        n_samples=cfg.n_samples, generator=gen)
+        model.calib.fill_(1.0)
+        model.calib.copy_(calibration.fit(point, samples, torch.from_numpy(val.y_fut)))
+        from rnnkit.training.runner import is_main_process
+
+        if is_main_process():
+            save_weights(model, run_dir / "model.safetensors")
+        metrics["calibration"] = model.calib.tolist()
     return model, metrics, resolved
 
 
 # ---- forecasting and scoring ---------------------------------------------------------------------
+def too_short(cfg: ForecastConfig, w: Windows) -> np.ndarray:
+    """Windows with fewer than ``min_context`` real steps: forecast by the fallback baseline."""
+    return np.isfinite(w.y_ctx).sum(1) < cfg.min_context
+
+
 def model_forecast(model, cfg: ForecastConfig, data: Series, origins: list[np.ndarray], seed: int = 0,
                    known_future=None, batch: int = 1024):
-    """Windows at ``origins`` and the model's (point (N, H), samples (N, n, H)) on the value scale."""
+    """Windows at ``origins`` and the model's (point (N, H), samples (N, n, H)) on the value scale;
+    windows of fewer than ``min_context`` real steps get the fallback baseline (a note names it)."""
     import torch
 
     w = make_windows(data, cfg.context, cfg.horizon, origins, _season_feat(cfg, cfg.season), cfg.transform,
@@ -246,31 +379,51 @@ def model_forecast(model, cfg: ForecastConfig, data: Series, origins: list[np.nd
         samples.append(s.numpy())
     point = invert_transform(np.concatenate(points).astype(np.float64), cfg.transform)
     samp = invert_transform(np.concatenate(samples).astype(np.float64), cfg.transform)
+    short = too_short(cfg, w)
+    w.method = np.where(short, f"fallback:{cfg.fallback}", "model")
+    for i in np.flatnonzero(short):
+        s, o = int(w.series[i]), int(w.origin[i])
+        p, smp, _ = bl.forecast(cfg.fallback, data.values[s][:o], cfg.horizon, cfg.season, samp.shape[1])
+        point[i] = p
+        samp[i] = np.broadcast_to(p, samp[i].shape) if smp is None else smp.T[:samp.shape[1]]
+    if short.any():
+        ids = sorted({data.ids[int(s)] for s in w.series[short]})
+        note(f"{len(ids)} series shorter than min_context {cfg.min_context} forecast by the fallback "
+             f"{cfg.fallback!r}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
     return w, point, samp
 
 
 def score(model, cfg: ForecastConfig, data: Series, origins: list[np.ndarray], label: str, seed: int = 0):
-    """Forecast every window with the model and the baselines; returns (report dict, per-window rows)."""
+    """Forecast every window with the model and the baselines; returns (report dict, per-window rows).
+
+    ``median`` is the median of the statistical baselines (holt, ets, theta, arima) scored here."""
     w, point, samples = model_forecast(model, cfg, data, origins, seed)
+    short = too_short(cfg, w)
     H, m = cfg.horizon, cfg.season
     names = [label, *cfg.baseline_list()]
     rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     fallbacks = dict.fromkeys(names, 0)
+    fallbacks[label] = int(short.sum())
     arima_ok = _arima_cheap(data, len(w), m)
     preds: dict[str, np.ndarray] = {label: point}
     for n in names[1:]:
-        preds[n] = np.zeros_like(point)
+        preds[n] = np.full_like(point, np.nan)
     for i in range(len(w)):
         s, o = int(w.series[i]), int(w.origin[i])
         hist, actual = data.values[s][:o], data.values[s][o:o + H]
-        rows[label].append(window_metrics(actual, point[i], hist, m, samples[i].T))
+        rows[label].append(window_metrics(actual, point[i], hist, m, None if short[i] else samples[i].T))
         for n in names[1:]:
-            if n == "arima" and not arima_ok:
+            if n == "median" or (n == "arima" and not arima_ok):
                 continue
             p, smp, fell = bl.forecast(n, hist, H, m, cfg.n_samples)
             fallbacks[n] += int(fell)
             preds[n][i] = p
             rows[n].append(window_metrics(actual, p, hist, m, smp))
+        if "median" in names:
+            combined = [preds[n][i] for n in bl.COMBINED if n in preds and rows[n]]
+            if len(combined) >= 2:
+                preds["median"][i] = np.median(combined, 0)
+                rows["median"].append(window_metrics(actual, preds["median"][i], hist, m))
     preds = {n: p for n, p in preds.items() if rows[n]}  # a skipped baseline has no column
     table = {n: aggregate(r) for n, r in rows.items() if r}
     for n in table:
@@ -279,6 +432,13 @@ def score(model, cfg: ForecastConfig, data: Series, origins: list[np.ndarray], l
             table[n]["fallbacks"] = fallbacks[n]
     report = {"windows": len(w), "series": len(data), "horizon": H, "season": m, "metrics": table,
               "skipped": [n for n in names if not rows[n]]}
+    if short.any():
+        report["fallback"] = {"method": cfg.fallback, "windows": int(short.sum()), "min_context": cfg.min_context,
+                              "series": sorted({data.ids[int(s)] for s in w.series[short]})}
+    calib = getattr(model, "calib", None)
+    if calib is not None:
+        report["calibration"] = {"levels": [0.8, 0.95], "factors": calib.tolist()}
+    w.method = np.where(short, f"fallback:{cfg.fallback}", label)  # named in the forecasts CSV
     return report, w, point, samples, preds
 
 
@@ -290,7 +450,8 @@ def _arima_cheap(data: Series, n_windows: int, season: int) -> bool:
 def evaluation_origins(data: Series, horizon: int, windows: int, stride: int) -> tuple[list[np.ndarray], int]:
     """Rolling origins at the end of every series, and the hold-out length they need."""
     holdout = (windows - 1) * stride + horizon
-    return [len(v) - holdout + stride * np.arange(windows) for v in data.values], holdout
+    starts = [len(v) - holdout + stride * np.arange(windows) for v in data.values]
+    return [o[o >= 1] for o in starts], holdout  # an origin needs one value of history
 
 
 def forecast_frame(cfg: ForecastConfig, data: Series, w: Windows, point, samples, preds=None):
@@ -307,6 +468,8 @@ def forecast_frame(cfg: ForecastConfig, data: Series, w: Windows, point, samples
         for k in range(cfg.horizon):
             rec = {"series_id": data.ids[s], "origin": fmt_time(times[o - 1]), "timestamp": fmt_time(ft[k]),
                    "step": k + 1, "forecast": float(point[i, k]), "mean": float(samples[i, :, k].mean())}
+            if w.method is not None:
+                rec["method"] = str(w.method[i])
             for q, v in zip(qs, qv[:, k], strict=True):
                 rec[f"q{q:g}"] = float(v)
             rec["actual"] = float(data.values[s][o + k]) if o + k < len(data.values[s]) else math.nan
@@ -324,6 +487,15 @@ def write_report(run_dir: Path, report: dict[str, Any], name: str, command: str 
     lines = [f"# forecast {name}", "", f"{report['series']} series, {report['windows']} windows of horizon "
              f"{report['horizon']} (season {report['season']})" + (f"; command: `{command}`" if command else ""), "",
              markdown_table(report["metrics"])]
+    fb = report.get("fallback")
+    if fb:
+        lines += ["", f"{fb['windows']} windows with fewer than {fb['min_context']} values of history were forecast "
+                      f"by the fallback `{fb['method']}` (series {', '.join(fb['series'][:10])}"
+                      f"{' ...' if len(fb['series']) > 10 else ''})."]
+    if "calibration" in report:
+        f = np.asarray(report["calibration"]["factors"])
+        lines += ["", f"Intervals calibrated on held-out validation windows (conformal): 80% widths x "
+                      f"{f[:, 0].mean():.2f}, 95% x {f[:, 1].mean():.2f} (mean over horizon steps)."]
     return write_text_atomic(run_dir / f"{name}.md", "\n".join(lines) + "\n")
 
 

@@ -1,7 +1,14 @@
-"""The LightningModule: negative log-likelihood of the forecast windows (no TBPTT: whole windows)."""
+"""The LightningModule: negative log-likelihood of the forecast windows (no TBPTT: whole windows).
+
+With ``select_best`` the validation windows are held out (not trained on) and every ensemble member
+keeps the weights of its own best validation epoch (model selection per member, restored when
+training ends, before the run directory saves the weights).
+"""
 
 from __future__ import annotations
 
+import copy
+import math
 from typing import Any
 
 import torch
@@ -11,7 +18,7 @@ from rnnkit.training.config import TrainConfig
 from rnnkit.training.task import SequenceTask
 
 from .data import Windows
-from .model import Forecaster
+from .model import Forecaster, member_losses
 
 
 def as_dataset(w: Windows) -> TensorDataset:
@@ -21,9 +28,15 @@ def as_dataset(w: Windows) -> TensorDataset:
 class ForecastTask(SequenceTask):
     time_dim = 1  # batches are (B, L, ...)
 
-    def __init__(self, model: Forecaster, train_config: TrainConfig, train: Windows, val: Windows) -> None:
+    def __init__(self, model: Forecaster, train_config: TrainConfig, train: Windows, val: Windows,
+                 select_best: bool = False) -> None:
         super().__init__(model, train_config)
         self._train, self._val = as_dataset(train), as_dataset(val)
+        self.select_best = select_best
+        self._members = list(getattr(model, "nets", [model]))
+        self._member_sum = torch.zeros(len(self._members), dtype=torch.float64)
+        self._member_n = 0
+        self.best: list[tuple[float, int, dict[str, torch.Tensor] | None]] = [(math.inf, -1, None)] * len(self._members)
 
     def compute_loss(self, batch: Any, state: Any):
         y_ctx, x_ctx, x_fut, static, y_fut = batch
@@ -34,3 +47,33 @@ class ForecastTask(SequenceTask):
 
     def val_dataloader(self):
         return self.loader(self._val, train=False)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        if self.select_best:
+            y_ctx, x_ctx, x_fut, static, y_fut = batch
+            self._member_sum += member_losses(self.model, y_ctx, x_ctx, x_fut, static, y_fut).double() * len(y_ctx)
+            self._member_n += len(y_ctx)
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        self._member_sum.zero_()
+        self._member_n = 0
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if not self.select_best or self._member_n == 0 or self.trainer.sanity_checking:
+            return
+        for i, loss in enumerate((self._member_sum / self._member_n).tolist()):
+            if math.isfinite(loss) and loss < self.best[i][0]:
+                state = {k: v.detach().clone() for k, v in self._members[i].state_dict().items()}
+                self.best[i] = (loss, self.current_epoch, state)
+
+    def on_train_end(self) -> None:
+        if self.select_best:  # each member back to its best validation epoch
+            for member, (_, _, state) in zip(self._members, self.best, strict=True):
+                if state is not None:
+                    member.load_state_dict(copy.copy(state))
+
+    def best_epochs(self) -> list[int]:
+        return [epoch for _, epoch, _ in self.best]
