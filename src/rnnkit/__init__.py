@@ -7,6 +7,7 @@ from rnnkit.layers.orthogonal import orthogonal_recurrence
 from rnnkit.layers.recurrent import Recurrent
 from rnnkit.layers.torch_cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.layers.torch_rnn import GRU, LSTM, RNN
+from rnnkit.quantization import quantize_dynamic
 
 __version__ = "0.1.0"
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "from_torch",
     "load",
     "orthogonal_recurrence",
+    "quantize_dynamic",
     "register_model",
     "save",
     "to_torch",
