@@ -157,3 +157,25 @@ def test_export_with_a_named_compiled_backend_matches_or_is_refused():
 def test_script_is_refused_with_the_ways_out(make):
     with pytest.raises(RuntimeError, match=r"torch\.jit\.script cannot compile rnnkit's .*torch\.compile"):
         torch.jit.script(make())
+
+
+class _Streamer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = rnnkit.LSTM(I, H, 2).eval()
+
+    def forward(self, x_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        return self.rnn.step(x_t, (h, c))
+
+
+def test_traced_step_runs_the_python_step_right_for_other_batches():
+    """step()'s C++ stepper cannot be recorded (the trace failed: "no observable data dependence");
+    under a tracer step() takes the Python step."""
+    torch.manual_seed(0)
+    module = _Streamer()
+    with torch.no_grad():
+        traced = torch.jit.trace(module, (torch.randn(2, I), torch.zeros(2, 2, H), torch.zeros(2, 2, H)))
+        args = (torch.randn(5, I), torch.randn(2, 5, H), torch.randn(2, 5, H))
+        got, want = traced(*args), module(*args)
+    for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want), strict=True):
+        torch.testing.assert_close(a, b)

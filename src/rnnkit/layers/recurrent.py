@@ -504,7 +504,9 @@ class Recurrent(nn.Module):
             raise ValueError(f"x_t.size(-1) must be {self.input_size}, got {inp.shape[-1]}")
         hx = self._prepare_state(state, inp.shape[0], inp, batched)
         self.__dict__.pop("_stream_lane", None)
-        if self.backend in ("auto", "fused_cpu") and fast_step_refusal(self, inp, hx) is None:
+        # a tracer cannot record the C++ step: the Python step is recordable and right for any batch
+        if (self.backend in ("auto", "fused_cpu") and capture_mode() is None
+                and fast_step_refusal(self, inp, hx) is None):
             # one C++ call for the whole stack (rnnkit.executors.streaming); same results, no autograd
             made = stepper(self)
             return self._finish_fast_step(made.step(inp, *hx), batched, x_t, made)
