@@ -1,0 +1,416 @@
+"""Train, evaluate and predict: what the CLI commands (and the tests, and the demo) call.
+
+Splits. ``train`` reads the training cases (the ``train`` split of a long CSV, or every case of a
+file without a split column such as a ``_TRAIN.ts``), carves a stratified validation split from them
+(``val_fraction``), fits the per-dimension normalisation on the rest, trains with early stopping on
+the validation loss and keeps the weights of the best validation epoch; the validation report puts
+the 1-NN DTW baseline (references: the same training cases) beside the network. ``evaluate`` scores
+the ``test`` split (or every case of a file without a split column) and is the only command that
+reads it; its baseline uses every training case as a reference (the archive's protocol), saved in
+``baseline.safetensors`` at training time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnkit.errors import UserError
+
+from .cases import Cases, class_order, encode_labels, pad
+from .data import check_dims, read_cases
+from .metrics import scores
+
+BASELINE_FILE = "baseline.safetensors"
+CLASS_WEIGHTS = ("none", "balanced")
+BASELINES = ("dtw", "none")
+
+
+@dataclass
+class ClassifyConfig:
+    """Task options (data, model, evaluation); training options are :class:`TrainConfig`'s."""
+
+    data: str = ""
+    missing: str = "interpolate"  # interpolate | error
+    arch: str = "lstm_fcn"  # rnn | lstm_fcn | mlstm_fcn | transformer
+    cell: str = "lstm"
+    hidden: int = 64
+    num_layers: int = 1
+    bidirectional: bool = False
+    pooling: str = "last"  # last | mean | max | attention
+    dropout: float = 0.2
+    filters: str = "128,256,128"  # the FCN block's filters per convolution
+    kernels: str = "8,5,3"
+    backend: str = "auto"
+    transformer_width: int = 0  # 0: matched to the recurrent model of the same cell/hidden/layers
+    val_fraction: float = 0.2
+    class_weights: str = "none"  # none | balanced
+    baseline: str = "dtw"  # dtw | none
+    baseline_window: float = 0.1  # Sakoe-Chiba band, a fraction of the longer series' length
+
+    def validate(self) -> ClassifyConfig:
+        from .model import ARCHS
+        from .pooling import POOLINGS
+
+        for name, value, choices in (("arch", self.arch, ARCHS), ("pooling", self.pooling, POOLINGS),
+                                     ("class_weights", self.class_weights, CLASS_WEIGHTS),
+                                     ("baseline", self.baseline, BASELINES),
+                                     ("missing", self.missing, ("interpolate", "error"))):
+            if value not in choices:
+                raise UserError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+        for name in ("hidden", "num_layers"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.transformer_width < 0:
+            raise UserError(f"transformer_width must be 0 (matched) or positive, got {self.transformer_width}")
+        if not 0 < self.val_fraction < 1:
+            raise UserError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+        if not 0 <= self.baseline_window <= 1:
+            raise UserError(f"baseline_window must lie in [0, 1], got {self.baseline_window}")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"dropout must lie in [0, 1), got {self.dropout}")
+        self.filter_list()
+        self.kernel_list()
+        from rnnkit.cells.registry import cell_names
+
+        if self.arch != "transformer" and self.cell not in cell_names():
+            raise UserError(f"unknown cell {self.cell!r}; choose one of: {', '.join(cell_names())}")
+        return self
+
+    def filter_list(self) -> list[int]:
+        return _ints(self.filters, "filters")
+
+    def kernel_list(self) -> list[int]:
+        return _ints(self.kernels, "kernels")
+
+
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{name} must be integers separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UserError(f"{name} must be positive integers separated by commas, got {text!r}")
+    return values
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def training_cases(cfg: ClassifyConfig) -> tuple[Cases, list[str]]:
+    """(the training cases, the classes in their saved order); a label only in the file's test split
+    is an error now, before anything is written."""
+    cases = read_cases(cfg.data, cfg.missing)
+    train = cases.split("train")
+    labels = train.require_labels()
+    classes = class_order(labels)
+    if len(classes) < 2:
+        raise UserError(f"{cfg.data}: the training cases have a single class ({classes[0]!r}); "
+                        "a classifier needs at least two")
+    if cases.splits is not None and "test" in cases.splits and cases.labels is not None:
+        encode_labels(cases.split("test").require_labels(), classes, f"{cfg.data} (test split)")
+    return train, classes
+
+
+def normalisation(cases: Cases) -> tuple[list[float], list[float]]:
+    """Per-dimension mean and standard deviation over every step of ``cases`` (1 for a constant one)."""
+    flat = np.concatenate(cases.values).astype(np.float64)
+    mean, std = flat.mean(0), flat.std(0)
+    std = np.where(std > 1e-8, std, 1.0)
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+# ---- model ---------------------------------------------------------------------------------------
+def model_kwargs(cfg: ClassifyConfig, n_dims: int, classes: list[str]) -> dict[str, Any]:
+    return dict(n_dims=n_dims, classes=classes, arch=cfg.arch, cell=cfg.cell, hidden=cfg.hidden,
+                num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, pooling=cfg.pooling,
+                dropout=cfg.dropout, filters=cfg.filter_list(), kernels=cfg.kernel_list(), backend=cfg.backend)
+
+
+def build_model(cfg: ClassifyConfig, n_dims: int, classes: list[str], mean: list[float], std: list[float]):
+    from .model import Classifier, count_parameters, matched_transformer_width
+
+    kw = model_kwargs(cfg, n_dims, classes)
+    if cfg.arch == "transformer":
+        width = cfg.transformer_width
+        if not width:  # as many parameters as the recurrent model of this cell, width and depth
+            rnn = Classifier(**{**kw, "arch": "rnn"})
+            width = matched_transformer_width(count_parameters(rnn), n_dims, len(classes), cfg.num_layers,
+                                              cfg.dropout)
+        kw.update(hidden=width, bidirectional=False)
+    return Classifier(**kw, mean=mean, std=std)
+
+
+def model_label(cfg: dict[str, Any]) -> str:
+    arch = cfg.get("arch")
+    if arch == "transformer":
+        return "transformer"
+    cell = ("bi" if cfg.get("bidirectional") else "") + str(cfg.get("cell"))
+    return f"{arch}-{cell}" if arch != "rnn" else f"{cell}-{cfg.get('pooling')}"
+
+
+# ---- training ------------------------------------------------------------------------------------
+def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | None = None) -> dict[str, Any]:
+    """Train into ``run_dir``; returns the validation report (model and baseline)."""
+    import dataclasses
+
+    from rnnkit.io.size_limits import check_size
+    from rnnkit.training.config import as_dict
+    from rnnkit.training.runner import fit, seed_everything
+
+    from .split import stratified_split
+    from .task import ClassifyTask, as_dataset, balanced_weights
+
+    train, classes = training_cases(cfg)
+    y = encode_labels(train.require_labels(), classes, cfg.data)
+    tr, va = stratified_split(y, cfg.val_fraction, tcfg.seed)
+    fit_cases, val_cases = train.select(tr), train.select(va)
+    check_size(cfg.hidden, cfg.num_layers, input_size=train.n_dims, seq_len=int(train.lengths().max()),
+               batch=tcfg.batch_size)
+    # few cases: smaller batches, so that an epoch is several steps (the last partial batch is dropped)
+    batch = max(1, min(tcfg.batch_size, len(tr) // 4 or 1))
+    tcfg = dataclasses.replace(tcfg, batch_size=batch)
+    mean, std = normalisation(fit_cases)
+    seed_everything(tcfg.seed)
+    model = build_model(cfg, train.n_dims, classes, mean, std)
+    max_len = int(train.lengths().max())
+    x_tr, l_tr = pad(fit_cases, max_len)
+    x_va, l_va = pad(val_cases, max_len)
+    weights = balanced_weights(y[tr], len(classes)) if cfg.class_weights == "balanced" else None
+    task = ClassifyTask(model, tcfg, as_dataset(x_tr, l_tr, y[tr]), as_dataset(x_va, l_va, y[va]), weights)
+    info = {"classes": classes, "n_dims": train.n_dims, "dim_names": train.dim_names,
+            "train_cases": len(tr), "val_cases": len(va), "val_case_ids": val_cases.ids,
+            "max_length": max_len, "min_length": int(train.lengths().min())}
+    metrics = fit(task, run_dir, {"app": "classify", "task": as_dict(cfg), "data_info": info})
+    if task.best_state is not None:  # the weights of the best validation epoch, not the last one
+        model.load_state_dict(task.best_state)
+        _write_weights(model, run_dir)
+    model.eval()
+    if cfg.baseline == "dtw":
+        _write_baseline_refs(run_dir, train, y)
+    from .model import count_parameters
+
+    report = score_cases(model, val_cases, y[va], classes, "validation", cfg,
+                         refs=(fit_cases, y[tr]) if cfg.baseline == "dtw" else None)
+    report["training"] = {"status": metrics["status"], "epochs": metrics["epochs_completed"],
+                          "best_epoch": task.best["epoch"], "seconds": metrics["train_seconds"],
+                          "batch_size": batch, "parameters": count_parameters(model), "seed": tcfg.seed}
+    write_report(run_dir, report, model, val_cases, y[va], command)
+    return report
+
+
+def _write_weights(model, run_dir: Path) -> None:
+    import rnnkit
+    from rnnkit.io.atomic import write_bytes_atomic
+    from rnnkit.io.confine import inside_run_dir
+    from rnnkit.io.saving import WEIGHTS_FILE, weights_bytes
+
+    write_bytes_atomic(inside_run_dir(run_dir, WEIGHTS_FILE),
+                       weights_bytes(model, {"rnnkit_version": rnnkit.__version__}))
+
+
+def _write_baseline_refs(run_dir: Path, train: Cases, y: np.ndarray) -> None:
+    """Every training case (raw values), for the baseline at ``evaluate``: safetensors, no pickle."""
+    import torch
+    from safetensors.torch import save
+
+    from rnnkit.io.atomic import write_bytes_atomic
+    from rnnkit.io.confine import inside_run_dir
+
+    x, lengths = pad(train)
+    data = save({"values": torch.from_numpy(x), "lengths": torch.from_numpy(lengths), "labels": torch.from_numpy(y)})
+    write_bytes_atomic(inside_run_dir(run_dir, BASELINE_FILE), data)
+
+
+def read_baseline_refs(run_dir: Path, n_dims: int, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, lengths, labels) of ``baseline.safetensors``, each checked (the file is untrusted)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    from rnnkit.io.confine import inside_run_dir
+
+    path = inside_run_dir(run_dir, BASELINE_FILE)
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no {BASELINE_FILE} (the run was trained with --set baseline=none); "
+                        "evaluate with --no-baseline")
+    try:
+        t = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable safetensors file ({type(exc).__name__})") from None
+    x, lengths, labels = t.get("values"), t.get("lengths"), t.get("labels")
+    if (x is None or lengths is None or labels is None or set(t) != {"values", "lengths", "labels"}
+            or x.ndim != 3 or x.shape[2] != n_dims or x.dtype != np.float32 or lengths.shape != (x.shape[0],)
+            or labels.shape != (x.shape[0],) or lengths.dtype != np.int64 or labels.dtype != np.int64
+            or not len(x) or lengths.min() < 1 or lengths.max() > x.shape[1]
+            or labels.min() < 0 or labels.max() >= n_classes or not np.isfinite(x).all()):
+        raise UserError(f"{path}: not the baseline references of this run (names, shapes or values)")
+    return x, lengths, labels
+
+
+# ---- scoring -------------------------------------------------------------------------------------
+def predict_proba(model, cases: Cases, batch: int = 256) -> np.ndarray:
+    """(N, classes) probabilities; cases go in batches padded to the batch's longest case."""
+    import torch
+
+    order = np.argsort(cases.lengths(), kind="stable")  # similar lengths together: little padding
+    out = np.zeros((len(cases), len(model.classes)), dtype=np.float64)
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch):
+            idx = order[start:start + batch]
+            x, lengths = pad(cases.select(idx))
+            logits = model(torch.from_numpy(x), torch.from_numpy(lengths))
+            out[idx] = torch.softmax(logits.double(), -1).numpy()
+    return out
+
+
+def baseline_predictions(cases: Cases, refs: tuple[np.ndarray, np.ndarray, np.ndarray], mean: np.ndarray,
+                         std: np.ndarray, window: float) -> np.ndarray:
+    """1-NN DTW class indices of ``cases`` against references (values, lengths, labels), both normalised
+    with the model's per-dimension statistics."""
+    import torch
+
+    from .dtw import dtw_distances, nearest_neighbour
+
+    x, lengths = pad(cases)
+    rx, rl, ry = refs
+    rmask = (np.arange(rx.shape[1])[None, :] < rl[:, None])[..., None]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # many small operations: extra threads only wait at barriers
+    try:
+        d = dtw_distances((x - mean) / std * (np.arange(x.shape[1])[None, :] < lengths[:, None])[..., None],
+                          lengths, (rx - mean) / std * rmask, rl, window)
+    finally:
+        torch.set_num_threads(threads)
+    return nearest_neighbour(d, ry)
+
+
+def score_cases(model, cases: Cases, y: np.ndarray, classes: list[str], name: str, cfg: ClassifyConfig,
+                refs: tuple[Cases, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+    """The report of ``name`` (validation / evaluation): the model's scores, the baseline's beside them,
+    the probabilities and predictions (kept under ``_rows`` for the CSV, not written to the JSON)."""
+    import time
+
+    label = model_label(model.get_config())
+    t0 = time.perf_counter()
+    proba = predict_proba(model, cases)
+    pred = proba.argmax(1)
+    table = {label: {**scores(y, pred, classes), "seconds": round(time.perf_counter() - t0, 3)}}
+    base_pred = None
+    if refs is not None:
+        if isinstance(refs[0], Cases):
+            ref_cases, ref_y = refs
+            rx, rl = pad(ref_cases)
+            refs = (rx, rl, ref_y)
+        t0 = time.perf_counter()
+        mean, std = model.mean.numpy(), model.std.numpy()
+        base_pred = baseline_predictions(cases, refs, mean, std, cfg.baseline_window)
+        base = f"1nn-dtw (window {cfg.baseline_window:g})"
+        table[base] = {**scores(y, base_pred, classes), "seconds": round(time.perf_counter() - t0, 3)}
+    return {"split": name, "cases": len(cases), "classes": classes, "metrics": table,
+            "_rows": {"proba": proba, "pred": pred, "baseline": base_pred}}
+
+
+def write_report(run_dir: Path, report: dict[str, Any], model, cases: Cases, y: np.ndarray | None,
+                 command: str | None) -> None:
+    """``<split>.json``, ``<split>.md``, ``<split>_confusion.png`` and ``<split>_predictions.csv``."""
+    from rnnkit.io.atomic import write_json_atomic, write_text_atomic
+    from rnnkit.io.confine import inside_run_dir
+
+    from .plots import plot_confusion
+
+    name, classes = report["split"], report["classes"]
+    rows = report.pop("_rows")
+    label = next(iter(report["metrics"]))
+    if command:
+        report["command"] = command
+    write_json_atomic(inside_run_dir(run_dir, f"{name}.json"), report)
+    write_text_atomic(inside_run_dir(run_dir, f"{name}.md"), markdown_report(report))
+    cm = np.array(report["metrics"][label]["confusion"])
+    m = report["metrics"][label]
+    plot_confusion(inside_run_dir(run_dir, f"{name}_confusion.png"), cm, classes,
+                   f"{label}, {name}: accuracy {m['accuracy']:.3f} ({m['cases']} cases)")
+    csv = predictions_csv(cases, classes, rows["proba"], y, rows["baseline"])
+    write_text_atomic(inside_run_dir(run_dir, f"{name}_predictions.csv"), csv)
+
+
+def predictions_csv(cases: Cases, classes: list[str], proba: np.ndarray, y: np.ndarray | None,
+                    baseline: np.ndarray | None = None) -> str:
+    """case_id[, split][, label], predicted[, correct][, baseline], p_<class>... as CSV text."""
+    import pandas as pd
+
+    pred = proba.argmax(1)
+    frame: dict[str, Any] = {"case_id": cases.ids}
+    if cases.splits is not None:
+        frame["split"] = cases.splits
+    if y is not None:
+        frame["label"] = [classes[i] for i in y]
+    frame["predicted"] = [classes[i] for i in pred]
+    if y is not None:
+        frame["correct"] = (pred == y).astype(int)
+    if baseline is not None:
+        frame["baseline"] = [classes[i] for i in baseline]
+    for k, c in enumerate(classes):
+        frame[f"p_{c}"] = np.round(proba[:, k], 6)
+    return pd.DataFrame(frame).to_csv(index=False)
+
+
+COLUMNS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    lines = [f"# classify {report['split']}", "", f"{report['cases']} cases, {len(report['classes'])} classes"
+             + (f"; command: `{report['command']}`" if report.get("command") else ""), "",
+             "| model | " + " | ".join(COLUMNS) + " | seconds |", "|---|" + "---:|" * (len(COLUMNS) + 1)]
+    for name, row in report["metrics"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(c)) for c in COLUMNS) + f" | {row['seconds']:.1f} |")
+    label = next(iter(report["metrics"]))
+    lines += ["", f"Per class ({label}):", "", "| class | precision | recall | f1 | support |",
+              "|---|---:|---:|---:|---:|"]
+    for c, r in report["metrics"][label]["per_class"].items():
+        lines.append(f"| {c} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.3f}"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{report['split']}: {report['cases']} cases, {len(report['classes'])} classes")
+    t.add_column("model")
+    for c in COLUMNS:
+        t.add_column(c, justify="right")
+    t.add_column("seconds", justify="right")
+    for name, row in report["metrics"].items():
+        t.add_row(name, *(_fmt(row.get(c)) for c in COLUMNS), f"{row['seconds']:.1f}")
+    Console(width=max(100, Console().width)).print(t)
+
+
+# ---- evaluate / predict on a trained run -----------------------------------------------------------
+def evaluate_run(model, cfg: ClassifyConfig, run_dir: Path, data: Path, baseline: bool,
+                 command: str | None = None) -> dict[str, Any]:
+    cases = read_cases(data, cfg.missing).split("test")
+    check_dims(cases, int(model.mean.numel()))
+    classes = list(model.classes)
+    y = encode_labels(cases.require_labels(), classes, str(data))
+    refs = read_baseline_refs(run_dir, int(model.mean.numel()), len(classes)) if baseline else None
+    report = score_cases(model, cases, y, classes, "evaluation", cfg, refs)
+    write_report(run_dir, report, model, cases, y, command)
+    return report
+
+
+def predict_cases(model, cfg: ClassifyConfig, data: Path) -> tuple[Cases, str]:
+    """Every case of ``data`` (whatever its split) and the predictions CSV text (labels, when the file
+    has them, beside the predictions; an unknown label is then an error)."""
+    cases = read_cases(data, cfg.missing)
+    check_dims(cases, int(model.mean.numel()))
+    classes = list(model.classes)
+    y = encode_labels(cases.labels, classes, str(data)) if cases.labels is not None else None
+    proba = predict_proba(model, cases)
+    return cases, predictions_csv(cases, classes, proba, y)
