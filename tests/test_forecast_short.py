@@ -75,7 +75,7 @@ def test_short_collection_trains_and_names_the_fallback(tmp_path, capsys):
     path = yearly_csv(tmp_path, {"long1": 30, "long2": 24, "mid": 12, "tiny": 9})
     out = tmp_path / "run"
     code = main(["forecast", "train", "--out", str(out), "--data", str(path), "--horizon", "6",
-                 "--set", "lookbacks=1,2", *QUICK])
+                 "--set", "lookbacks=1,2", "--set", "validation=holdout", *QUICK])
     err = capsys.readouterr().err
     assert code == 0, err
     # 'tiny' has 3 values before its 6 held-out steps: below min_context 4, the fallback forecasts it

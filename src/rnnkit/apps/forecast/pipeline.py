@@ -77,7 +77,7 @@ class ForecastConfig:
     lookbacks: str = ""  # contexts as multiples of the horizon ("1.5,2,3"): an ensemble over them
     seeds: int = 1  # members per lookback (different initialisations)
     combine: str = "median"  # the members' point forecasts -> one (median | mean)
-    validation: str = "holdout"  # holdout: the last horizon of the training part, not trained on | last
+    validation: str = "auto"  # holdout: the last horizon of the training part, not trained on | last | auto
     calibrate: bool = True  # conformal factors from the held-out validation windows (calibration.py)
 
     def validate(self) -> ForecastConfig:
@@ -91,8 +91,8 @@ class ForecastConfig:
             raise UserError(f"min_context must be at least 2, got {self.min_context}")
         if self.fallback not in bl.BASELINES or self.fallback == "median":
             raise UserError(f"unknown fallback {self.fallback!r}; choose from {', '.join(bl.BASELINES[:-1])}")
-        if self.validation not in ("holdout", "last"):
-            raise UserError(f"unknown validation {self.validation!r}; choose holdout or last")
+        if self.validation not in ("auto", "holdout", "last"):
+            raise UserError(f"unknown validation {self.validation!r}; choose auto, holdout or last")
         if self.combine not in ("median", "mean"):
             raise UserError(f"unknown combine {self.combine!r}; choose median or mean")
         if self.seeds < 1:
@@ -220,7 +220,7 @@ def resolve_shapes(cfg: ForecastConfig, data: Series, holdout: int) -> tuple[int
         check_lengths(data, cfg.context or auto_context(cfg, season), cfg.horizon, holdout, cfg.data or "data")
     if cfg.context:
         return cfg.context, season
-    spare = cfg.horizon if cfg.validation == "holdout" else 0
+    spare = cfg.horizon if validation_mode(cfg, data) == "holdout" else 0
     room = int(data.lengths().max()) - cfg.horizon - holdout - spare
     return max(cfg.min_context, min(auto_context(cfg, season), room)), season
 
@@ -233,6 +233,18 @@ def member_contexts(cfg: ForecastConfig, context: int) -> list[int]:
     return [c for c in base for _ in range(n)]
 
 
+#: ``validation=auto`` holds a validation window out from this many series on
+AUTO_HOLDOUT_SERIES = 10
+
+
+def validation_mode(cfg: ForecastConfig, data: Series) -> str:
+    """``auto``: held-out validation windows for collections; one series keeps its last horizon for
+    training (AirPassengers: holding 1959 out cost 3-5 RMSE, 21-23 against 18.1, seed 0)."""
+    if cfg.validation != "auto":
+        return cfg.validation
+    return "holdout" if len(data) >= AUTO_HOLDOUT_SERIES else "last"
+
+
 def training_windows(cfg: ForecastConfig, data: Series, context: int, season: int, seed: int):
     """(train, val, held_out): windows with at least ``min_context`` real steps. With
     ``validation=holdout`` the last window of every series long enough is the validation window and
@@ -240,12 +252,15 @@ def training_windows(cfg: ForecastConfig, data: Series, context: int, season: in
     (a monitor, also trained on)."""
     H, m = cfg.horizon, cfg.min_context
     val_o = [len(v) - H if len(v) - H >= m else -1 for v in data.values]
-    held_out = cfg.validation == "holdout" and any(o >= 0 for o in val_o)
+    held_out = validation_mode(cfg, data) == "holdout" and any(o >= 0 for o in val_o)
     ends = [o - H if o >= 0 and held_out else len(v) - H for o, v in zip(val_o, data.values, strict=True)]
     if held_out and all(e < m for e in ends):  # too short to spare a validation window: monitor only
         note("no held-out validation window (the series are too short): no model selection, no calibration")
         held_out, ends = False, [len(v) - H for v in data.values]
-    origins = [np.arange(m, e + 1) for e in ends]
+    # padded windows only where a series is short (under two full windows): long series keep full
+    # contexts (AirPassengers: padding it cost 3-4 RMSE)
+    origins = [np.arange(m if len(v) < 2 * (context + H) else context, e + 1)
+               for e, v in zip(ends, data.values, strict=True)]
     total = sum(len(o) for o in origins)
     if total == 0:
         raise UserError(f"no series holds a training window of min_context {m} + horizon {H} values (the longest "
@@ -444,7 +459,8 @@ def score(model, cfg: ForecastConfig, data: Series, origins: list[np.ndarray], l
 
 def _arima_cheap(data: Series, n_windows: int, season: int) -> bool:
     """ARIMA only where it costs seconds: few windows, short seasons, short histories."""
-    return n_windows <= 200 and season <= 24 and int(data.lengths().max()) <= 2000
+    longest = int(data.lengths().max())
+    return season <= 24 and longest <= 2000 and (n_windows <= 200 or longest <= 150)  # short series fit fast
 
 
 def evaluation_origins(data: Series, horizon: int, windows: int, stride: int) -> tuple[list[np.ndarray], int]:
