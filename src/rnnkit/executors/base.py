@@ -68,12 +68,14 @@ class RunRequest:
 NO_BATCHING_RULE = "torch.func.vmap: its kernels have no batching rule (the reference executor runs under vmap)"
 
 
-def compiled_kernel_refusal(request: RunRequest) -> str | None:
+def compiled_kernel_refusal(request: RunRequest, exportable: bool = False) -> str | None:
     """Why an executor that calls rnnkit's own C++/Triton kernels cannot run ``request``, for the
-    transforms those kernels know nothing of (None if it can, as far as they go)."""
+    transforms those kernels know nothing of (None if it can, as far as they go). ``exportable``:
+    the executor records its kernels as custom operators under ``torch.export``
+    (:mod:`rnnkit.executors.custom_ops`)."""
     if request.vmapped:
         return NO_BATCHING_RULE
-    if request.capture is not None:
+    if request.capture is not None and not (exportable and request.capture == "torch.export"):
         # a tracer sees neither the kernel nor the Python that chose it: it would record constants
         return f"{request.capture} cannot record its C++ kernels (torch's kernels, 'native', can be recorded)"
     if request.autocast:

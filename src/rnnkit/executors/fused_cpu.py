@@ -35,6 +35,7 @@ from rnnkit.cells.base import CellSpec, Params, State, layer_norm
 from rnnkit.cells.elman import ElmanSpec
 from rnnkit.cells.gru import GRUSpec
 from rnnkit.cells.lstm import LSTMSpec
+from rnnkit.executors import custom_ops
 from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, compiled_kernel_refusal
 from rnnkit.executors.kernel_function import KernelFunction
 from rnnkit.executors.recompute import (
@@ -55,6 +56,13 @@ def _extension():
     from rnnkit._ext import load_extension
 
     return load_extension("fused_cpu")
+
+
+@torch.compiler.assume_constant_result
+def _unavailable() -> str | None:
+    """Why the extension cannot run, or None: a constant to Dynamo, which would otherwise trace
+    into the loader (file globbing, the build)."""
+    return _extension()[1]
 
 
 def _family(cell: CellSpec) -> int | None:
@@ -313,11 +321,12 @@ class FusedCPUExecutor(Executor):
             return f"runs on CPU only, not {request.device.type}"
         if request.dtype not in _DTYPES:
             return f"dtype {request.dtype} is not supported (float32, float64)"
-        refusal = compiled_kernel_refusal(request)
+        refusal = compiled_kernel_refusal(request, exportable=True)
         if refusal is not None:
             return refusal
-        _, reason = _extension()
-        return reason
+        if request.capture == "torch.export" and request.return_states:
+            return "torch.export: its exported kernels return no per-step states"
+        return _unavailable()
 
     def yields_to(self, cell: CellSpec, request: RunRequest) -> str | None:
         """For auto dispatch: the executor that should run this request instead, though this one can.
@@ -328,6 +337,8 @@ class FusedCPUExecutor(Executor):
         measured 0.11x (B=1, H=64) and 0.71-0.86x (B=16, H=128) of its time (docs/benchmarks.md).
         """
         if type(cell) is LSTMSpec and cell.unsupported_by_torch() is None and not request.has_masks:
+            if custom_ops.capturing():  # one custom operator: no graph break, no guard on the batch
+                return None
             if request.batch is not None and request.batch * cell.hidden_size <= SMALL_LSTM:
                 return None
             return "native"
@@ -345,7 +356,6 @@ class FusedCPUExecutor(Executor):
         return_states: bool = False,
     ) -> RunResult:
         self.check_runnable(cell, x, masks, return_states)
-        module, _ = _extension()
         family = _family(cell)
         T, B = x.shape[0], x.shape[1]
         is_lstm = family == _LSTM
@@ -371,12 +381,20 @@ class FusedCPUExecutor(Executor):
         ln = getattr(cell, "layer_norm", False)
         # without autograd (inference) the kernels keep nothing for backward: no per-step buffers
         backward = needs_backward(x, state0, params)
+        # torch.compile (inference) and torch.export record the kernels as custom operators
+        as_operator = (custom_ops.capturing() and not return_states
+                       and (torch.compiler.is_exporting() or not backward))
         if is_lstm:
             args = (p("weight_hh"), p("bias_ih"), p("bias_hh"),
                     *(p(f"layer_norm_{part}_{kind}") if ln else None
                       for part in ("ih", "hh", "c") for kind in ("weight", "bias")),
                     p("weight_peephole_i"), p("weight_peephole_f"), p("weight_peephole_o"),
                     p("weight_hr"), rmask, zh, zc, lengths)
+            if as_operator:
+                gx = torch.nn.functional.linear(x, params["weight_ih"])
+                y, h, c = torch.ops.rnnkit.fused_lstm(gx, h0, c0, *args, bool(reverse))
+                return RunResult(y, (h, c), None)
+            module, _ = _extension()
             gx = project(x, params["weight_ih"], None, backward)
             if backward:
                 result = _FusedLSTM.apply((module, bool(reverse), bool(return_states), cell), gx,
@@ -390,7 +408,7 @@ class FusedCPUExecutor(Executor):
             states = (outputs, result[3]) if return_states else None
             return RunResult(outputs, final, states)
 
-        if ln:  # the GRU's input layer norm: the cell's own projection
+        if ln or as_operator:  # the GRU's input layer norm: the cell's own projection
             gx = cell.project_input(params, x).contiguous()
         else:
             gx = project(x, params["weight_ih"], params.get("bias_ih"), backward)
@@ -398,6 +416,11 @@ class FusedCPUExecutor(Executor):
         args = (p("weight_hh"), p("bias_hh"),
                 p("layer_norm_hh_weight") if ln else None, p("layer_norm_hh_bias") if ln else None,
                 None, None, p("modrelu_bias"), None, None, None, rmask, zh, None, lengths)
+        if as_operator:
+            y, h = torch.ops.rnnkit.fused_rnn(family, gx, h0, args[0], args[1], args[2], args[3],
+                                              args[6], rmask, zh, lengths, bool(reverse))
+            return RunResult(y, (h,), None)
+        module, _ = _extension()
         if backward:
             result = _FusedRun.apply((module, family, bool(reverse), cell), gx, h0, None, *args)
         else:

@@ -30,13 +30,19 @@ def differentiable_backward_needed(*grad_outputs: Tensor | None) -> bool:
 
 def tracked(t: Tensor) -> bool:
     """Whether a gradient may be taken through ``t``: it requires grad, or a ``torch.func``
-    transform wraps it (``grad``/``vjp``/``jacrev`` track their inputs without ``requires_grad``)."""
+    transform wraps it (``grad``/``vjp``/``jacrev`` track their inputs without ``requires_grad``).
+    While Dynamo traces there are no wrappers to see (and it cannot call the check)."""
+    if torch.compiler.is_compiling():
+        return t.requires_grad
     return t.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(t)
 
 
 def is_batched(t: Tensor) -> bool:
     """Whether ``torch.func.vmap`` batches ``t`` at any level of ``torch.func`` wrapping (as in
-    ``vmap(grad(f))``): the C++ kernels cannot read it."""
+    ``vmap(grad(f))``): the C++ kernels cannot read it. Never while Dynamo traces (it handles
+    ``vmap`` itself, and cannot call the check)."""
+    if torch.compiler.is_compiling():
+        return False
     functorch = torch._C._functorch
     while functorch.is_functorch_wrapped_tensor(t):
         if functorch.is_batchedtensor(t):

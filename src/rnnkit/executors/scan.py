@@ -29,6 +29,7 @@ from torch import Tensor
 from rnnkit.cells.base import CellSpec, Params, State
 from rnnkit.cells.mingru import MinGRUSpec
 from rnnkit.cells.minlstm import MinLSTMSpec
+from rnnkit.executors import custom_ops, fused_cpu
 from rnnkit.executors.base import (
     Executor,
     RunRequest,
@@ -55,6 +56,12 @@ def _extension():
     from rnnkit._ext import load_extension
 
     return load_extension("scan")
+
+
+@torch.compiler.assume_constant_result
+def _unavailable() -> str | None:
+    """Why the extension cannot run, or None (a constant to Dynamo, as ``fused_cpu._unavailable``)."""
+    return _extension()[1]
 
 
 class _FusedScan(KernelFunction):
@@ -107,11 +114,10 @@ class _FusedScan(KernelFunction):
 def _project_input(cell: CellSpec, params: Params, x: Tensor, state0: State) -> Tensor:
     """The input GEMM, the bulk of these cells' work: on CPU in float32 through ``fused_cpu``'s packed
     kernel when that extension runs (measured faster than MKL's sgemm at these shapes), else the
-    cell's own ``project_input``."""
-    from rnnkit.executors import fused_cpu
-
+    cell's own ``project_input`` (also while a graph is captured: the compiler's own GEMM)."""
     own = type(cell).project_input is not CellSpec.project_input
-    if own or x.device.type != "cpu" or x.dtype != torch.float32 or fused_cpu._extension()[0] is None:
+    if (own or custom_ops.capturing() or x.device.type != "cpu" or x.dtype != torch.float32
+            or fused_cpu._unavailable() is not None):
         return cell.project_input(params, x)
     backward = fused_cpu.needs_backward(x, state0, params)
     return fused_cpu.project(x, params["weight_ih"], params.get("bias_ih"), backward)
@@ -134,16 +140,16 @@ class ScanExecutor(Executor):
     def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
         if type(cell) not in _FAMILY:
             return f"the {cell.name!r} cell is not linear in h (scan runs minGRU and minLSTM)"
-        refusal = compiled_kernel_refusal(request)
+        impl = self._impl(request.device)
+        refusal = compiled_kernel_refusal(request, exportable=impl == "fused")
         if refusal is not None:
             return refusal
-        impl = self._impl(request.device)
         if impl == "fused":
             if request.device.type != "cpu":
                 return f"the fused scan runs on CPU, not {request.device.type}"
             if request.dtype not in _FUSED_DTYPES:
                 return f"dtype {request.dtype} is not supported on CPU (float32, float64)"
-            return _extension()[1]
+            return _unavailable()
         from rnnkit.executors.triton_scan import interpreting, triton_available
 
         if request.device.type != "cuda" and not interpreting():
@@ -179,14 +185,18 @@ class ScanExecutor(Executor):
         return RunResult(outputs, (final,), (outputs,) if return_states else None)
 
     def _run_fused(self, cell, gx, h0, z, lengths, reverse, T, B, H):
-        module, _ = _extension()
         if z is not None:
             z = z.detach().to(dtype=gx.dtype)
             if z.dim() != 0:
                 z = z.expand(T, B, H).contiguous()
         if lengths is not None:
             lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
-        meta = (module, _FAMILY[type(cell)], cell.activation == "g", bool(reverse), cell)
+        family, act_g = _FAMILY[type(cell)], cell.activation == "g"
+        if custom_ops.capturing() and (torch.compiler.is_exporting()
+                                       or not fused_cpu.needs_backward(gx, (h0,), {})):
+            # torch.compile (inference) and torch.export record the kernel as a custom operator
+            return torch.ops.rnnkit.scan(family, act_g, gx, h0, z, lengths, bool(reverse))
+        meta = (_extension()[0], family, act_g, bool(reverse), cell)
         return _FusedScan.apply(meta, gx.contiguous(), h0.contiguous(), z, lengths)
 
     def _run_triton(self, cell, gx, h0, z, lengths, reverse, T, B, H):
