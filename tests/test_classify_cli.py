@@ -149,3 +149,11 @@ def test_bad_inputs_one_line_exit_2_nothing_clobbered(tmp_path, capsys):
     (other / "config.json").write_text(json.dumps({"app": "forecast", "task": {}}))
     fails(["classify", "evaluate", str(other), "--data", str(good)], capsys, "not a classify run")
     fails(["classify", "evaluate", str(tmp_path), "--data", str(good)], capsys, "no config.json")
+
+
+def test_demo_part(tmp_path):
+    from rnnkit.apps.classify.cli import demo
+
+    lines = demo(tmp_path / "classify", quick=True)
+    assert "test accuracy" in lines[0] and "1nn-dtw" in lines[0]
+    assert (tmp_path / "classify" / "evaluation_confusion.png").exists()

@@ -208,7 +208,7 @@ def demo(out_dir: Path, quick: bool) -> list[str]:
 
     shutil.rmtree(out_dir, ignore_errors=True)
     path = example_csv(out_dir / "data")
-    tcfg = TrainConfig(max_epochs=5 if quick else 40, batch_size=16, lr=1e-3, quiet=True, threads=1,
+    tcfg = TrainConfig(max_epochs=5 if quick else 25, batch_size=16, lr=1e-3, quiet=True, threads=1,
                        tensorboard=False, clip_norm=1.0, early_stopping_patience=15).validate()
     ccfg = ClassifyConfig(data=str(path), hidden=16, filters="32,64,32").validate()
     train_classifier_report = run_train(tcfg, ccfg, out_dir)
