@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import _VF, Tensor, nn
 
 from rnnkit.cells.base import CellSpec, InitOptions, Params, options_repr
 from rnnkit.cells.registry import make_cell
@@ -101,8 +101,21 @@ class _CellModule(nn.Module):
             state = hx if batched else tuple(h.unsqueeze(0) for h in hx)
             self._check_sizes(input, state)
         params = self.params()
-        new = self.spec.step(params, self.spec.project_input(params, input), state)
+        if torch.is_autocast_enabled(input.device.type) and self.spec.unsupported_by_torch() is None:
+            # autocast casts op by op: torch's cell kernel gives torch.nn's dtypes and rounding
+            new = self._torch_cell(input, state, params)
+        else:
+            new = self.spec.step(params, self.spec.project_input(params, input), state)
         return new if batched else tuple(s.squeeze(0) for s in new)
+
+    def _torch_cell(self, input: Tensor, state: tuple[Tensor, ...], params: Params) -> tuple[Tensor, ...]:
+        """One step through the ``torch._VF`` cell function torch.nn's cell calls."""
+        weights = (params["weight_ih"], params["weight_hh"], params.get("bias_ih"), params.get("bias_hh"))
+        name = self.spec.name
+        if name == "lstm":
+            return tuple(_VF.lstm_cell(input, state, *weights))
+        kernel = {"gru": _VF.gru_cell, "rnn_tanh": _VF.rnn_tanh_cell, "rnn_relu": _VF.rnn_relu_cell}[name]
+        return (kernel(input, state[0], *weights),)
 
 
 class RNNCell(_CellModule):
