@@ -93,8 +93,9 @@ def test_a_layer_itself_and_in_place():
         (lambda: rnnkit.GRU(I, H, zoneout=0.1), "zoneout"),
         (lambda: rnnkit.LSTMCell(I, H, peephole=True), "peephole"),
         (lambda: rnnkit.Recurrent("lstm", I, H), "unsupported module Recurrent"),
+        (lambda: rnnkit.LSTM(I, H, proj_size=3), "no proj_size"),
     ],
-    ids=["layer_norm", "zoneout", "peephole-cell", "Recurrent"],
+    ids=["layer_norm", "zoneout", "peephole-cell", "Recurrent", "proj_size"],
 )
 def test_warns_for_each_layer_left_in_float(make, why):
     model = nn.Sequential(make())

@@ -6,7 +6,8 @@ torch's ``torch.ao.quantization.quantize_dynamic`` picks modules by type (``type
 function first converts each drop-in that torch can quantize to its torch.nn twin (same weights,
 :func:`rnnkit.to_torch`), then calls torch's function: the result is what torch gives for the
 equivalent torch.nn model. Layers torch.nn cannot express (layer norm, peepholes, zoneout, residual,
-``Recurrent``'s other cells) stay in floating point, with a warning naming each one.
+``Recurrent``'s other cells) and LSTMs with ``proj_size`` (torch quantizes them into a module whose
+forward fails) stay in floating point, with a warning naming each one.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def quantize_dynamic(
     left: list[str] = []
     for name, sub in list(model.named_modules()):
         if not isinstance(sub, (Recurrent, _CellModule)) or _torch_type(sub) not in types:
+            continue
+        if getattr(sub, "proj_size", 0):  # torch converts it, then its forward fails (packB rows)
+            left.append(f"{name or type(sub).__name__}: torch's quantized LSTM has no proj_size")
             continue
         try:
             twin = to_torch(sub)
