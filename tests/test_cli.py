@@ -46,7 +46,7 @@ def test_info_reports_every_executor(capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["adding", "train"], "exactly one of --out"),
     (["adding", "train", "--out", "x", "--config", "/no/such.yaml"], "not found"),
-    (["adding", "train", "--out", "x", "--optimizer", "adagrad"], "unknown optimizer"),
+    (["adding", "train", "--out", "x", "--optimizer", "adagrad"], "optimizer = 'adagrad' is not allowed"),
     (["adding", "train", "--out", "x", "--lr", "fast"], "--lr"),
     (["adding", "train", "--out", "x", "--set", "nonsense=1"], "unknown option 'nonsense'"),
     (["adding", "evaluate", "/no/such/run"], "not found"),

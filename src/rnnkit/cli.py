@@ -28,12 +28,15 @@ import pkgutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from rnnkit.errors import UserError
+from rnnkit.validation.boundary import one_line, user_message
+from rnnkit.validation.schema import opt
 
 #: name -> ("module:attribute" or a Typer app, help text); the built-in ones first
 _APPS: dict[str, tuple[Any, str | None]] = {
@@ -218,6 +221,11 @@ def bench_memory(ctx: typer.Context) -> None:
 
 
 # ---- diagnose --------------------------------------------------------------------------------
+@dataclass
+class DiagnoseOptions:
+    size: int = opt(64, min=1, max=100_000, help="sequences to diagnose")
+
+
 def diagnose(
     target: Annotated[str, typer.Argument(help="a run directory, or `demo` for the built-in tour")],
     out: Annotated[Path | None, typer.Option(help="where summary, jsonl and plots go "
@@ -247,15 +255,15 @@ def diagnose_run(run_dir: Path, out: Path | None, data: Path | None, size: int) 
     gives the input and the loss; the recorder writes jsonl and plots; returns summary lines."""
     import rnnkit
     from rnnkit.diagnostics.recorder import GradientFlowRecorder
-    from rnnkit.io.saving import read_config
+    from rnnkit.validation import check_mapping
+    from rnnkit.validation.run_config import read_run_config
 
-    if size < 1:
-        raise UserError(f"--size must be at least 1, got {size}")
-    config = read_config(run_dir)
-    model = rnnkit.load(run_dir)
-    app_name = config.get("app")
-    if not isinstance(app_name, str) or app_name not in _APPS:  # a list or object is not a name (nor hashable)
+    check_mapping(DiagnoseOptions, {"size": size}, "the command line")
+    config = read_run_config(run_dir)
+    app_name = config["app"]
+    if app_name not in _APPS:
         raise UserError(f"{run_dir}: config.json names no known app ({str(app_name)[:60]!r})")
+    model = rnnkit.load(run_dir)
     _, module, why = _resolve(_APPS[app_name][0])
     provide = getattr(module, "diagnose_inputs", None)
     if provide is None:
@@ -395,7 +403,7 @@ def _demo_training(out: Path, quick: bool) -> list[str]:
 
 # ---- entry point -----------------------------------------------------------------------------
 def _error(message: str) -> int:
-    sys.stderr.write(f"rnnkit: error: {' '.join(str(message).split())}\n")
+    sys.stderr.write(f"rnnkit: error: {one_line(message)}\n")
     return 2
 
 
@@ -425,10 +433,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("rnnkit: interrupted\n")
         return 130
-    except (UserError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        if debug:
+    except Exception as exc:  # the one boundary for every command (rnnkit.validation.boundary)
+        message = user_message(exc)
+        if message is None or debug:
             raise
-        return _error(str(exc))
+        return _error(message)
     return result if isinstance(result, int) else 0
 
 

@@ -6,8 +6,10 @@ import argparse
 import sys
 
 from rnnkit.diagnostics.demo import run_demo
+from rnnkit.validation.boundary import entry_point
 
 
+@entry_point  # one line and exit 2 for user errors (`--out` naming a file), as `rnnkit diagnose`
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rnnkit.diagnostics", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -132,12 +132,31 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
     if spec is None:
         raise CorruptRunFile(f"{source}: no 'model' entry (not written by rnnkit.save or a training run)")
     model = build_model(spec, source)
-    dtype = spec.get("dtype")
-    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
-        model = model.to(getattr(torch, dtype))
     state = load_weights(directory / WEIGHTS_FILE)
+    dtype = _checked_dtype(spec.get("dtype"), state, source, directory / WEIGHTS_FILE)
+    if dtype is not None:
+        model = model.to(dtype)
     load_state_into(model, state, str(directory / WEIGHTS_FILE))
     return model.to(map_location).eval()
+
+
+#: the floating dtypes a model may be saved in
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+def _checked_dtype(name: Any, state: dict[str, torch.Tensor], source: str, weights: Path) -> torch.dtype | None:
+    """config.json's ``model.dtype``: one of :data:`DTYPES` and the dtype the weights are stored in (an
+    edited dtype would build a model whose inputs no command can feed)."""
+    if name is None:
+        return None
+    if name not in DTYPES:
+        raise CorruptRunFile(f"{source}: model.dtype = {str(name)[:40]!r} is not allowed: expected one of: "
+                             f"{', '.join(DTYPES)}")
+    stored = {str(t.dtype).removeprefix("torch.") for t in state.values() if t.is_floating_point()}
+    if stored and stored != {name}:
+        raise CorruptRunFile(f"{source}: model.dtype = {name!r} does not match {weights} "
+                             f"({', '.join(sorted(stored))}): the file was edited or damaged")
+    return getattr(torch, name)
 
 
 def _one_line(exc: BaseException) -> str:

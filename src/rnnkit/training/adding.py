@@ -16,31 +16,28 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 from rnnkit.cells.registry import cell_names
-from rnnkit.errors import UserError
 from rnnkit.io.registry import register_model
 from rnnkit.layers.recurrent import Recurrent
 from rnnkit.tasks.adding import adding_batch
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.task import SequenceTask
+from rnnkit.validation import check_fields, opt
 
 
 @dataclass
 class AddingConfig:
-    seq_len: int = 50
-    cell: str = "lstm"
-    hidden: int = 32
-    num_layers: int = 1
-    train_size: int = 2048
-    val_size: int = 512
-    data_seed: int = 1234
+    """The task's options; each ``opt`` says what it allows (rnnkit.validation)."""
+
+    seq_len: int = opt(50, min=2, max=100_000, help="sequence length T")
+    cell: str = opt("lstm", choices=cell_names)
+    hidden: int = opt(32, min=1)
+    num_layers: int = opt(1, min=1)
+    train_size: int = opt(2048, min=1)
+    val_size: int = opt(512, min=1)
+    data_seed: int = opt(1234, min=0)
 
     def validate(self) -> AddingConfig:
-        if self.cell not in cell_names():
-            raise UserError(f"unknown cell {self.cell!r}; choose one of: {', '.join(cell_names())}")
-        for name in ("seq_len", "hidden", "num_layers", "train_size", "val_size"):
-            if getattr(self, name) < (2 if name == "seq_len" else 1):
-                raise UserError(f"{name} must be at least {2 if name == 'seq_len' else 1}, got {getattr(self, name)}")
-        return self
+        return check_fields(self)
 
 
 @register_model("adding_regressor")

@@ -5,6 +5,7 @@ Mounted like any application (``rnnkit.cli.register_app``); imports Lightning on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ import typer
 
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
+from rnnkit.validation import check_mapping, opt
 
 app = typer.Typer(help="The adding problem: a small real task that exercises the training backbone.",
                   no_args_is_help=True)
@@ -87,6 +89,14 @@ def run_adding(cfg, data, run_dir: Path, resume: bool = False, init_from: Path |
     return fit(task, run_dir, {"app": "adding", "task": as_dict(data)}, resume=resume, init_from=init_from)
 
 
+@dataclass
+class EvaluateOptions:
+    """``rnnkit adding evaluate``'s options, checked like every other (rnnkit.validation)."""
+
+    size: int = opt(1024, min=1, max=1_000_000, help="number of fresh test sequences")
+    seed: int = opt(99, min=0)
+
+
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a run directory")],
@@ -97,11 +107,12 @@ def evaluate(
     import torch
 
     import rnnkit
-    from rnnkit.io.saving import read_config
     from rnnkit.tasks.adding import ADDING_BASELINE_MSE, adding_batch
+    from rnnkit.validation.run_config import read_run_config
 
-    model = rnnkit.load(run_dir)
-    T = int(read_config(run_dir).get("task", {}).get("seq_len", 50))
+    check_mapping(EvaluateOptions, {"size": size, "seed": seed}, "the command line")
+    model = rnnkit.load(run_dir)  # the model's own files first: their errors name them
+    T = read_run_config(run_dir, "adding")["task"].get("seq_len", 50)
     x, y = adding_batch(T, size, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         mse = float(torch.mean((model(x) - y) ** 2))
@@ -116,6 +127,6 @@ def diagnose_inputs(run_dir: Path, model, config: dict, data: Path | None, size:
 
     if data is not None:
         raise UserError("the adding task draws its own sequences: diagnose it without --data")
-    T = int(config.get("task", {}).get("seq_len", 50))
+    T = config["task"].get("seq_len", 50)  # config.json was checked by diagnose (read_run_config)
     x, y = adding_batch(T, size, generator=torch.Generator().manual_seed(7))
     return x, lambda pred: torch.mean((pred - y) ** 2)

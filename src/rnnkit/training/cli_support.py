@@ -13,6 +13,7 @@ from typing import Any
 
 from rnnkit.errors import UserError
 from rnnkit.training.config import TrainConfig, read_config_file, resolve, split_layers
+from rnnkit.validation.checks import unknown_option
 
 
 def parse_set(items: list[str] | None) -> dict[str, object]:
@@ -24,7 +25,10 @@ def parse_set(items: list[str] | None) -> dict[str, object]:
         if "=" not in item:
             raise UserError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        try:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError:  # `--set x=[`: the value is not a YAML scalar; take it as text
+            out[key.strip().replace("-", "_")] = value
     return out
 
 
@@ -39,36 +43,36 @@ def resolve_run(
     ``flags`` maps field names to values, ``None`` for flags not given. Keys of the config file
     and flags go to whichever of the two dataclasses has that field.
     """
-    train_layers: list[tuple[str, dict[str, Any]]] = []
-    task_layers: list[tuple[str, dict[str, Any]]] = []
+    layers: list[tuple[str, dict[str, Any]]] = []
     if resume is not None:
-        from rnnkit.io.saving import read_config
+        from rnnkit.validation.run_config import read_run_config
 
         if Path(resume).is_dir() and not (Path(resume) / "config.json").exists():
             raise UserError(f"{resume} has no config.json: the run was interrupted before it started; "
                             f"start it again with --out {resume}")
-        saved = read_config(resume)
-        source = str(Path(resume) / "config.json")
-        train_layers.append((source, _section(saved, "train", source)))
-        task_layers.append((source, _section(saved, "task", source)))
-    for source, mapping in ([(str(config_file), read_config_file(config_file))] if config_file else []) + [
-        ("--flags", flags)
-    ]:
+        saved = read_run_config(resume)
+        layers.append((str(Path(resume) / "config.json"), {**saved.get("train", {}), **saved["task"]}))
+    if config_file is not None:
+        layers.append((str(config_file), read_config_file(config_file)))
+    layers.append(("--", flags))
+    return resolve_layers(task_cls, layers)
+
+
+def resolve_layers(task_cls: type, layers: list[tuple[str, dict[str, Any]]]) -> tuple[TrainConfig, Any]:
+    """(TrainConfig, task config) from ``(source, mapping)`` layers whose keys belong to either class;
+    a key of neither is refused naming its source (did you mean ...?)."""
+    from dataclasses import fields
+
+    train_layers, task_layers = [], []
+    known = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(task_cls)}
+    for source, mapping in layers:
         train, rest = split_layers(TrainConfig, mapping)
         task, unknown = split_layers(task_cls, rest)
         if unknown:
-            key = sorted(unknown)[0]
-            raise UserError(f"{source}: unknown option {key!r}")
-        train_layers.append((source if source != "--flags" else "--", train))
-        task_layers.append((source if source != "--flags" else "--", task))
+            raise unknown_option(sorted(unknown)[0], known, "the command line" if source == "--" else source)
+        train_layers.append((source, train))
+        task_layers.append((source, task))
     return resolve(TrainConfig, *train_layers), resolve(task_cls, *task_layers)
-
-
-def _section(saved: dict[str, Any], key: str, source: str) -> dict[str, Any]:
-    value = saved.get(key, {})
-    if not isinstance(value, dict):
-        raise UserError(f"{source}: '{key}' must be a JSON object")
-    return value
 
 
 def print_result(run_dir: Path, metrics: dict[str, Any], quiet: bool) -> None:

@@ -8,89 +8,104 @@ name the file and the key.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 from rnnkit.errors import UserError
+from rnnkit.validation import check_fields, check_mapping, opt
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "ntasgd")
 SCHEDULES = ("constant", "cosine", "step", "exponential", "plateau")
 NAN_POLICIES = ("stop", "skip")
 
 
+#: Lightning's precision names (``32`` etc. are read as the ``-true``/``-mixed`` names Lightning maps them to)
+PRECISIONS = ("32-true", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+PRECISION_ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+ACCELERATORS = ("auto", "cpu", "gpu")
+
+
+def _devices(value: str) -> str | None:
+    if value == "auto" or (value.isdigit() and 1 <= int(value) <= 1024):
+        return None
+    return "auto or a number of devices from 1 to 1024"
+
+
+def _precision(value: str) -> str | None:
+    return None if PRECISION_ALIASES.get(value, value) in PRECISIONS else "one of: " + ", ".join(PRECISIONS)
+
+
 @dataclass
 class TrainConfig:
     """What every sequence task shares. ``batch_size`` is the *global* batch: under DDP each of the
-    ``W`` processes takes ``batch_size / W`` rows, so a run reproduces with any process count."""
+    ``W`` processes takes ``batch_size / W`` rows, so a run reproduces with any process count.
 
-    max_epochs: int = 10
-    max_steps: int = -1  # optimizer steps; -1: no limit
-    batch_size: int = 32
-    optimizer: str = "adam"  # adam | adamw | sgd | ntasgd (Merity et al. 2018)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.0  # sgd
-    ntasgd_patience: int = 5  # ntasgd: switch to averaged SGD after this many non-improving checks
-    schedule: str = "constant"  # constant | cosine | step | exponential | plateau
-    warmup_steps: int = 0  # linear warm-up (constant and cosine)
-    step_size: int = 10  # step: epochs between decays
-    gamma: float = 0.5  # step, exponential (per epoch), plateau (factor)
-    plateau_patience: int = 2
-    min_lr: float = 0.0
-    clip_norm: float | None = None  # clip the global gradient norm to this
-    clip_value: float | None = None  # clip every gradient element to [-v, v]
-    tbptt_steps: int | None = None  # truncated BPTT: cut the gradient every k time steps
-    nan_policy: str = "stop"  # stop | skip: what a non-finite loss or gradient does
-    nan_max_skips: int = 10  # skip: stop after this many consecutive skipped steps
-    early_stopping_patience: int | None = None  # validation checks without improvement
-    early_stopping_min_delta: float = 0.0
-    seed: int = 0
-    threads: int | None = None  # torch CPU threads per process
-    accelerator: str = "auto"  # auto | cpu | gpu
-    devices: str = "auto"  # processes per node (under torchrun: taken from the environment)
-    num_nodes: int = 1
-    precision: str = "32-true"
-    quiet: bool = False
-    tensorboard: bool = True
-    log_every_n_steps: int = 10
-    val_every_n_epochs: int = 1
-    plots: bool = True
-    diagnostics_every: int = 0  # record gradient-flow diagnostics every N optimiser steps (0: off)
+    Each field's ``opt`` says what it allows (rnnkit.validation); :meth:`validate` adds the checks
+    that involve several fields or the machine."""
+
+    max_epochs: int = opt(10, min=1)
+    max_steps: int = opt(-1, min=1, special=(-1,), help="optimizer steps; -1: no limit")
+    batch_size: int = opt(32, min=1)
+    optimizer: str = opt("adam", choices=OPTIMIZERS, help="ntasgd: Merity et al. 2018")
+    lr: float = opt(1e-3, gt=0)
+    weight_decay: float = opt(0.0, min=0)
+    momentum: float = opt(0.0, min=0, lt=1, help="sgd")
+    ntasgd_patience: int = opt(5, min=1, help="ntasgd: switch to averaged SGD after this many non-improving checks")
+    schedule: str = opt("constant", choices=SCHEDULES)
+    warmup_steps: int = opt(0, min=0, help="linear warm-up (constant and cosine)")
+    step_size: int = opt(10, min=1, help="step: epochs between decays")
+    gamma: float = opt(0.5, gt=0, max=1, help="step, exponential (per epoch), plateau (factor, < 1)")
+    plateau_patience: int = opt(2, min=0)
+    min_lr: float = opt(0.0, min=0)
+    clip_norm: float | None = opt(None, gt=0, help="clip the global gradient norm to this")
+    clip_value: float | None = opt(None, gt=0, help="clip every gradient element to [-v, v]")
+    tbptt_steps: int | None = opt(None, min=1, help="truncated BPTT: cut the gradient every k time steps")
+    nan_policy: str = opt("stop", choices=NAN_POLICIES, help="what a non-finite loss or gradient does")
+    nan_max_skips: int = opt(10, min=1, help="skip: stop after this many consecutive skipped steps")
+    early_stopping_patience: int | None = opt(None, min=0, help="validation checks without improvement")
+    early_stopping_min_delta: float = opt(0.0, min=0)
+    seed: int = opt(0, min=0)
+    threads: int | None = opt(None, min=1, max=1024, help="torch CPU threads per process")
+    accelerator: str = opt("auto", choices=ACCELERATORS)
+    devices: str = opt("auto", check=_devices, allowed="auto or a number of devices from 1 to 1024",
+                       help="processes per node (under torchrun: taken from the environment)")
+    num_nodes: int = opt(1, min=1, max=1024)
+    precision: str = opt("32-true", check=_precision, allowed="one of: " + ", ".join(PRECISIONS))
+    quiet: bool = opt(False)
+    tensorboard: bool = opt(True)
+    log_every_n_steps: int = opt(10, min=1)
+    val_every_n_epochs: int = opt(1, min=1)
+    plots: bool = opt(True)
+    diagnostics_every: int = opt(0, min=0, help="record gradient-flow diagnostics every N optimiser steps (0: off)")
 
     def validate(self) -> TrainConfig:
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("nan_policy", self.nan_policy, NAN_POLICIES)
-        for name in ("max_epochs", "batch_size", "log_every_n_steps", "val_every_n_epochs", "num_nodes",
-                     "ntasgd_patience", "step_size", "nan_max_skips"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise UserError(f"lr must be positive, got {self.lr}")
+        check_fields(self)
+        self.precision = PRECISION_ALIASES.get(self.precision, self.precision)
         if self.clip_norm is not None and self.clip_value is not None:
             raise UserError("clip_norm and clip_value are exclusive: choose one way to clip gradients")
-        for name in ("clip_norm", "clip_value"):
-            v = getattr(self, name)
-            if v is not None and v <= 0:
-                raise UserError(f"{name} must be positive, got {v}")
-        if self.tbptt_steps is not None and self.tbptt_steps < 1:
-            raise UserError(f"tbptt_steps must be at least 1, got {self.tbptt_steps}")
         if self.optimizer == "ntasgd" and self.schedule != "constant":
             raise UserError("ntasgd controls its own learning rate: use schedule 'constant'")
-        if self.threads is not None and self.threads < 1:
-            raise UserError(f"threads must be at least 1, got {self.threads}")
+        if self.schedule == "plateau" and self.gamma >= 1:
+            raise UserError(f"gamma = {self.gamma} is not allowed with schedule plateau: expected a factor < 1")
+        self._check_machine()
         return self
 
+    def _check_machine(self) -> None:
+        """The accelerator and devices asked for exist here (Lightning would raise a traceback)."""
+        if self.accelerator != "gpu":
+            return
+        import torch
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise UserError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if self.accelerator == "gpu" and gpus == 0:
+            raise UserError("accelerator = 'gpu' is not allowed here: this machine has no GPU that torch can use; "
+                            "expected cpu or auto")
+        wanted = 1 if self.devices == "auto" else int(self.devices)
+        if self.accelerator == "gpu" and wanted > gpus:
+            raise UserError(f"devices = {wanted} is not allowed: this machine has {gpus} GPU(s)")
 
 
 C = TypeVar("C")
@@ -115,48 +130,17 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def _coerce(cls_name: str, name: str, hint: Any, value: Any, source: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            return None
-        hint = args[0]
-    if value is None:
-        raise UserError(f"{source}: {name} cannot be null")
-    if hint is float and isinstance(value, str):
-        with contextlib.suppress(ValueError):  # YAML 1.1 reads 1e-4 (no dot) as a string
-            value = float(value)
-    ok = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
-    }.get(hint)
-    if ok is not None and not ok(value):
-        raise UserError(f"{source}: {name} must be {hint.__name__}, got {value!r}")
-    return hint(value) if hint in (float, str) else value
-
-
 def resolve(cls: type[C], *layers: tuple[str, dict[str, Any]]) -> C:
     """A ``cls`` instance from its defaults and ``(source, mapping)`` layers, later ones winning.
 
-    Keys that are not fields of ``cls`` are an error naming the source; ``None`` values in a layer
-    mean "not given" only for flag layers (sources starting with ``--``).
+    Every key and value goes through ``rnnkit.validation.check_mapping`` (typed, range-checked, unknown
+    keys refused with the source named); ``None`` values in a layer mean "not given" only for flag
+    layers (sources starting with ``--``). Cross-field checks: the class's ``validate()``.
     """
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
     values: dict[str, Any] = {}
     for source, mapping in layers:
-        label = "the command line" if source == "--" else source
-        for key, value in mapping.items():
-            if key not in known:
-                close = [k for k in known if k.startswith(key[:3])]
-                hint = f" (did you mean {', '.join(sorted(close))}?)" if close else ""
-                raise UserError(f"{label}: unknown option {key!r}{hint}")
-            if value is None and source.startswith("--"):
-                continue
-            values[key] = _coerce(cls.__name__, key, hints[key], value, label)
+        label = "the command line" if source.startswith("--") else source
+        values.update(check_mapping(cls, mapping, label, skip_none=source.startswith("--")))
     obj = cls(**values)
     validate = getattr(obj, "validate", None)
     return validate() if callable(validate) else obj

@@ -66,7 +66,7 @@ def _flags(**kw) -> dict[str, object]:
 def _setup(out: Path, data: Path | None, example: str | None, config: Path | None, flags: dict):
     from rnnkit.training.cli_support import resolve_run
 
-    from .pipeline import ForecastConfig
+    from .options import ForecastConfig  # the class with its option ranges declared (rnnkit.validation)
 
     if data is not None and example is not None:
         raise UserError("give --data FILE or --example NAME, not both")
@@ -225,6 +225,9 @@ def _load_run(run_dir: Path, data: Path | None):
     saved = read_config(run_dir)
     if saved.get("app") != "forecast":
         raise UserError(f"{run_dir} is not a forecast run (app {saved.get('app')!r})")
+    from rnnkit.validation.run_config import check_run_config
+
+    check_run_config(saved, f"{run_dir}/config.json", "forecast")
     task = saved.get("task")
     try:
         fcfg = ForecastConfig(**task)
@@ -259,7 +262,8 @@ def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run directory from `rnnkit forecast train`")],
     output: Annotated[Path, typer.Option(help="CSV of forecasts to write")],
     data: Annotated[Path | None, typer.Option(help="history CSV (default: the training file)")] = None,
-    future: Annotated[Path | None, typer.Option(help="CSV with the known covariates of the next horizon steps "
+    future: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,  # named: must exist (issue #21)
+                                                help="CSV with the known covariates of the next horizon steps "
                                                      "(series_id,timestamp,covariates...)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:

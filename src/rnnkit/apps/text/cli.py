@@ -6,6 +6,7 @@ Heavy imports (torch, Lightning, tokenizers) happen inside the commands.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ import typer
 
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
+from rnnkit.validation import check_mapping, opt
 
 app = typer.Typer(help="Text generation: character or BPE language models (LSTM/GRU/... or a Transformer).",
                   no_args_is_help=True)
@@ -24,6 +26,42 @@ MODEL = "Model"
 CORPUS_AGAIN = {"train": "the corpus paths as arguments (rnnkit text train --resume RUN PATH...)",
                 "evaluate": "--corpus PATH (once per file or folder), or evaluate --file FILE",
                 "diagnose": "--data FILE"}
+
+
+@dataclass
+class EvaluateOptions:
+    """``rnnkit text evaluate``'s options (rnnkit.validation)."""
+
+    split: str = opt("test", choices=("test", "valid", "train"))
+    batch: int = opt(16, min=1, max=65_536, help="parallel streams")
+
+
+@dataclass
+class GenerateOptions:
+    """``rnnkit text generate``'s options. A temperature below 0.01 divides the logits into overflow
+    (every token infinitely likely): 0 is the way to ask for greedy decoding."""
+
+    max_tokens: int = opt(500, min=0, max=1_000_000)
+    temperature: float = opt(0.8, min=0.01, max=100, special=(0.0,), help="0: greedy")
+    top_k: int = opt(0, min=0, help="0: all tokens")
+    top_p: float = opt(1.0, gt=0, max=1)
+    seed: int = opt(0, min=0)
+    unknown: str = opt("error", choices=("error", "skip"))
+
+
+def run_tokenizer(run_dir: Path, model):
+    """The run's tokenizer, checked against the model: a vocabulary larger than the model's embedding
+    would index past it (an IndexError deep in torch)."""
+    from rnnkit.apps.text.tokenizer import TOKENIZER_FILE, load_tokenizer
+    from rnnkit.io.saving import CorruptRunFile
+
+    tok = load_tokenizer(run_dir)
+    embedding = getattr(model, "embedding", None)
+    rows = getattr(embedding, "num_embeddings", None)
+    if rows is not None and tok.vocab_size > rows:
+        raise CorruptRunFile(f"{Path(run_dir) / TOKENIZER_FILE} has {tok.vocab_size} tokens, the model only "
+                             f"{rows}: the file does not belong to this model")
+    return tok
 
 
 def saved_task(run_dir: Path, saved: dict, corpus: list | None, command: str) -> dict:
@@ -62,33 +100,22 @@ def text_config(run_dir: Path, task: dict):
 def resolve_text_run(flags: dict, config: Path | None, resume: Path | None):
     """(TrainConfig, TextConfig): text defaults < resumed run < --config file < flags."""
     from rnnkit.apps.text.task import TRAIN_DEFAULTS, TextConfig
-    from rnnkit.training.config import TrainConfig, read_config_file, resolve, split_layers
+    from rnnkit.training.cli_support import resolve_layers
+    from rnnkit.training.config import read_config_file
 
     layers: list[tuple[str, dict]] = [("text defaults", dict(TRAIN_DEFAULTS))]
     if resume is not None:
-        from rnnkit.io.saving import read_config
+        from rnnkit.validation.run_config import read_run_config
 
         if not (Path(resume) / "config.json").exists():
             raise UserError(f"{resume} has no config.json: nothing to resume; start it with --out {resume}")
-        saved = read_config(resume)
-        train = saved.get("train", {})
-        if not isinstance(train, dict):
-            raise UserError(f"{resume}/config.json: 'train' must be a JSON object")
+        saved = read_run_config(resume, "text")
         task = saved_task(resume, saved, flags.get("files"), "train")
-        layers.append((str(Path(resume) / "config.json"), {**train, **task}))
+        layers.append((str(Path(resume) / "config.json"), {**saved.get("train", {}), **task}))
     if config is not None:
         layers.append((str(config), read_config_file(config)))
-    layers.append(("--flags", flags))
-    train_layers, task_layers = [], []
-    for source, mapping in layers:
-        train, rest = split_layers(TrainConfig, mapping)
-        task, unknown = split_layers(TextConfig, rest)
-        if unknown:
-            raise UserError(f"{source}: unknown option {sorted(unknown)[0]!r}")
-        src = "--" if source == "--flags" else source
-        train_layers.append((src, train))
-        task_layers.append((src, task))
-    return resolve(TrainConfig, *train_layers), resolve(TextConfig, *task_layers)
+    layers.append(("--", flags))
+    return resolve_layers(TextConfig, layers)
 
 
 @app.command()
@@ -189,14 +216,14 @@ def evaluate_run(run_dir: Path, split: str = "test", file: Path | None = None, b
     import rnnkit
     from rnnkit.apps.text.data import read_text_file
     from rnnkit.apps.text.task import evaluate_ids, prepare
-    from rnnkit.apps.text.tokenizer import load_tokenizer
-    from rnnkit.io.saving import read_config
+    from rnnkit.validation.run_config import read_run_config
 
+    check_mapping(EvaluateOptions, {"split": split, "batch": batch}, "the command line")
     if not Path(run_dir).is_dir():
         raise UserError(f"run directory {run_dir} not found")
+    cfg = read_run_config(run_dir, "text")
     model = rnnkit.load(run_dir)
-    tok = load_tokenizer(run_dir)
-    cfg = read_config(run_dir)
+    tok = run_tokenizer(run_dir, model)
     # the corpus paths are confined only when they are read: --file needs none of them
     text_cfg = text_config(run_dir, saved_task(run_dir, cfg, corpus, "evaluate") if file is None
                            else _without_corpus(cfg))
@@ -206,8 +233,6 @@ def evaluate_run(run_dir: Path, split: str = "test", file: Path | None = None, b
             raise UserError(f"{file} is empty")
         ids, chars, source = torch.tensor(tok.encode(s), dtype=torch.long), len(s), str(file)
     else:
-        if split not in ("train", "valid", "test"):
-            raise UserError(f"unknown split {split!r}; choose test, valid or train")
         data = prepare(text_cfg, tok)
         ids, chars, source = data.ids[split], data.chars[split], f"{split} split"
         if len(ids) < 2:
@@ -231,16 +256,16 @@ def generate(
 ) -> None:
     """Continue a prompt with a trained model, streaming the text as it is produced."""
     import rnnkit
-    from rnnkit.apps.text.generate import check_sampling, generate_stream
-    from rnnkit.apps.text.tokenizer import load_tokenizer
+    from rnnkit.apps.text.generate import generate_stream
+    from rnnkit.validation.run_config import read_run_config
 
-    if unknown not in ("error", "skip"):
-        raise UserError(f"unknown --unknown {unknown!r}; choose error or skip")
-    check_sampling(temperature, top_k, top_p, max_tokens)
+    check_mapping(GenerateOptions, {"max_tokens": max_tokens, "temperature": temperature, "top_k": top_k,
+                                    "top_p": top_p, "seed": seed, "unknown": unknown}, "the command line")
     if not Path(run_dir).is_dir():
         raise UserError(f"run directory {run_dir} not found")
-    tok = load_tokenizer(run_dir)
+    read_run_config(run_dir, "text")
     model = rnnkit.load(run_dir)
+    tok = run_tokenizer(run_dir, model)
     pieces = generate_stream(model, tok, prompt, max_tokens, temperature, top_k, top_p, seed, unknown)
     if echo_prompt:
         sys.stdout.write(prompt)
@@ -261,11 +286,10 @@ def diagnose_inputs(run_dir: Path, model, config: dict, data: Path | None, size:
 
     from rnnkit.apps.text.data import read_text_file
     from rnnkit.apps.text.task import prepare
-    from rnnkit.apps.text.tokenizer import load_tokenizer
 
     if getattr(model, "rnn", None) is None:
         raise UserError("only recurrent text models can be diagnosed (this run is a transformer)")
-    tok = load_tokenizer(run_dir)
+    tok = run_tokenizer(run_dir, model)
     text_cfg = text_config(run_dir, saved_task(run_dir, config, None, "diagnose") if data is None
                            else _without_corpus(config))
     if data is not None:

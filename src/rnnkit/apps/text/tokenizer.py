@@ -22,6 +22,7 @@ from rnnkit.io.atomic import write_text_atomic
 TOKENIZER_FILE = "tokenizer.json"
 UNK = "<unk>"
 UNK_TEXT = "\ufffd"
+MAX_TOKENIZER_BYTES = 64 << 20
 
 
 class CharTokenizer:
@@ -94,21 +95,37 @@ def save_tokenizer(tok: CharTokenizer | BpeTokenizer, run_dir: Path) -> Path:
 
 
 def load_tokenizer(run_dir: Path) -> CharTokenizer | BpeTokenizer:
+    """The run's tokenizer; any damage to ``tokenizer.json`` is one line naming the file."""
+    from rnnkit.io.saving import CorruptRunFile
+
     path = Path(run_dir) / TOKENIZER_FILE
     if not path.is_file():
         raise UserError(f"{path} not found: is {run_dir} a run directory of `rnnkit text train`?")
-    text = path.read_text(encoding="utf-8")
+    if path.stat().st_size > MAX_TOKENIZER_BYTES:  # read whole: a crafted file must not take the memory
+        raise CorruptRunFile(f"{path} is larger than {MAX_TOKENIZER_BYTES >> 20} MiB: not a tokenizer rnnkit wrote")
     try:
+        text = path.read_bytes().decode("utf-8")
         data = json.loads(text)
+    except UnicodeDecodeError:
+        raise CorruptRunFile(f"{path} is not UTF-8 text: the file is damaged") from None
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is damaged: {exc}") from None
+        raise CorruptRunFile(f"{path} is damaged: {exc}") from None
     if isinstance(data, dict) and "rnnkit_char_tokenizer" in data:
-        return CharTokenizer(data["rnnkit_char_tokenizer"])
+        chars = data["rnnkit_char_tokenizer"]
+        if (not isinstance(chars, list) or len(chars) < 1 or chars[0] != UNK
+                or not all(isinstance(c, str) and len(c) == 1 for c in chars[1:]) or len(set(chars)) != len(chars)):
+            raise CorruptRunFile(f"{path}: rnnkit_char_tokenizer must be a list of distinct single characters "
+                                 f"after {UNK!r}: the file is damaged")
+        return CharTokenizer(chars)
     try:
         from tokenizers import Tokenizer
     except ImportError:
         raise UserError("this run uses a BPE tokenizer: install HF tokenizers (pip install tokenizers)") from None
-    return BpeTokenizer(Tokenizer.from_str(text))
+    try:
+        return BpeTokenizer(Tokenizer.from_str(text))
+    except Exception:  # the library's parse errors: the file is neither of our two formats
+        raise CorruptRunFile(f"{path} is neither a character vocabulary nor a BPE tokenizer: the file is "
+                             "damaged") from None
 
 
 def build_tokenizer(kind: str, train_docs: list[str], vocab_size: int) -> CharTokenizer | BpeTokenizer:
