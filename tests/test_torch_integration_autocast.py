@@ -108,3 +108,21 @@ def test_configurations_without_torch_kernel_follow_autocast_in_the_reference(ma
         got = module(x)[0]
     assert {ex.name for per in plan.executors for ex in per} == {"reference"}
     torch.testing.assert_close(got.float(), module(x)[0], atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(num_layers=2, bidirectional=True)], ids=["1", "2bi"])
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_backend_under_autocast_gives_torch_dtypes(name, kwargs):
+    """The reference loop, autocast op by op, returned float32 for the LSTM where torch.nn returns
+    bfloat16 (its whole LSTM kernel is on autocast's lower-precision list): the LSTM's loop now
+    gets the autocast dtype's input and state, as torch's kernel does."""
+    theirs, ours = _pair(name, **kwargs)
+    ours.backend = "reference"
+    x = torch.randn(T, 3, I)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want, want_state = theirs(x)
+        got, got_state = ours(x)
+    for a, b in zip(torch.utils._pytree.tree_leaves((got, got_state)),
+                    torch.utils._pytree.tree_leaves((want, want_state)), strict=True):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, **BF16)

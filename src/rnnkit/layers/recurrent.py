@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.cells.base import CellSpec, InitOptions, Params, State, options_repr
+from rnnkit.cells.lstm import LSTMSpec
 from rnnkit.cells.registry import make_cell
 from rnnkit.executors.base import Executor, RunRequest, StepMasks
 from rnnkit.executors.dispatch import choose, get_executor, validate_backend
@@ -59,6 +60,7 @@ class ExecutionPlan:
     refused: list[list[dict[str, str]]] = field(default_factory=list)
     stack_refused: str | None = None
     capture: str | None = None  # the tracer recording the call ("torch.jit.trace", "torch.export")
+    autocast: bool = False  # torch.autocast is on for the call's device
 
 
 class Recurrent(nn.Module):
@@ -256,13 +258,13 @@ class Recurrent(nn.Module):
         if stack_refused is None:
             native = get_executor("native")
             return ExecutionPlan(True, [[native] * self.num_directions] * self.num_layers,
-                                 capture=request.capture)
+                                 capture=request.capture, autocast=request.autocast)
         executors, refused = [], []
         for spec in self.cells:
             chosen, why = choose(spec, request, self.backend)
             executors.append([chosen] * self.num_directions)
             refused.append([why] * self.num_directions)
-        return ExecutionPlan(False, executors, refused, stack_refused, request.capture)
+        return ExecutionPlan(False, executors, refused, stack_refused, request.capture, request.autocast)
 
     def plan_for(
         self,
@@ -338,6 +340,11 @@ class Recurrent(nn.Module):
         plan = self._call_plan(x, hx, return_states)
         if plan.capture == "torch.jit.trace":
             self._check_traceable(plan)
+        if plan.autocast and not plan.whole_stack and isinstance(self.cell, LSTMSpec) and x.is_cpu:
+            # CPU autocast runs torch's LSTM (mkldnn_rnn_layer) in its lower precision: the loop
+            # gets that dtype's input and state, so every executor returns torch.nn's dtype
+            dtype = torch.get_autocast_dtype("cpu")
+            x, hx = x.to(dtype), tuple(s.to(dtype) for s in hx)
         training = self.training
         T, B = x.shape[0], x.shape[1]
         D = self.num_directions
