@@ -1,0 +1,194 @@
+"""``rnnkit translate``: train, evaluate and run sequence-to-sequence translation models (docs/translate.md).
+
+Heavy imports (torch, Lightning, tokenizers, sacrebleu) happen inside the commands. Paths are never
+read back from a run's config.json: evaluate and translate take the files they read as arguments.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rnnkit.errors import UserError
+from rnnkit.training.cli_support import parse_set
+from rnnkit.validation.run_config import register_task_config
+
+register_task_config("translate", "rnnkit.apps.translate.options:TranslateConfig")
+
+app = typer.Typer(help="Translation: attention encoder-decoders (any cell) on TSV sentence pairs.",
+                  no_args_is_help=True)
+
+DATA, MODEL, TRAIN, SEARCH = "Data", "Model", "Training", "Search"
+
+
+def _load_run(run_dir: Path):
+    """(model, vocabulary, task options) of a translate run; one line for anything else."""
+    import rnnkit
+    import rnnkit.apps.translate.model  # registers translate.seq2seq for rnnkit.load
+    from rnnkit.apps.translate.options import TranslateConfig
+    from rnnkit.apps.translate.tokenizer import load_vocab
+    from rnnkit.io.saving import CorruptRunFile
+    from rnnkit.validation.run_config import read_run_config
+
+    if not Path(run_dir).is_dir():
+        raise UserError(f"run directory {run_dir} not found")
+    saved = read_run_config(run_dir, "translate")
+    opts = TranslateConfig(**saved["task"]).validate()
+    model = rnnkit.load(run_dir)
+    vocab = load_vocab(run_dir)
+    if vocab.vocab_size != model.cfg["vocab_size"]:
+        raise CorruptRunFile(f"{run_dir}/tokenizer.json has {vocab.vocab_size} tokens, the model "
+                             f"{model.cfg['vocab_size']}: the file does not belong to this model")
+    return model, vocab, opts
+
+
+def _search_options(beam: int, alpha: float, max_len_ratio: float, n_best: int = 1) -> None:
+    if beam < 1 or beam > 100:
+        raise UserError(f"--beam must be from 1 to 100, got {beam}")
+    if not 1 <= n_best <= beam:
+        raise UserError(f"--n-best must be from 1 to --beam ({beam}), got {n_best}")
+    if alpha < 0 or max_len_ratio <= 0:
+        raise UserError("--alpha must be at least 0 and --max-len-ratio positive")
+
+
+@app.command()
+def train(
+    train_file: Annotated[Path, typer.Argument(help="TSV of source<TAB>target pairs")],
+    out: Annotated[Path, typer.Option(help="run directory to create")],
+    valid: Annotated[Path | None, typer.Option(help="validation TSV (default: hold out --valid-fraction)",
+                                               rich_help_panel=DATA)] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
+    header: Annotated[bool | None, typer.Option("--header/--no-header", help="first line is a header [yes]",
+                                                rich_help_panel=DATA)] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="bpe | char [bpe]", rich_help_panel=DATA)] = None,
+    bpe_vocab: Annotated[int | None, typer.Option(help="joint BPE vocabulary [4000]", rich_help_panel=DATA)] = None,
+    max_len: Annotated[int | None, typer.Option(help="tokens per side [100]", rich_help_panel=DATA)] = None,
+    too_long: Annotated[str | None, typer.Option(help="longer training pairs: skip | error [skip]",
+                                                 rich_help_panel=DATA)] = None,
+    cell: Annotated[str | None, typer.Option(help="lstm | gru | mingru | ... [lstm]", rich_help_panel=MODEL)] = None,
+    attention: Annotated[str | None, typer.Option(help="additive | general | dot [general]",
+                                                  rich_help_panel=MODEL)] = None,
+    hidden: Annotated[int | None, typer.Option(help="[256]", rich_help_panel=MODEL)] = None,
+    embedding_size: Annotated[int | None, typer.Option(help="[256]", rich_help_panel=MODEL)] = None,
+    encoder_layers: Annotated[int | None, typer.Option(help="[1]", rich_help_panel=MODEL)] = None,
+    decoder_layers: Annotated[int | None, typer.Option(help="[1]", rich_help_panel=MODEL)] = None,
+    bidirectional: Annotated[bool | None, typer.Option("--bidirectional/--unidirectional",
+                                                       rich_help_panel=MODEL)] = None,
+    dropout: Annotated[float | None, typer.Option(help="[0.2]", rich_help_panel=MODEL)] = None,
+    label_smoothing: Annotated[float | None, typer.Option(help="[0.1]", rich_help_panel=TRAIN)] = None,
+    beam: Annotated[int | None, typer.Option(help="beam for the final validation scores [5]",
+                                             rich_help_panel=SEARCH)] = None,
+    minutes: Annotated[float | None, typer.Option(help="time budget for training", rich_help_panel=TRAIN)] = None,
+    epochs: Annotated[int | None, typer.Option(help="max epochs [20]", rich_help_panel=TRAIN)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="[64]", rich_help_panel=TRAIN)] = None,
+    lr: Annotated[float | None, typer.Option(help="[2e-3]", rich_help_panel=TRAIN)] = None,
+    seed: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads", rich_help_panel=TRAIN)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="any other option: --set key=value",
+                                                   rich_help_panel=TRAIN)] = None,
+) -> None:
+    """Train an attention encoder-decoder on TSV pairs into a run directory; report validation BLEU/chrF."""
+    import json
+
+    from rnnkit.apps.translate.options import TRAIN_DEFAULTS, TranslateConfig
+    from rnnkit.apps.translate.task import run_translate
+    from rnnkit.training.cli_support import resolve_layers
+    from rnnkit.training.config import read_config_file
+
+    flags = {"header": header, "tokenizer": tokenizer, "bpe_vocab": bpe_vocab, "max_len": max_len,
+             "too_long": too_long, "cell": cell, "attention": attention, "hidden": hidden,
+             "embedding_size": embedding_size, "encoder_layers": encoder_layers, "decoder_layers": decoder_layers,
+             "bidirectional": bidirectional, "dropout": dropout, "label_smoothing": label_smoothing, "beam": beam,
+             "minutes": minutes, "max_epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+             "threads": threads, "quiet": True if quiet else None, **parse_set(set_)}
+    layers: list[tuple[str, dict]] = [("translate defaults", dict(TRAIN_DEFAULTS))]
+    if config is not None:
+        layers.append((str(config), read_config_file(config)))
+    layers.append(("--", flags))
+    cfg, opts = resolve_layers(TranslateConfig, layers)
+    metrics = run_translate(cfg, opts, out, train_file, valid)
+    v = metrics["translate"]["valid"]
+    if not cfg.quiet:
+        typer.echo(f"{metrics['status']}: step {metrics['global_step']} in {metrics['train_seconds']:.0f} s; "
+                   f"validation (beam {v['beam']}): BLEU {v['bleu']:.2f}, chrF {v['chrf']:.2f}, "
+                   f"exact match {v['exact_match']:.3f} over {v['sentences']} sentences")
+        typer.echo(f"BLEU signature: {v['bleu_signature']}")
+        typer.echo(f"run directory: {out}; translate with `rnnkit translate translate {out} FILE`")
+    else:
+        typer.echo(json.dumps(v))
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory of `rnnkit translate train`")],
+    test_file: Annotated[Path, typer.Argument(help="TSV of source<TAB>reference pairs")],
+    beam: Annotated[int | None, typer.Option(help="beam size (1: greedy) [the run's]")] = None,
+    alpha: Annotated[float | None, typer.Option(help="GNMT length penalty [the run's]")] = None,
+    max_len_ratio: Annotated[float | None, typer.Option(help="[the run's]")] = None,
+    header: Annotated[bool | None, typer.Option("--header/--no-header", help="[the run's]")] = None,
+    batch_size: Annotated[int, typer.Option(help="sentences per search batch")] = 64,
+    hypotheses: Annotated[Path | None, typer.Option(help="also write the translations here, one per line")] = None,
+) -> None:
+    """BLEU, chrF (sacrebleu, signatures printed) and exact match of a run on a TSV of pairs."""
+    import json
+    import time
+
+    from rnnkit.apps.translate.data import read_pairs
+    from rnnkit.apps.translate.decode import translate
+    from rnnkit.apps.translate.metrics import scores
+    from rnnkit.io.atomic import write_text_atomic
+
+    model, vocab, opts = _load_run(run_dir)
+    beam, alpha = beam if beam is not None else opts.beam, alpha if alpha is not None else opts.alpha
+    ratio = max_len_ratio if max_len_ratio is not None else opts.max_len_ratio
+    _search_options(beam, alpha, ratio)
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    pairs = read_pairs(test_file, opts.header if header is None else header)
+    t0 = time.perf_counter()
+    hyps = [h[0] for h in translate(model, vocab, [s for s, _ in pairs], beam, alpha, ratio, opts.max_len,
+                                    batch_size)]
+    seconds = time.perf_counter() - t0
+    result = {"file": str(test_file), **scores(hyps, [t for _, t in pairs]), "beam": beam, "alpha": alpha,
+              "decode_seconds": round(seconds, 2), "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 1)}
+    if hypotheses is not None:
+        write_text_atomic(hypotheses, "".join(h + "\n" for h in hyps))
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("translate")
+def translate_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory of `rnnkit translate train`")],
+    file: Annotated[Path | None, typer.Argument(help="source sentences, one per line (default: standard input)")]
+    = None,
+    beam: Annotated[int | None, typer.Option(help="beam size (1: greedy) [the run's]")] = None,
+    alpha: Annotated[float | None, typer.Option(help="GNMT length penalty [the run's]")] = None,
+    max_len_ratio: Annotated[float | None, typer.Option(help="[the run's]")] = None,
+    n_best: Annotated[int, typer.Option(help="translations per sentence (tab-separated, best first)")] = 1,
+    batch_size: Annotated[int, typer.Option(help="sentences per search batch")] = 64,
+) -> None:
+    """Translate sentences (one per line, from FILE or standard input): one output line per input line."""
+    from rnnkit.apps.translate.data import read_sentences
+    from rnnkit.apps.translate.decode import translate
+
+    model, vocab, opts = _load_run(run_dir)
+    beam, alpha = beam if beam is not None else opts.beam, alpha if alpha is not None else opts.alpha
+    ratio = max_len_ratio if max_len_ratio is not None else opts.max_len_ratio
+    _search_options(beam, alpha, ratio, n_best)
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    if file is None:
+        try:
+            stdin_text = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"standard input is not UTF-8 (byte offset {exc.start})") from None
+        sentences = read_sentences(None, stdin_text)
+    else:
+        sentences = read_sentences(file)
+    outs = translate(model, vocab, sentences, beam, alpha, ratio, opts.max_len, batch_size, n_best)
+    sys.stdout.write("".join("\t".join(o) + "\n" for o in outs))
+    sys.stdout.flush()

@@ -1,0 +1,129 @@
+"""The translation vocabulary: one joint vocabulary for source and target, saved as ``tokenizer.json``.
+
+- ``bpe``: byte-level BPE trained with HF ``tokenizers`` on the training sources and targets together
+  (a joint vocabulary lets the model share embeddings and copy names and numbers). Byte level: any
+  text is encodable, so an unknown word at translate time falls back to smaller pieces, never to an error.
+- ``char``: one token per character (grapheme-to-phoneme-like tasks, toy tasks); a character not seen
+  in training becomes ``<unk>``.
+
+Ids 0-3 are ``<pad>``, ``<unk>``, ``<s>`` (BOS), ``</s>`` (EOS) in both kinds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rnnkit.errors import UserError
+from rnnkit.io.atomic import write_text_atomic
+
+TOKENIZER_FILE = "tokenizer.json"
+SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+MAX_TOKENIZER_BYTES = 64 << 20
+
+
+class CharVocab:
+    kind = "char"
+
+    def __init__(self, chars: list[str]) -> None:
+        self.symbols = [*SPECIALS, *chars]
+        self.index = {c: i for i, c in enumerate(self.symbols) if i >= len(SPECIALS)}
+
+    @classmethod
+    def train(cls, texts: list[str]) -> CharVocab:
+        return cls(sorted(set("".join(texts))))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.symbols)
+
+    def encode(self, text: str) -> list[int]:
+        get = self.index.get
+        return [get(c, UNK) for c in text]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join("\ufffd" if i == UNK else self.symbols[i] for i in ids if i == UNK or i >= len(SPECIALS))
+
+    def to_json(self) -> str:
+        return json.dumps({"rnnkit_translate_chars": self.symbols[len(SPECIALS):]}, ensure_ascii=False)
+
+
+class BpeVocab:
+    kind = "bpe"
+
+    def __init__(self, tok) -> None:
+        self.tok = tok
+
+    @classmethod
+    def train(cls, texts: list[str], vocab_size: int) -> BpeVocab:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(texts, trainer=trainer)
+        return cls(tok)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode([i for i in ids if i >= len(SPECIALS)]).strip()
+
+    def to_json(self) -> str:
+        return self.tok.to_str()
+
+
+Vocab = CharVocab | BpeVocab
+
+
+def build_vocab(kind: str, texts: list[str], bpe_vocab: int) -> Vocab:
+    if kind == "char":
+        return CharVocab.train(texts)
+    if kind == "bpe":
+        return BpeVocab.train(texts, bpe_vocab)
+    raise UserError(f"unknown tokenizer {kind!r}; choose bpe or char")
+
+
+def save_vocab(vocab: Vocab, run_dir: Path) -> Path:
+    from rnnkit.io.confine import inside_run_dir
+
+    return write_text_atomic(inside_run_dir(run_dir, TOKENIZER_FILE), vocab.to_json())
+
+
+def load_vocab(run_dir: Path) -> Vocab:
+    """The run's vocabulary; a damaged ``tokenizer.json`` is one line naming the file."""
+    from rnnkit.io.saving import CorruptRunFile
+
+    path = Path(run_dir) / TOKENIZER_FILE
+    if not path.is_file():
+        raise UserError(f"{path} not found: is {run_dir} a run directory of `rnnkit translate train`?")
+    if path.stat().st_size > MAX_TOKENIZER_BYTES:
+        raise CorruptRunFile(f"{path} is larger than {MAX_TOKENIZER_BYTES >> 20} MiB: not a tokenizer rnnkit wrote")
+    try:
+        text = path.read_bytes().decode("utf-8")
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptRunFile(f"{path} is damaged: {type(exc).__name__}") from None
+    if isinstance(data, dict) and "rnnkit_translate_chars" in data:
+        chars = data["rnnkit_translate_chars"]
+        if (not isinstance(chars, list) or not all(isinstance(c, str) and len(c) == 1 for c in chars)
+                or len(set(chars)) != len(chars)):
+            raise CorruptRunFile(f"{path}: rnnkit_translate_chars must be a list of distinct characters")
+        return CharVocab(chars)
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_str(text)
+    except Exception:  # the library's parse errors: neither of our two formats
+        raise CorruptRunFile(f"{path} is neither a character vocabulary nor a BPE tokenizer: damaged") from None
+    if [tok.token_to_id(s) for s in SPECIALS] != [PAD, UNK, BOS, EOS]:
+        raise CorruptRunFile(f"{path} does not hold rnnkit translate's special tokens at ids 0-3")
+    return BpeVocab(tok)
