@@ -12,7 +12,7 @@ extensions: those among the first ``beam`` that end in EOS are finished; the ``b
 end in EOS live on. A sentence is done with ``beam`` finished hypotheses (or at its length limit, when
 the live ones are finished as they are). Finished hypotheses are ranked by the GNMT length penalty
 (Wu et al. 2016): ``log P(Y) / lp(Y)``, ``lp(Y) = ((5 + |Y|) / 6) ** alpha`` (``alpha`` 0: raw
-log-probability). With ``beam`` 1 this is greedy decoding exactly.
+log-probability). With ``beam`` 1 this is greedy decoding exactly. BOS is never generated.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def greedy_search(model, src: Tensor, lengths: Tensor, bos: int, eos: int, max_l
     done = [False] * B
     for t in range(max(limit)):
         logits, state, _ = model.decoder.step(tokens, state, memory)
+        logits[:, bos] = -math.inf  # BOS only ever starts a sentence
         tokens = logits.argmax(-1)
         for b, tok in enumerate(tokens.tolist()):
             if done[b]:
@@ -92,6 +93,7 @@ def beam_search(model, src: Tensor, lengths: Tensor, bos: int, eos: int, beam: i
 
     for t in range(max(limit)):
         logits, state, _ = model.decoder.step(tokens, state, memory)
+        logits[:, bos] = -math.inf  # BOS only ever starts a sentence
         logp = torch.log_softmax(logits.float(), -1)
         V = logp.shape[-1]
         cand = (scores.reshape(B * K, 1) + logp).reshape(B, K * V)
