@@ -80,6 +80,8 @@ def check_run_dir(run: Path, allow_temp: bool = True) -> list[str]:
         elif name.endswith(".ckpt"):
             ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
             assert "state_dict" in ckpt and "optimizer_states" in ckpt
+        elif name.endswith(".md"):  # reports (forecast)
+            path.read_text(encoding="utf-8")
         elif name.startswith("events.out.tfevents"):
             from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
