@@ -52,7 +52,8 @@ BUILTIN_MODULES: dict[str, str] = {
     "text.recurrent_lm": "rnnkit.apps.text.model",
     "text.transformer_lm": "rnnkit.apps.text.model",
     "forecast.net": "rnnkit.apps.forecast.model",
-    "forecast.ensemble": "rnnkit.apps.forecast.model",
+    "forecast.ensemble": "rnnkit.apps.forecast.ensemble",
+    "classify.net": "rnnkit.apps.classify.model",
 }
 
 _BY_NAME: dict[str, ModelEntry] = {}
