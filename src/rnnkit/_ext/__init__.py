@@ -49,9 +49,11 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
     from torch.utils import cpp_extension
 
     # One folder per source hash (headers included): a rebuild never overwrites a library another
-    # process has loaded.
+    # process has loaded. The sources' location is part of the hash: ninja's build file names the
+    # source paths, so two checkouts sharing one folder rebuilt it against each other on every load.
     hashed = sources + sorted(str(p) for folder in (CSRC / name, COMMON) for p in folder.glob("*.h"))
-    digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in hashed)).hexdigest()[:16]
+    digest = hashlib.sha256(str(CSRC).encode() + b"".join(Path(p).read_bytes() for p in hashed))
+    digest = digest.hexdigest()[:16]
     build = cache_dir() / name / digest
     build.mkdir(parents=True, exist_ok=True)
     _clear_stale_lock(build / "lock")
