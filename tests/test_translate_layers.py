@@ -139,3 +139,17 @@ def test_length_penalty_is_gnmt():
     assert length_penalty(7, 1.0) == pytest.approx(2.0)
     with pytest.raises(ValueError):
         beam_search(Seq2Seq(12, 8, 8).eval(), *_source(V=12), BOS, EOS, beam=2, n_best=3)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_executors_translate_like_the_reference(cell):
+    """The fast streaming step and fused encoder give the reference executor's translations."""
+    torch.manual_seed(3)
+    ref = Seq2Seq(12, 8, 8, cell=cell, backend="reference").eval()
+    fast = Seq2Seq(12, 8, 8, cell=cell, backend="auto").eval()
+    fast.load_state_dict(ref.state_dict())
+    src, lengths = _source(V=12)
+    assert greedy_search(fast, src, lengths, BOS, EOS) == greedy_search(ref, src, lengths, BOS, EOS)
+    a = beam_search(fast, src, lengths, BOS, EOS, beam=3, n_best=3)
+    b = beam_search(ref, src, lengths, BOS, EOS, beam=3, n_best=3)
+    assert [[h.tokens for h in x] for x in a] == [[h.tokens for h in x] for x in b]
