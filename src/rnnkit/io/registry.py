@@ -54,6 +54,7 @@ BUILTIN_MODULES: dict[str, str] = {
     "forecast.net": "rnnkit.apps.forecast.model",
     "forecast.ensemble": "rnnkit.apps.forecast.ensemble",
     "classify.net": "rnnkit.apps.classify.model",
+    "translate.seq2seq": "rnnkit.apps.translate.model",
 }
 
 _BY_NAME: dict[str, ModelEntry] = {}
