@@ -28,6 +28,16 @@ def tiny(**overrides) -> tuple[TrainConfig, AddingConfig]:
     return TrainConfig(**{**TINY_TRAIN, **train}).validate(), AddingConfig(**{**TINY_DATA, **data}).validate()
 
 
+def one_epoch_adding_run(root: Path, **sizes) -> Path:
+    """A real one-epoch adding run in ``root/run`` (about a second), for tests that read, resume or
+    damage a run directory; ``sizes`` override :func:`tiny`'s (default 64 train / 32 validation)."""
+    from rnnkit.training.adding_cli import run_adding
+
+    cfg, data = tiny(max_epochs=1, **{"train_size": 64, "val_size": 32, **sizes})
+    run_adding(cfg, data, root / "run")
+    return root / "run"
+
+
 def cli_flags(cfg: TrainConfig, data: AddingConfig) -> list[str]:
     """The command-line flags reproducing ``tiny(...)``'s configs."""
     flags = ["--epochs", str(cfg.max_epochs), "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr),

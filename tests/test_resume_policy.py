@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _training_helpers import tiny
+from _training_helpers import one_epoch_adding_run, tiny
 from rnnkit.cli import main
 from rnnkit.training.adding_cli import run_adding
 from rnnkit.training.resume_policy import RESUMABLE_TRAIN
@@ -22,10 +22,7 @@ CKPT = Path("checkpoints") / "last.ckpt"
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("trained") / "run"
-    cfg, data = tiny(max_epochs=1, train_size=64, val_size=32)
-    run_adding(cfg, data, run)
-    return run
+    return one_epoch_adding_run(tmp_path_factory.mktemp("trained"))
 
 
 def _copy(trained: Path, tmp_path: Path) -> Path:

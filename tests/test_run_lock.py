@@ -12,10 +12,9 @@ import time
 
 import pytest
 
-from _training_helpers import env, tiny
+from _training_helpers import env, one_epoch_adding_run
 from rnnkit.cli import main
 from rnnkit.io.runlock import LOCK_FILE, RunLocked, run_lock
-from rnnkit.training.adding_cli import run_adding
 
 HOLD = ("import sys, time; from rnnkit.io.runlock import run_lock\n"
         "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)\n")
@@ -23,10 +22,7 @@ HOLD = ("import sys, time; from rnnkit.io.runlock import run_lock\n"
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("trained") / "run"
-    cfg, data = tiny(max_epochs=1, train_size=64, val_size=32)
-    run_adding(cfg, data, run)
-    return run
+    return one_epoch_adding_run(tmp_path_factory.mktemp("trained"))
 
 
 def _holder(run) -> subprocess.Popen:

@@ -22,9 +22,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from _training_helpers import tiny  # noqa: E402
+from _training_helpers import one_epoch_adding_run  # noqa: E402
 from rnnkit.cli import main  # noqa: E402
-from rnnkit.training.adding_cli import run_adding  # noqa: E402
 
 SEED = int(os.environ.get("RNNKIT_PROPERTY_SEED", random.randrange(2**32)))
 CKPT = Path("checkpoints") / "last.ckpt"
@@ -33,10 +32,8 @@ EXAMPLES = 60
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("trained") / "run"
-    cfg, data = tiny(max_epochs=1, train_size=32, val_size=16, batch_size=16)
-    run_adding(cfg, data, run)
-    return run
+    return one_epoch_adding_run(tmp_path_factory.mktemp("trained"), train_size=32, val_size=16,
+                                batch_size=16)
 
 
 def _leaves(value: Any, path: tuple = (), depth: int = 0) -> list[tuple]:

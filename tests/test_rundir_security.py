@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import rnnkit
-from _training_helpers import tiny
+from _training_helpers import one_epoch_adding_run, tiny
 from rnnkit.cli import main
 from rnnkit.io.confine import OutsideRunDir, inside_run_dir, remove_in_run_dir
 from rnnkit.io.registry import BUILTIN_MODULES, UnknownModel, build_model
@@ -76,10 +76,7 @@ def test_inside_run_dir_error_is_one_line_even_for_a_crafted_name(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A real one-epoch adding run (about a second), copied by each test."""
-    root = tmp_path_factory.mktemp("trained")
-    cfg, data = tiny(max_epochs=1, train_size=64, val_size=32)
-    run_adding(cfg, data, root / "run")
-    return root / "run"
+    return one_epoch_adding_run(tmp_path_factory.mktemp("trained"))
 
 
 def _copy_run(trained: Path, where: Path) -> Path:

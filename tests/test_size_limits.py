@@ -9,10 +9,9 @@ import shutil
 import pytest
 
 import rnnkit
-from _training_helpers import tiny
+from _training_helpers import one_epoch_adding_run
 from rnnkit.cli import main
 from rnnkit.io.size_limits import MAX_LAYERS, TooLarge, check_size, estimate_parameters
-from rnnkit.training.adding_cli import run_adding
 
 
 def test_estimate_matches_an_lstm():
@@ -44,10 +43,7 @@ def test_other_apps(tmp_path, capsys, app):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("trained") / "run"
-    cfg, data = tiny(max_epochs=1, train_size=64, val_size=32)
-    run_adding(cfg, data, run)
-    return run
+    return one_epoch_adding_run(tmp_path_factory.mktemp("trained"))
 
 
 @pytest.mark.parametrize("key, value", [("hidden", 20000), ("num_layers", 1000000)])

@@ -84,6 +84,17 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+def read_app_config(directory: str | os.PathLike, app: str) -> dict[str, Any]:
+    """:func:`read_config` of a run directory that ``app`` wrote, else a one-line error saying
+    whose it is (the app name quoted short: the file is untrusted)."""
+    if not (Path(directory) / CONFIG_FILE).exists():
+        raise CorruptRunFile(f"{directory} is not a {app} run directory (no {CONFIG_FILE})")
+    config = read_config(directory)
+    if config.get("app") != app:
+        raise CorruptRunFile(f"{directory} is not a {app} run (app {str(config.get('app'))[:40]!r})")
+    return config
+
+
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file (never a pickle), or a one-line :class:`CorruptRunFile`."""
     from safetensors.torch import load

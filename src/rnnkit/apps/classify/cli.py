@@ -132,16 +132,12 @@ def _load_run(run_dir: Path, data: Path | None):
     config.json's, which must lie inside the run directory (docs/security.md)."""
     import rnnkit
     from rnnkit.io.confine import config_path
-    from rnnkit.io.saving import read_config
+    from rnnkit.io.saving import read_app_config
 
     from . import model as _model  # noqa: F401  (registers classify.net)
     from .pipeline import ClassifyConfig
 
-    if not (Path(run_dir) / "config.json").exists():
-        raise UserError(f"{run_dir} is not a classify run directory (no config.json)")
-    saved = read_config(run_dir)
-    if saved.get("app") != "classify":
-        raise UserError(f"{run_dir} is not a classify run (app {str(saved.get('app'))[:40]!r})")
+    saved = read_app_config(run_dir, "classify")
     task = saved.get("task")
     try:
         ccfg = ClassifyConfig(**task).validate()

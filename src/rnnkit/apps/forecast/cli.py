@@ -215,16 +215,12 @@ def _load_run(run_dir: Path, data: Path | None):
     config.json's, which must lie inside the run directory (docs/security.md)."""
     import rnnkit
     from rnnkit.io.confine import config_path
-    from rnnkit.io.saving import read_config
+    from rnnkit.io.saving import read_app_config
 
     from . import model as _model  # noqa: F401  (registers forecast.net)
     from .pipeline import ForecastConfig
 
-    if not (Path(run_dir) / "config.json").exists():
-        raise UserError(f"{run_dir} is not a forecast run directory (no config.json)")
-    saved = read_config(run_dir)
-    if saved.get("app") != "forecast":
-        raise UserError(f"{run_dir} is not a forecast run (app {saved.get('app')!r})")
+    saved = read_app_config(run_dir, "forecast")
     from rnnkit.validation.run_config import check_run_config
 
     check_run_config(saved, f"{run_dir}/config.json", "forecast")
