@@ -110,7 +110,7 @@ def test_bad_input_is_one_line_exit_2(trained, tmp_path, capsys, case):
     assert code == 2, (out, err)
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     if case == "not_utf8":
-        assert "line 2 is not UTF-8" in err
+        assert "not UTF-8 text" in err and "(line 2)" in err
     if case == "other_app":
         assert "app, not translate" in err
     assert not (tmp_path / "r").exists() or not (tmp_path / "r" / "config.json").exists()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnkit.errors import UserError
+from rnnkit.io.text_file import read_utf8_file
 
 DEFAULT_CORPUS = "pydoc_data.topics"
 DOC_SEPARATOR = "\n\n"
@@ -48,24 +49,8 @@ class Split:
 
 
 def read_text_file(path: Path) -> str:
-    """The UTF-8 text of ``path`` (a leading BOM dropped); one-line errors."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"corpus file {path} not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a folder, expected a file") from None
-    except PermissionError:
-        raise UserError(f"cannot read {path}: permission denied") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad = data[exc.start:exc.start + 1].hex()
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise UserError(f"{path} is not UTF-8 text: byte 0x{bad} at offset {exc.start} (line {line}) "
-                        f"is invalid ({exc.reason}); convert the file to UTF-8 "
-                        "(e.g. iconv -f latin1 -t utf-8)") from None
-    return text.removeprefix("\ufeff")
+    """The UTF-8 text of a corpus file (a leading BOM dropped); one-line errors."""
+    return read_utf8_file(path, "corpus file")
 
 
 def corpus_files(paths: list[Path], pattern: str = "*.txt") -> list[Path]:

@@ -66,14 +66,9 @@ class BpeTokenizer:
 
     @classmethod
     def train(cls, texts: list[str], vocab_size: int = 1024) -> BpeTokenizer:
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from rnnkit.apps.bpe import train_byte_level_bpe
 
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[UNK], show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-        tok.train_from_iterator(texts, trainer=trainer)
+        tok = train_byte_level_bpe(texts, vocab_size, [UNK], add_prefix_space=False)
         return cls(tok)
 
     @property

@@ -182,10 +182,9 @@ def translate_cmd(
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     if file is None:
-        try:
-            stdin_text = sys.stdin.buffer.read().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UserError(f"standard input is not UTF-8 (byte offset {exc.start})") from None
+        from rnnkit.io.text_file import decode_utf8
+
+        stdin_text = decode_utf8(sys.stdin.buffer.read(), "standard input")
         sentences = read_sentences(None, stdin_text)
     else:
         sentences = read_sentences(file)

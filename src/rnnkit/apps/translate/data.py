@@ -11,31 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from rnnkit.errors import UserError
+from rnnkit.io.text_file import read_utf8_file
 
 Pair = tuple[str, str]
-
-
-def _decode(path: Path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise UserError(f"{path}: line {line} is not UTF-8 (byte offset {exc.start}: "
-                        f"{data[exc.start:exc.start + 1]!r}); convert the file to UTF-8") from None
 
 
 def read_pairs(path: str | Path, header: bool = True) -> list[Pair]:
     """The (source, target) pairs of ``path`` (see the module docstring)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path} not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a folder, expected a TSV file") from None
-    except PermissionError:
-        raise UserError(f"cannot read {path}: permission denied") from None
-    text = _decode(path, data).removeprefix("\ufeff")
+    text = read_utf8_file(path, "TSV file")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -66,15 +50,8 @@ def read_sentences(path: str | Path | None, stdin_text: str | None = None) -> li
         text = stdin_text or ""
         where = "standard input"
     else:
-        p = Path(path)
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            raise UserError(f"{p} not found") from None
-        except IsADirectoryError:
-            raise UserError(f"{p} is a folder, expected a text file") from None
-        text, where = _decode(p, data), str(p)
-    lines = text.removeprefix("\ufeff").split("\n")
+        text, where = read_utf8_file(path, "text file"), str(path)
+    lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:

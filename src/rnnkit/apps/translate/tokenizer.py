@@ -57,14 +57,9 @@ class BpeVocab:
 
     @classmethod
     def train(cls, texts: list[str], vocab_size: int) -> BpeVocab:
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from rnnkit.apps.bpe import train_byte_level_bpe
 
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-        tok.train_from_iterator(texts, trainer=trainer)
+        tok = train_byte_level_bpe(texts, vocab_size, list(SPECIALS), add_prefix_space=True)
         return cls(tok)
 
     @property
