@@ -105,6 +105,12 @@ class CellSpec(ABC):
         """Why torch's own RNN kernels cannot run this cell, or None if they can."""
         return None
 
+    def kernel_family(self) -> str | None:
+        """The compiled kernel family that runs this cell's equations (a header under ``csrc/``), or
+        None if only the Python executors can run it. Executors map cells to kernels by this name,
+        never by the spec's class."""
+        return None
+
     # ---- init ---------------------------------------------------------------------------
     @torch.no_grad()
     def reset_parameters(self, params: Params, init: InitOptions = InitOptions()) -> None:

@@ -57,6 +57,9 @@ class ElmanSpec(CellSpec):
             shapes["modrelu_bias"] = (self.hidden_size,)
         return shapes
 
+    def kernel_family(self) -> str | None:
+        return f"elman_{self.nonlinearity}"
+
     def unsupported_by_torch(self) -> str | None:
         if self.nonlinearity == "modrelu":
             return "modReLU is not one of torch's RNN nonlinearities"

@@ -52,6 +52,9 @@ class GRUSpec(CellSpec):
                 shapes[f"layer_norm_{part}_bias"] = (3 * self.hidden_size,)
         return shapes
 
+    def kernel_family(self) -> str | None:
+        return "gru"
+
     def unsupported_by_torch(self) -> str | None:
         return "layer_norm is not supported by torch's GRU kernels" if self.layer_norm else None
 

@@ -91,6 +91,9 @@ class LSTMSpec(CellSpec):
                 shapes[f"layer_norm_{part}_bias"] = (size,)
         return shapes
 
+    def kernel_family(self) -> str | None:
+        return "lstm"
+
     def unsupported_by_torch(self) -> str | None:
         if self.layer_norm:
             return "layer_norm is not supported by torch's LSTM kernels"

@@ -63,6 +63,9 @@ class MinimalCell(CellSpec):
             shapes["bias_ih"] = (self.num_gates * self.hidden_size,)
         return shapes
 
+    def kernel_family(self) -> str | None:
+        return self.name  # the scan kernels: "mingru", "minlstm"
+
     def unsupported_by_torch(self) -> str | None:
         return f"torch has no kernel for the {self.name!r} cell"
 

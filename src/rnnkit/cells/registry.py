@@ -9,6 +9,7 @@ from typing import Any
 from rnnkit.cells.base import CellSpec
 from rnnkit.cells.elman import ElmanSpec
 from rnnkit.cells.gru import GRUSpec
+from rnnkit.cells.indrnn import IndRNNSpec
 from rnnkit.cells.lstm import LSTMSpec
 from rnnkit.cells.mingru import MinGRUSpec
 from rnnkit.cells.minlstm import MinLSTMSpec
@@ -21,6 +22,7 @@ _FACTORIES: dict[str, Callable[..., CellSpec]] = {
     "gru": GRUSpec,
     "mingru": MinGRUSpec,
     "minlstm": MinLSTMSpec,
+    "indrnn": IndRNNSpec,
 }
 _CLASSES: dict[str, type[CellSpec]] = {
     "rnn_tanh": ElmanSpec,
@@ -30,6 +32,7 @@ _CLASSES: dict[str, type[CellSpec]] = {
     "gru": GRUSpec,
     "mingru": MinGRUSpec,
     "minlstm": MinLSTMSpec,
+    "indrnn": IndRNNSpec,
 }
 
 
@@ -46,7 +49,8 @@ def cell_names() -> list[str]:
 def cell_options(name: str) -> set[str]:
     """The equation-changing options a family takes (beyond input_size, hidden_size, bias)."""
     fields = {f.name for f in dataclasses.fields(_CLASSES[name])}
-    return fields - {"input_size", "hidden_size", "bias", "nonlinearity"}
+    fields -= {"input_size", "hidden_size", "bias"}
+    return fields if _CLASSES[name] is not ElmanSpec else fields - {"nonlinearity"}
 
 
 def make_cell(name: str, input_size: int, hidden_size: int, bias: bool = True, **options: Any) -> CellSpec:
