@@ -29,8 +29,11 @@ class LinearScalarSpec(CellSpec):
     name: ClassVar[str] = "linear_scalar_test"
     num_gates: ClassVar[int] = 1
 
-    def step(self, params, gx_t, state, recurrent_mask=None):
-        return (params["weight_hh"][0, 0] * state[0] + gx_t,)
+    def gates(self, params, gx_t, state, recurrent_mask=None):
+        return {"h": params["weight_hh"][0, 0] * state[0] + gx_t}
+
+    def state_from_gates(self, params, gates, state):
+        return (gates["h"],)
 
 
 register_cell("linear_scalar_test", LinearScalarSpec)

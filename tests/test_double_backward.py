@@ -9,35 +9,16 @@ executor that runs it (the cases come from the cell registry), and ``torch.func.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 import rnnkit
 from rnnkit.cells import make_cell
-from rnnkit.cells.registry import _CLASSES, cell_names, cell_options
+from rnnkit.cells.registry import cell_names, option_examples
 from rnnkit.executors import RunRequest, StepMasks, backend_names, get_executor
 
 F64 = torch.float64
-
-
-def option_variants(name: str) -> list[dict]:
-    """The family's options one at a time and all together, from its dataclass fields: booleans on,
-    integer sizes (the LSTM's proj_size) at 2."""
-    fields = {f.name: f for f in dataclasses.fields(_CLASSES[name])}
-    one_each = []
-    for option in sorted(cell_options(name)):
-        default = fields[option].default
-        if isinstance(default, bool):
-            one_each.append({option: True})
-        elif isinstance(default, int):
-            one_each.append({option: 2})
-    variants = [{}, *one_each]
-    if len(one_each) > 1:
-        variants.append({k: v for d in one_each for k, v in d.items()})
-    return variants
 
 
 def runnable_executors(cell) -> list[str]:
@@ -48,14 +29,14 @@ def runnable_executors(cell) -> list[str]:
 CASES = [
     (name, options, backend)
     for name in cell_names()
-    for options in option_variants(name)
+    for options in option_examples(name)
     for backend in runnable_executors(make_cell(name, 2, 3, **options))
 ]
 
 
 def _case_id(case):
     name, options, backend = case
-    return "-".join([name, *sorted(options), backend])
+    return "-".join([name, *(k if v is True else f"{k}={v}" for k, v in sorted(options.items())), backend])
 
 
 def _params(cell, seed=0):

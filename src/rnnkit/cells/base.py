@@ -13,6 +13,7 @@ The output of a step is always ``state[0]`` (``h``; for a projected LSTM the pro
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from torch import Tensor
 
 State = tuple[Tensor, ...]
 Params = dict[str, Tensor]
+Gates = dict[str, Tensor]
 
 INIT_SCHEMES = ("torch", "orthogonal", "chrono")
 
@@ -77,6 +79,9 @@ class CellSpec(ABC):
             raise ValueError("hidden_size must be greater than zero")
         if not isinstance(self.input_size, int) or self.input_size < 0:
             raise ValueError(f"input_size must be a non-negative int, got {self.input_size!r}")
+        for f in dataclasses.fields(self):
+            if f.name not in ("input_size", "hidden_size", "bias"):  # bias: any truthy value, as torch.nn
+                _check_option_type(type(self).__name__, f.name, str(f.type), getattr(self, f.name))
 
     # ---- shapes -------------------------------------------------------------------------
     @property
@@ -146,25 +151,52 @@ class CellSpec(ABC):
         return torch.nn.functional.linear(x, params["weight_ih"], params.get("bias_ih"))
 
     @abstractmethod
+    def gates(
+        self, params: Params, gx_t: Tensor, state: State, recurrent_mask: Tensor | None = None
+    ) -> Gates:
+        """The named activations of one time step (B, n each): every gate :meth:`gate_kinds` lists,
+        plus whatever else :meth:`state_from_gates` needs. ``recurrent_mask`` (B, output_size), if
+        given, multiplies ``h_{t-1}`` where it enters the recurrent weights (Gal & Ghahramani's
+        recurrent dropout)."""
+
+    @abstractmethod
+    def state_from_gates(self, params: Params, gates: Gates, state: State) -> State:
+        """The new state from this step's :meth:`gates` and the previous ``state``."""
+
+    def gate_kinds(self) -> dict[str, str]:
+        """The entries of :meth:`gates` that diagnostics summarise, with the nonlinearity that made
+        each ("sigmoid", "tanh" or "relu")."""
+        return {}
+
+    def recurrent_blocks(self) -> tuple[str, ...]:
+        """Names of the gate blocks stacked in ``weight_hh`` (rows), in order."""
+        return ("h",) if self.num_gates == 1 else tuple(f"gate{i}" for i in range(self.num_gates))
+
     def step(
         self, params: Params, gx_t: Tensor, state: State, recurrent_mask: Tensor | None = None
     ) -> State:
-        """One time step. ``recurrent_mask`` (B, output_size), if given, multiplies ``h_{t-1}``
-        where it enters the recurrent weights (Gal & Ghahramani's recurrent dropout)."""
+        """One time step: ``state_from_gates(gates(...))`` (so the gates diagnostics read are the
+        ones the step used)."""
+        return self.state_from_gates(params, self.gates(params, gx_t, state, recurrent_mask), state)
 
     def initial_state(self, batch: int, *, device=None, dtype=None) -> State:
         return tuple(torch.zeros(batch, n, device=device, dtype=dtype) for n in self.state_sizes())
 
 
-def options_repr(spec: CellSpec, init: InitOptions) -> str:
-    """``", name=value"`` for the cell options and initialisation that differ from their defaults,
-    as the modules built on a cell show them in ``repr``."""
-    s = "".join(f", {name}=True" for name in ("peephole", "layer_norm") if getattr(spec, name, False))
-    if init.forget_bias is not None:
-        s += f", forget_bias={init.forget_bias}"
-    if init.scheme != "torch":
-        s += f", init={init.scheme!r}"
-    return s
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
+def _check_option_type(owner: str, name: str, annotation: str, value: object) -> None:
+    """Options are validated once, here, from their annotations (``bool``, ``int``, ``float``, ``str``,
+    optionally ``| None``): a config file or a flag cannot slip a string in for a bool."""
+    kinds = [k.strip() for k in annotation.split("|")]
+    if value is None and "None" in kinds:
+        return
+    allowed = tuple(t for k in kinds for t in _OPTION_TYPES.get(k, ()))
+    if not allowed:
+        return  # an annotation this check does not know: the family validates it
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+        raise TypeError(f"{owner}.{name} must be {' or '.join(kinds)}, got {type(value).__name__} {value!r}")
 
 
 def recurrent_input(h: Tensor, recurrent_mask: Tensor | None) -> Tensor:

@@ -22,7 +22,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from rnnkit.cells.base import CellSpec, Params, State, recurrent_input
+from rnnkit.cells.base import CellSpec, Gates, Params, State, recurrent_input
 
 NONLINEARITIES = ("tanh", "relu", "modrelu")
 
@@ -69,15 +69,20 @@ class ElmanSpec(CellSpec):
         if "modrelu_bias" in params:  # near zero: every unit starts active (Arjovsky et al.)
             params["modrelu_bias"].uniform_(-0.01, 0.01)
 
-    def step(
+    def gate_kinds(self) -> dict[str, str]:
+        return {"h": "tanh" if self.nonlinearity == "tanh" else "relu"}  # modReLU's h == 0: as relu's
+
+    def gates(
         self, params: Params, gx_t: Tensor, state: State, recurrent_mask: Tensor | None = None
-    ) -> State:
-        (h,) = state
+    ) -> Gates:
         pre = gx_t + torch.nn.functional.linear(
-            recurrent_input(h, recurrent_mask), params["weight_hh"], params.get("bias_hh")
+            recurrent_input(state[0], recurrent_mask), params["weight_hh"], params.get("bias_hh")
         )
         if self.nonlinearity == "tanh":
-            return (torch.tanh(pre),)
+            return {"h": torch.tanh(pre)}
         if self.nonlinearity == "relu":
-            return (torch.relu(pre),)
-        return (modrelu(pre, params["modrelu_bias"]),)
+            return {"h": torch.relu(pre)}
+        return {"h": modrelu(pre, params["modrelu_bias"])}
+
+    def state_from_gates(self, params: Params, gates: Gates, state: State) -> State:
+        return (gates["h"],)

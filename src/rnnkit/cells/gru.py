@@ -27,6 +27,7 @@ from torch import Tensor
 
 from rnnkit.cells.base import (
     CellSpec,
+    Gates,
     Params,
     State,
     chrono_bias,
@@ -73,14 +74,21 @@ class GRUSpec(CellSpec):
     def project_input(self, params: Params, x: Tensor) -> Tensor:
         return normed_linear(x, params, "ih", self.layer_norm)
 
-    def step(
+    def gate_kinds(self) -> dict[str, str]:
+        return {"r": "sigmoid", "z": "sigmoid", "n": "tanh"}
+
+    def recurrent_blocks(self) -> tuple[str, ...]:
+        return ("r", "z", "n")
+
+    def gates(
         self, params: Params, gx_t: Tensor, state: State, recurrent_mask: Tensor | None = None
-    ) -> State:
-        (h,) = state
-        gh = normed_linear(recurrent_input(h, recurrent_mask), params, "hh", self.layer_norm)
+    ) -> Gates:
+        gh = normed_linear(recurrent_input(state[0], recurrent_mask), params, "hh", self.layer_norm)
         xr, xz, xn = gx_t.chunk(3, dim=-1)
         hr, hz, hn = gh.chunk(3, dim=-1)
         r = torch.sigmoid(xr + hr)
-        z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        return ((1 - z) * n + z * h,)
+        return {"r": r, "z": torch.sigmoid(xz + hz), "n": torch.tanh(xn + r * hn)}
+
+    def state_from_gates(self, params: Params, gates: Gates, state: State) -> State:
+        z = gates["z"]
+        return ((1 - z) * gates["n"] + z * state[0],)

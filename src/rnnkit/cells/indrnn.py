@@ -20,13 +20,13 @@ apply to a diagonal recurrence and are refused.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from rnnkit.cells.base import CellSpec, InitOptions, Params, State, recurrent_input
+from rnnkit.cells.base import CellSpec, Gates, InitOptions, Params, State, recurrent_input
 
 NONLINEARITIES = ("relu", "tanh")
 
@@ -35,8 +35,8 @@ NONLINEARITIES = ("relu", "tanh")
 class IndRNNSpec(CellSpec):
     """IndRNN cell: element-wise recurrent weight; ``nonlinearity`` "relu" (the paper's) or "tanh"."""
 
-    nonlinearity: str = "relu"
-    recurrent_max: float | None = None
+    nonlinearity: str = field(default="relu", metadata={"choices": NONLINEARITIES})
+    recurrent_max: float | None = field(default=None, metadata={"example": 0.9})
 
     name: ClassVar[str] = "indrnn"
     num_gates: ClassVar[int] = 1
@@ -84,11 +84,16 @@ class IndRNNSpec(CellSpec):
         u = params["weight_hh"]
         return u if self.recurrent_max is None else u.clamp(-self.recurrent_max, self.recurrent_max)
 
-    def step(
+    def gate_kinds(self) -> dict[str, str]:
+        return {"h": self.nonlinearity}
+
+    def gates(
         self, params: Params, gx_t: Tensor, state: State, recurrent_mask: Tensor | None = None
-    ) -> State:
-        (h,) = state
-        pre = gx_t + self.recurrent_weight(params) * recurrent_input(h, recurrent_mask)
+    ) -> Gates:
+        pre = gx_t + self.recurrent_weight(params) * recurrent_input(state[0], recurrent_mask)
         if "bias_hh" in params:
             pre = pre + params["bias_hh"]
-        return (torch.relu(pre) if self.nonlinearity == "relu" else torch.tanh(pre),)
+        return {"h": torch.relu(pre) if self.nonlinearity == "relu" else torch.tanh(pre)}
+
+    def state_from_gates(self, params: Params, gates: Gates, state: State) -> State:
+        return (gates["h"],)

@@ -33,7 +33,7 @@ Options:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -41,6 +41,7 @@ from torch import Tensor
 
 from rnnkit.cells.base import (
     CellSpec,
+    Gates,
     Params,
     State,
     chrono_bias,
@@ -54,7 +55,7 @@ from rnnkit.cells.base import (
 class LSTMSpec(CellSpec):
     """LSTM cell with optional projection, peepholes and layer norm."""
 
-    proj_size: int = 0
+    proj_size: int = field(default=0, metadata={"example": 2})  # must stay below hidden_size
     peephole: bool = False
     layer_norm: bool = False
 
@@ -132,20 +133,30 @@ class LSTMSpec(CellSpec):
     def project_input(self, params: Params, x: Tensor) -> Tensor:
         return normed_linear(x, params, "ih", self.layer_norm)
 
-    def step(
+    def gate_kinds(self) -> dict[str, str]:
+        return {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid", "tanh_c": "tanh"}
+
+    def recurrent_blocks(self) -> tuple[str, ...]:
+        return ("i", "f", "g", "o")
+
+    def gates(
         self, params: Params, gx_t: Tensor, state: State, recurrent_mask: Tensor | None = None
-    ) -> State:
+    ) -> Gates:
         h, c = state
         gh = normed_linear(recurrent_input(h, recurrent_mask), params, "hh", self.layer_norm)
         i, f, g, o = (gx_t + gh).chunk(4, dim=-1)
         if self.peephole:
             i = i + params["weight_peephole_i"] * c
             f = f + params["weight_peephole_f"] * c
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        i, f, g = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g)
+        c_new = f * c + i * g
         if self.peephole:
             o = o + params["weight_peephole_o"] * c_new
         c_out = layer_norm(c_new, params, "layer_norm_c") if self.layer_norm else c_new
-        h_new = torch.sigmoid(o) * torch.tanh(c_out)
+        return {"i": i, "f": f, "g": g, "o": torch.sigmoid(o), "tanh_c": torch.tanh(c_out), "c": c_new}
+
+    def state_from_gates(self, params: Params, gates: Gates, state: State) -> State:
+        h_new = gates["o"] * gates["tanh_c"]
         if self.proj_size > 0:
             h_new = torch.nn.functional.linear(h_new, params["weight_hr"])
-        return (h_new, c_new)
+        return (h_new, gates["c"])

@@ -25,13 +25,13 @@ apply either; zoneout does (it stays a linear recurrence).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from rnnkit.cells.base import CellSpec, InitOptions, Params, State, chrono_bias
+from rnnkit.cells.base import CellSpec, Gates, InitOptions, Params, State, chrono_bias
 
 ACTIVATIONS = ("g", "identity")
 
@@ -46,7 +46,7 @@ class MinimalCell(CellSpec):
     """What minGRU and minLSTM share: input-only gates, state ``(h,)``, no ``W_hh``, the candidate's
     ``activation`` ("g": the paper's positive g; "identity")."""
 
-    activation: str = "g"
+    activation: str = field(default="g", metadata={"choices": ACTIVATIONS})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -85,13 +85,23 @@ class MinimalCell(CellSpec):
         """``(a, b)`` with ``h_t = a_t * h_{t-1} + b_t``, for any leading shape of ``gx``."""
         raise NotImplementedError
 
-    def step(
+    def recurrent_blocks(self) -> tuple[str, ...]:
+        return ()  # no weight_hh: the recurrence is elementwise
+
+    def gates(
         self, params: Params, gx_t: Tensor, state: State, recurrent_mask: Tensor | None = None
-    ) -> State:
+    ) -> Gates:
         if recurrent_mask is not None:
             raise ValueError(f"recurrent dropout acts on weight_hh; the {self.name!r} cell has none")
         a, b = self.scan_coefficients(gx_t)
-        return (a * state[0] + b,)
+        return {**self.named_gate(a), "a": a, "b": b}
+
+    def named_gate(self, a: Tensor) -> Gates:
+        """The family's gate, from the decay ``a`` of ``h_t = a_t h_{t-1} + b_t``."""
+        raise NotImplementedError
+
+    def state_from_gates(self, params: Params, gates: Gates, state: State) -> State:
+        return (gates["a"] * state[0] + gates["b"],)
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,12 @@ class MinGRUSpec(MinimalCell):
             raise ValueError("init='chrono' sets gate biases; it needs bias=True")
         H = self.hidden_size
         params["bias_ih"][:H].copy_(-chrono_bias(H, tmax, params["bias_ih"]))
+
+    def gate_kinds(self) -> dict[str, str]:
+        return {"z": "sigmoid"}
+
+    def named_gate(self, a: Tensor) -> Gates:
+        return {"z": 1 - a}  # h_t = (1 - z) h_{t-1} + z g(h~)
 
     def scan_coefficients(self, gx: Tensor) -> tuple[Tensor, Tensor]:
         pz, ph = gx.chunk(2, dim=-1)

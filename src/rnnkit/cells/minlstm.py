@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.nn.functional import softplus
 
-from rnnkit.cells.base import Params, chrono_bias
+from rnnkit.cells.base import Gates, Params, chrono_bias
 from rnnkit.cells.mingru import MinimalCell
 
 
@@ -53,6 +53,12 @@ class MinLSTMSpec(MinimalCell):
         if not self.bias:
             raise ValueError("forget_bias sets a gate bias; it needs bias=True")
         params["bias_ih"][: self.hidden_size].fill_(value)
+
+    def gate_kinds(self) -> dict[str, str]:
+        return {"f": "sigmoid"}
+
+    def named_gate(self, a: Tensor) -> Gates:
+        return {"f": a}  # the normalised forget gate f' = f / (f + i); i' = 1 - f'
 
     def scan_coefficients(self, gx: Tensor) -> tuple[Tensor, Tensor]:
         pf, pi, ph = gx.chunk(3, dim=-1)

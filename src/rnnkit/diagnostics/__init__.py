@@ -13,7 +13,7 @@ whatever executor the layer runs on.
 """
 
 from rnnkit.diagnostics.demo import run_demo
-from rnnkit.diagnostics.gates import GateStats, GateSummary, register_gates
+from rnnkit.diagnostics.gates import GateStats, GateSummary
 from rnnkit.diagnostics.gradient_flow import GradientFlow, gradient_flow
 from rnnkit.diagnostics.influence import Influence, input_influence
 from rnnkit.diagnostics.recorder import GradientFlowRecorder
@@ -37,7 +37,6 @@ __all__ = [
     "gradient_flow",
     "input_influence",
     "recurrent_spectrum",
-    "register_gates",
     "run_demo",
     "snapshot",
     "trace",

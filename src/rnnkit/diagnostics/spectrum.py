@@ -1,7 +1,8 @@
 """The spectrum of each recurrent weight matrix, per gate block.
 
-For every layer, direction and gate block ``W`` of ``weight_hh`` (H x H; LSTM order i, f, g, o, GRU
-r, z, n, Elman one block): the largest singular values and the spectral radius (largest |eigenvalue|).
+For every layer, direction and gate block ``W`` of ``weight_hh`` (H x H; the blocks the cell names
+in ``recurrent_blocks()``: LSTM i, f, g, o, GRU r, z, n, Elman one block; IndRNN's ``u`` as the
+diagonal matrix it is): the largest singular values and the spectral radius (largest |eigenvalue|).
 The linearised recurrence ``h_t ~ W h_{t-1}`` shrinks perturbations when the radius is below 1 and
 grows them when it is above 1 (Pascanu et al. 2013, "On the difficulty of training recurrent neural
 networks": a largest singular value below 1/gamma, with gamma the bound on the activation's
@@ -19,8 +20,6 @@ from torch import nn
 
 from rnnkit.diagnostics.trace import find_recurrent
 
-GATE_NAMES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
-
 
 @dataclass
 class BlockSpectrum:
@@ -31,13 +30,6 @@ class BlockSpectrum:
     spectral_radius: float
 
 
-def gate_names(cell_name: str, num_gates: int) -> tuple[str, ...]:
-    names = GATE_NAMES.get(cell_name)
-    if names is not None and len(names) == num_gates:
-        return names
-    return ("h",) if num_gates == 1 else tuple(f"gate{i}" for i in range(num_gates))
-
-
 @torch.no_grad()
 def recurrent_spectrum(model: nn.Module, k: int = 3, *, recurrent: str | None = None) -> list[BlockSpectrum]:
     """Top-``k`` singular values and spectral radius of every gate block of every ``weight_hh``
@@ -45,12 +37,17 @@ def recurrent_spectrum(model: nn.Module, k: int = 3, *, recurrent: str | None = 
     rec = find_recurrent(model, recurrent)
     out = []
     for layer, spec in enumerate(rec.cells):
-        names = gate_names(rec.cell_name, spec.num_gates)
+        names = spec.recurrent_blocks()
         for direction in range(rec.num_directions):
             params = rec.layer_params(layer, direction)
-            if "weight_hh" not in params:
+            if not names or "weight_hh" not in params:
                 continue
-            blocks = params["weight_hh"].detach().double().cpu().chunk(spec.num_gates, dim=0)
+            weight_hh = params["weight_hh"].detach().double().cpu()
+            if weight_hh.dim() == 1:  # an element-wise recurrence (IndRNN): W_hh = diag(u)
+                s = weight_hh.abs().sort(descending=True).values
+                out.append(BlockSpectrum(layer, direction, names[0], s[:k].tolist(), float(s[0])))
+                continue
+            blocks = weight_hh.chunk(len(names), dim=0)
             w_hr = params.get("weight_hr")
             for gate, w in zip(names, blocks, strict=True):
                 s = torch.linalg.svdvals(w)

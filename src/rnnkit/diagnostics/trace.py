@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.cells.base import State
-from rnnkit.diagnostics.gates import GateStats, gate_activations, gate_kinds, summarize_gate
+from rnnkit.diagnostics.gates import GateStats, gate_kinds, summarize_gate
 from rnnkit.executors.base import valid_steps
 from rnnkit.layers.recurrent import Recurrent
 
@@ -237,6 +237,7 @@ def _replay(
     states_per_layer: list[tuple[Tensor, ...]] = []
     for layer, spec in enumerate(rec.cells):
         outs, layer_states = [], []
+        kinds = spec.gate_kinds()
         for direction in range(D):
             params = rec.layer_params(layer, direction)
             gx = spec.project_input(params, layer_input)
@@ -253,11 +254,11 @@ def _replay(
             per_step: list[State] = [()] * T
             gates: dict[str, list[Tensor]] = {}
             for t in range(T - 1, -1, -1) if reverse else range(T):
+                step_gates = spec.gates(params, gx[t], state)
                 if tape.record_gates:
-                    with torch.no_grad():
-                        for name, v in gate_activations(spec, params, gx[t], state).items():
-                            gates.setdefault(name, [x.new_empty(0)] * T)[t] = v.detach().cpu()
-                new = spec.step(params, gx[t], state)
+                    for name in kinds:
+                        gates.setdefault(name, [x.new_empty(0)] * T)[t] = step_gates[name].detach().cpu()
+                new = spec.state_from_gates(params, step_gates, state)
                 new = tuple(
                     n if p == 0 else torch.lerp(n, old, p)
                     for n, old, p in zip(new, state, rec.zoneout, strict=True)

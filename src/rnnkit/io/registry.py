@@ -55,6 +55,7 @@ BUILTIN_MODULES: dict[str, str] = {
     "forecast.ensemble": "rnnkit.apps.forecast.ensemble",
     "classify.net": "rnnkit.apps.classify.model",
     "translate.seq2seq": "rnnkit.apps.translate.model",
+    "translate.transformer": "rnnkit.apps.translate.model",
 }
 
 _BY_NAME: dict[str, ModelEntry] = {}
@@ -149,17 +150,11 @@ def _common(m) -> dict[str, Any]:
     return cfg
 
 
-def _cell_options(m, names: tuple[str, ...]) -> dict[str, Any]:
-    out = {}
-    spec = m.cell if hasattr(m, "cell") and not callable(m.cell) else m.spec
-    for name in names:
-        if name == "forget_bias":
-            out[name] = m.init_options.forget_bias
-        elif name == "proj_size":
-            out[name] = getattr(spec, "proj_size", 0)
-        else:
-            out[name] = getattr(spec, name, False)
-    return out
+def _cell_options(spec) -> dict[str, Any]:
+    """The cell's options as its spec declares them, but proj_size (the modules' own argument)."""
+    from rnnkit.cells.registry import options_of
+
+    return {k: v for k, v in options_of(spec).items() if k != "proj_size"}
 
 
 def _zoneout_in(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -174,8 +169,8 @@ def _register_layers() -> None:
     from rnnkit.layers.torch_rnn import GRU, LSTM, RNN
 
     def rec_get(m):
-        return {"cell": m.cell_name, **_common(m),
-                **_cell_options(m, ("proj_size", "peephole", "layer_norm", "forget_bias"))}
+        return {"cell": m.cell_name, **_common(m), "proj_size": m.proj_size, **_cell_options(m.cell),
+                "forget_bias": m.init_options.forget_bias}
 
     def rec_make(cfg):
         cfg = _zoneout_in(cfg)
@@ -184,24 +179,22 @@ def _register_layers() -> None:
 
     register_model("rnnkit.Recurrent", Recurrent, get_config=rec_get, from_config=rec_make)
     register_model("rnnkit.LSTM", LSTM, from_config=lambda c: LSTM(**_zoneout_in(c)), get_config=lambda m: {
-        **_common(m), **_cell_options(m, ("proj_size", "peephole", "layer_norm", "forget_bias"))})
+        **_common(m), "proj_size": m.proj_size, **_cell_options(m.cell), "forget_bias": m.init_options.forget_bias})
     register_model("rnnkit.GRU", GRU, from_config=lambda c: GRU(**c),
-                   get_config=lambda m: {**_common(m), **_cell_options(m, ("layer_norm",))})
+                   get_config=lambda m: {**_common(m), **_cell_options(m.cell)})
     register_model("rnnkit.RNN", RNN, from_config=lambda c: RNN(**c), get_config=lambda m: {
         **_common(m), "nonlinearity": m.cell_name.split("_")[1]})
 
-    def cell_get(m, names):
-        cfg = {"input_size": m.input_size, "hidden_size": m.hidden_size, "bias": m.bias,
-               "init": m.init_options.scheme, "chrono_tmax": m.init_options.chrono_tmax}
-        cfg.update(_cell_options(m, names))
-        return cfg
+    def cell_get(m):
+        return {"input_size": m.input_size, "hidden_size": m.hidden_size, "bias": m.bias,
+                "init": m.init_options.scheme, "chrono_tmax": m.init_options.chrono_tmax,
+                **_cell_options(m.spec)}
 
     register_model("rnnkit.LSTMCell", LSTMCell, from_config=lambda c: LSTMCell(**c),
-                   get_config=lambda m: cell_get(m, ("peephole", "layer_norm", "forget_bias")))
-    register_model("rnnkit.GRUCell", GRUCell, from_config=lambda c: GRUCell(**c),
-                   get_config=lambda m: cell_get(m, ("layer_norm",)))
+                   get_config=lambda m: {**cell_get(m), "forget_bias": m.init_options.forget_bias})
+    register_model("rnnkit.GRUCell", GRUCell, from_config=lambda c: GRUCell(**c), get_config=cell_get)
     register_model("rnnkit.RNNCell", RNNCell, from_config=lambda c: RNNCell(**c),
-                   get_config=lambda m: {**cell_get(m, ()), "nonlinearity": m.nonlinearity})
+                   get_config=lambda m: {**cell_get(m), "nonlinearity": m.nonlinearity})
 
 
 _register_layers()

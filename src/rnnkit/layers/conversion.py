@@ -8,11 +8,12 @@ import warnings
 import torch
 from torch import nn
 
+from rnnkit.cells.registry import option_defaults, options_of
 from rnnkit.layers.torch_cells import GRUCell, LSTMCell, RNNCell, _CellModule
 from rnnkit.layers.torch_rnn import GRU, LSTM, RNN, _TorchCompatible
 
-# options that change what a module computes at evaluation: torch.nn has no equivalent
-_EVAL_OPTIONS = ("peephole", "layer_norm")
+# cell options torch.nn also has (any other set option changes the equations: no equivalent)
+_TORCH_CELL_OPTIONS = ("proj_size",)
 # training-only regularisers: dropped by to_torch(), with a warning
 _TRAIN_OPTIONS = ("variational_dropout", "recurrent_dropout", "weight_drop")
 
@@ -63,7 +64,9 @@ def to_torch(module: nn.Module) -> nn.Module:
     spec = module.cell if isinstance(module, _TorchCompatible) else getattr(module, "spec", None)
     if spec is None:
         raise TypeError(f"to_torch: unsupported module {type(module).__name__}")
-    blocking = [name for name in _EVAL_OPTIONS if getattr(spec, name, False)]
+    defaults = option_defaults(spec.name)
+    blocking = [name for name, value in options_of(spec).items()
+                if name not in _TORCH_CELL_OPTIONS and value != defaults[name]]
     if isinstance(module, _TorchCompatible):
         if any(module.zoneout):
             blocking.append("zoneout")

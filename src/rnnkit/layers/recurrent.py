@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.cells.base import CellSpec, InitOptions, Params, State, options_repr
+from rnnkit.cells.base import CellSpec, InitOptions, Params, State
 from rnnkit.cells.lstm import LSTMSpec
-from rnnkit.cells.registry import make_cell
+from rnnkit.cells.registry import cell_builder, options_repr
 from rnnkit.executors.base import Executor, RunRequest, StepMasks
 from rnnkit.executors.dispatch import choose, get_executor, validate_backend
 from rnnkit.executors.native import NativeExecutor, flat_weights
@@ -67,10 +67,14 @@ class Recurrent(nn.Module):
     """A stack of recurrent layers of one cell family.
 
     Args:
-        cell: family name: "rnn_tanh", "rnn_relu", "lstm", "gru" (see ``rnnkit.cells.cell_names()``).
+        cell: the family: a registered name ("rnn_tanh", "lstm", "gru", "indrnn", ... see
+            ``rnnkit.cells.cell_names()``), a :class:`~rnnkit.cells.CellSpec` class, or a spec whose
+            options serve as defaults.
         input_size, hidden_size, num_layers: as torch.nn.
         bias, batch_first, dropout, bidirectional, proj_size: as torch.nn (``dropout`` between layers).
-        peephole, layer_norm: cell options (see the cell's docstring for the equations).
+        **cell_options: the family's own options, e.g. ``peephole``/``layer_norm`` (LSTM),
+            ``activation`` (minGRU), ``recurrent_max`` (IndRNN): the fields of its spec class, see
+            its docstring for the equations. An option another family has, left off, is accepted.
         forget_bias, init, chrono_tmax: initialisation (:class:`rnnkit.cells.InitOptions`).
         variational_dropout: locked dropout on every layer's input, one mask per sequence.
         recurrent_dropout: dropout on ``h_{t-1}`` where it meets ``W_hh``, one mask per sequence.
@@ -87,7 +91,7 @@ class Recurrent(nn.Module):
 
     def __init__(
         self,
-        cell: str,
+        cell: str | type[CellSpec] | CellSpec,
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
@@ -97,8 +101,6 @@ class Recurrent(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         proj_size: int = 0,
-        peephole: bool = False,
-        layer_norm: bool = False,
         forget_bias: float | None = None,
         init: str = "torch",
         chrono_tmax: float = 1000.0,
@@ -110,6 +112,7 @@ class Recurrent(nn.Module):
         backend: str = "auto",
         device: Any = None,
         dtype: torch.dtype | None = None,
+        **cell_options: Any,
     ) -> None:
         super().__init__()
         # the order of these checks (and their messages) follows torch.nn.RNNBase
@@ -135,7 +138,9 @@ class Recurrent(nn.Module):
             raise ValueError("hidden_size must be greater than zero")
         if num_layers <= 0:
             raise ValueError("num_layers must be greater than zero")
-        self.cell_name = cell
+        if proj_size:  # a torch.nn argument, one of the LSTM's cell options here
+            cell_options["proj_size"] = proj_size
+        self.cell_name, build_cell = cell_builder(cell, **cell_options)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -143,7 +148,6 @@ class Recurrent(nn.Module):
         self.batch_first = batch_first
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
-        self.proj_size = proj_size
         self.init_options = InitOptions(init, forget_bias, chrono_tmax)
         self.variational_dropout = check_probability("variational_dropout", variational_dropout)
         self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
@@ -151,19 +155,19 @@ class Recurrent(nn.Module):
         self.residual = bool(residual)
         self.backend = validate_backend(backend)
 
-        options = {"proj_size": proj_size, "peephole": peephole, "layer_norm": layer_norm}
-        first = make_cell(cell, input_size, hidden_size, bias, **options)
+        first = build_cell(input_size, hidden_size, bias)
         self.num_directions = 2 if bidirectional else 1
         layer_input = first.output_size * self.num_directions
         self.cells: list[CellSpec] = [first] + [
-            make_cell(cell, layer_input, hidden_size, bias, **options) for _ in range(num_layers - 1)
+            build_cell(layer_input, hidden_size, bias) for _ in range(num_layers - 1)
         ]
+        self.proj_size: int = getattr(first, "proj_size", 0)
         self.zoneout = self._check_zoneout(zoneout, first)
         self._state_sizes = first.state_sizes()  # read on every streaming step()
         if "weight_hh" not in first.param_shapes():
             for name in ("recurrent_dropout", "weight_drop"):
                 if getattr(self, name):
-                    raise ValueError(f"{name} acts on weight_hh; the {cell!r} cell has none")
+                    raise ValueError(f"{name} acts on weight_hh; the {self.cell_name!r} cell has none")
 
         factory = {"device": device, "dtype": dtype}
         self._param_names: list[list[dict[str, str]]] = []
@@ -218,6 +222,8 @@ class Recurrent(nn.Module):
         s = f"{self.cell_name!r}, {self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         return s + self._options_repr()
 
     def _options_repr(self) -> str:

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import _VF, Tensor, nn
 
-from rnnkit.cells.base import CellSpec, InitOptions, Params, options_repr
-from rnnkit.cells.registry import make_cell
+from rnnkit.cells.base import CellSpec, InitOptions, Params
+from rnnkit.cells.registry import make_cell, options_repr
 from rnnkit.layers.graph_capture import refuse_scripting
 
 
