@@ -4,9 +4,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup ext demo test test-slow lint bench clean
+.PHONY: setup espeak-ng ext demo test test-slow lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) espeak-ng
+
+# `rnnkit speech synth` runs the espeak-ng program: installed with apt (as root, or through sudo) when missing
+espeak-ng:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    $$SUDO apt-get update -qq >/dev/null && $$SUDO apt-get install -y -qq espeak-ng >/dev/null; \
+	  fi; \
+	  command -v espeak-ng >/dev/null 2>&1 || echo "note: espeak-ng could not be installed: rnnkit speech synth needs it (apt-get install espeak-ng / brew install espeak-ng); its tests are skipped"; \
+	}
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # C++ extensions: rebuilt by torch when a source changes; a failure is reported, not fatal
-ext: $(STAMP)
+ext: setup
 	-$(PY) -m rnnkit._ext
 
 demo: ext

@@ -56,6 +56,8 @@ BUILTIN_MODULES: dict[str, str] = {
     "classify.net": "rnnkit.apps.classify.model",
     "translate.seq2seq": "rnnkit.apps.translate.model",
     "translate.transformer": "rnnkit.apps.translate.model",
+    "speech.rnn_ctc": "rnnkit.apps.speech.model",
+    "speech.transformer_ctc": "rnnkit.apps.speech.transformer",
 }
 
 _BY_NAME: dict[str, ModelEntry] = {}

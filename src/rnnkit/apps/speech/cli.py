@@ -1,0 +1,277 @@
+"""``rnnkit speech``: synthesise, train, evaluate and transcribe (docs/speech.md).
+
+Heavy imports (torch, Lightning, soundfile, jiwer) happen inside the commands. Paths are never read
+back from a run's config.json: evaluate and transcribe take the files they read as arguments.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rnnkit.errors import UserError
+from rnnkit.training.cli_support import parse_set
+from rnnkit.validation.run_config import register_task_config
+
+register_task_config("speech", "rnnkit.apps.speech.options:SpeechConfig")
+
+app = typer.Typer(help="Speech recognition: CTC models (any cell), offline and streaming, on espeak-ng speech.",
+                  no_args_is_help=True)
+
+MODEL, TRAIN = "Model", "Training"
+
+
+def _load_run(run_dir: Path):
+    """(model, task options) of a speech run; one line for anything else."""
+    import rnnkit
+    import rnnkit.apps.speech.model
+    import rnnkit.apps.speech.transformer  # registers speech.transformer_ctc
+    from rnnkit.apps.speech.options import SpeechConfig
+    from rnnkit.io.saving import CorruptRunFile
+    from rnnkit.validation.run_config import read_run_config
+
+    if not Path(run_dir).is_dir():
+        raise UserError(f"run directory {run_dir} not found")
+    saved = read_run_config(run_dir, "speech")
+    opts = SpeechConfig(**saved["task"])
+    model = rnnkit.load(run_dir)
+    if not hasattr(model, "featurizer"):
+        raise CorruptRunFile(f"{run_dir}/config.json: the model is not a speech model")
+    return model, opts
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="directory to create (wavs/ and transcripts.csv)")],
+    task: Annotated[str, typer.Option(help="digits | commands")] = "digits",
+    n: Annotated[int, typer.Option(help="utterances in all (10% valid, 10% test by default)")] = 1000,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same files")] = 0,
+    valid_voices: Annotated[int, typer.Option(help="voices held out for validation")] = 8,
+    test_voices: Annotated[int, typer.Option(help="voices held out for test")] = 8,
+    valid_fraction: Annotated[float, typer.Option(help="share of the utterances spoken by validation voices")] = 0.1,
+    test_fraction: Annotated[float, typer.Option(help="share of the utterances spoken by test voices")] = 0.1,
+    noise: Annotated[float, typer.Option(help="probability of additive noise (SNR 5-30 dB)")] = 0.3,
+    reverb: Annotated[float, typer.Option(help="probability of the reverberation filter")] = 0.3,
+) -> None:
+    """Synthesise a data set with espeak-ng: WAV files + transcripts.csv, test voices never in training."""
+    import json
+
+    from rnnkit.apps.speech.synth import synth_dataset
+
+    summary = synth_dataset(out, task, n, seed, valid_voices=valid_voices, test_voices=test_voices,
+                            valid_fraction=valid_fraction, test_fraction=test_fraction, noise=noise, reverb=reverb)
+    typer.echo(json.dumps(summary))
+
+
+@app.command()
+def train(
+    csv_file: Annotated[Path, typer.Argument(help="transcripts.csv (path,text,split; train and valid rows)")],
+    out: Annotated[Path, typer.Option(help="run directory to create")],
+    config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
+    mode: Annotated[str | None, typer.Option(help="offline | streaming [offline]", rich_help_panel=MODEL)] = None,
+    arch: Annotated[str | None, typer.Option(help="rnn | transformer [rnn]", rich_help_panel=MODEL)] = None,
+    cell: Annotated[str | None, typer.Option(help="lstm | gru | mingru | ... [lstm]", rich_help_panel=MODEL)] = None,
+    hidden: Annotated[int | None, typer.Option(help="units per direction [256]", rich_help_panel=MODEL)] = None,
+    layers: Annotated[int | None, typer.Option(help="[3]", rich_help_panel=MODEL)] = None,
+    channels: Annotated[int | None, typer.Option(help="front-end channels [32]", rich_help_panel=MODEL)] = None,
+    n_mels: Annotated[int | None, typer.Option(help="[40]", rich_help_panel=MODEL)] = None,
+    norm: Annotated[str | None, typer.Option(help="global | utterance [global]", rich_help_panel=MODEL)] = None,
+    dropout: Annotated[float | None, typer.Option(help="[0.1]", rich_help_panel=MODEL)] = None,
+    spec_augment: Annotated[bool | None, typer.Option("--spec-augment/--no-spec-augment", rich_help_panel=TRAIN)]
+    = None,
+    beam: Annotated[int | None, typer.Option(help="beam for the final validation scores [1: greedy]")] = None,
+    minutes: Annotated[float | None, typer.Option(help="time budget for training", rich_help_panel=TRAIN)] = None,
+    epochs: Annotated[int | None, typer.Option(help="max epochs [40]", rich_help_panel=TRAIN)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="[32]", rich_help_panel=TRAIN)] = None,
+    lr: Annotated[float | None, typer.Option(help="[2e-3]", rich_help_panel=TRAIN)] = None,
+    seed: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads", rich_help_panel=TRAIN)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="any other option: --set key=value",
+                                                   rich_help_panel=TRAIN)] = None,
+) -> None:
+    """Train a CTC model on the CSV's train rows into a run directory; report validation WER/CER."""
+    import json
+
+    from rnnkit.apps.speech.options import TRAIN_DEFAULTS, SpeechConfig
+    from rnnkit.apps.speech.task import run_speech
+    from rnnkit.training.cli_support import resolve_layers
+    from rnnkit.training.config import read_config_file
+
+    flags = {"mode": mode, "arch": arch, "cell": cell, "hidden": hidden, "layers": layers, "channels": channels,
+             "n_mels": n_mels, "norm": norm, "dropout": dropout, "spec_augment": spec_augment, "beam": beam,
+             "minutes": minutes, "max_epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+             "threads": threads, "quiet": True if quiet else None, **parse_set(set_)}
+    layers_: list[tuple[str, dict]] = [("speech defaults", dict(TRAIN_DEFAULTS))]
+    if config is not None:
+        layers_.append((str(config), read_config_file(config)))
+    layers_.append(("--", flags))
+    cfg, opts = resolve_layers(SpeechConfig, layers_)
+    metrics = run_speech(cfg.validate(), opts, out, csv_file)
+    v = metrics["speech"]["valid"]
+    if not cfg.quiet:
+        typer.echo(f"{metrics['status']}: step {metrics['global_step']} in {metrics['train_seconds']:.0f} s; "
+                   f"validation (held-out voices, beam {v['beam']}): WER {100 * v['wer']:.2f}%, "
+                   f"CER {100 * v['cer']:.2f}% over {v['utterances']} utterances")
+        typer.echo(f"run directory: {out}; evaluate with `rnnkit speech evaluate {out} CSV --split test`")
+    else:
+        typer.echo(json.dumps(v))
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory of `rnnkit speech train`")],
+    csv_file: Annotated[Path, typer.Argument(help="transcripts CSV (path,text[,split])")],
+    split: Annotated[str | None, typer.Option(help="only the rows of this split (e.g. test)")] = None,
+    beam: Annotated[int, typer.Option(help="prefix beam search width (1: greedy)")] = 1,
+    hypotheses: Annotated[Path | None, typer.Option(help="also write path<TAB>hypothesis lines here")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+) -> None:
+    """WER and CER (jiwer) of a run on the rows of a transcript CSV."""
+    import json
+    import time
+
+    import torch
+
+    from rnnkit.apps.speech.dataset import load_audio, read_transcripts
+    from rnnkit.apps.speech.metrics import error_rates
+    from rnnkit.apps.speech.task import transcribe_waves
+    from rnnkit.io.atomic import write_text_atomic
+
+    if not 1 <= beam <= 100:
+        raise UserError(f"--beam must be from 1 to 100, got {beam}")
+    model, _ = _load_run(run_dir)
+    rows = read_transcripts(csv_file, ("path", "text") + (("split",) if split else ()), model.alphabet)
+    if split is not None:
+        rows = [r for r in rows if r.split == split]
+        if not rows:
+            raise UserError(f"{csv_file} has no rows of split {split!r}")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    waves = load_audio(rows, model.sample_rate)
+    t0 = time.perf_counter()
+    hyps = transcribe_waves(model, waves, beam)
+    seconds = time.perf_counter() - t0
+    audio = sum(w.size for w in waves) / model.sample_rate
+    result = {"file": str(csv_file), "split": split, **error_rates([r.text for r in rows], hyps), "beam": beam,
+              "voices": len({r.voice for r in rows}), "audio_seconds": round(audio, 1),
+              "decode_seconds": round(seconds, 2), "real_time_factor": round(seconds / max(audio, 1e-9), 4)}
+    if hypotheses is not None:
+        write_text_atomic(hypotheses, "".join(f"{r.path}\t{h}\n" for r, h in zip(rows, hyps, strict=True)))
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def transcribe(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory of `rnnkit speech train`")],
+    files: Annotated[list[Path] | None, typer.Argument(help="WAV files (mono; other rates are resampled)")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="read raw 16-bit mono PCM at the model's rate from "
+                                                          "standard input")] = False,
+    chunk_ms: Annotated[int, typer.Option(help="--stream: milliseconds of audio per read")] = 20,
+    beam: Annotated[int, typer.Option(help="prefix beam search width for files (1: greedy)")] = 1,
+) -> None:
+    """Transcribe WAV files (one `path<TAB>text` line each) or, with --stream, audio from standard input
+    (partial hypotheses as they change, then the final one and the latency)."""
+    from rnnkit.apps.speech.audio import read_wav
+    from rnnkit.apps.speech.task import transcribe_waves
+
+    if not 1 <= beam <= 100:
+        raise UserError(f"--beam must be from 1 to 100, got {beam}")
+    if stream:
+        if files:
+            raise UserError("--stream reads standard input: give no files (pipe raw PCM in)")
+        if not 1 <= chunk_ms <= 10_000:
+            raise UserError(f"--chunk-ms must be from 1 to 10000, got {chunk_ms}")
+        model, _ = _load_run(run_dir)
+        _stream(model, sys.stdin.buffer, chunk_ms)
+        return
+    if not files:
+        raise UserError("give WAV files to transcribe, or --stream to read standard input")
+    model, _ = _load_run(run_dir)
+    waves = [read_wav(f, model.sample_rate) for f in files]  # every file checked before any output
+    for f, text in zip(files, transcribe_waves(model, waves, beam), strict=True):
+        typer.echo(f"{f}\t{text}")
+
+
+def _stream(model, source, chunk_ms: int) -> None:
+    import time
+
+    import numpy as np
+    import torch
+
+    from rnnkit.apps.speech.audio import check_not_silent
+    from rnnkit.apps.speech.streaming import StreamingRecognizer
+
+    try:
+        rec = StreamingRecognizer(model)
+    except ValueError as exc:
+        raise UserError(f"this run is an offline (bidirectional) model; --stream needs one trained with "
+                        f"--mode streaming ({exc})") from exc
+    nbytes = 2 * max(1, model.sample_rate * chunk_ms // 1000)
+    shown, peak, total, leftover = "", 0.0, 0, b""
+    compute: list[float] = []
+    while True:
+        data = source.read(nbytes)
+        if not data:
+            break
+        data = leftover + data
+        cut = len(data) - len(data) % 2
+        data, leftover = data[:cut], data[cut:]
+        x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+        total += x.size
+        peak = max(peak, float(np.abs(x).max()) if x.size else 0.0)
+        t0 = time.perf_counter()
+        rec.accept(torch.from_numpy(x))
+        compute.append(time.perf_counter() - t0)
+        text = rec.partial()
+        if text != shown:
+            shown = text
+            typer.echo(f"partial: {text}")
+    if total == 0:
+        raise UserError("standard input held no audio: pipe raw 16-bit mono PCM at the model's rate")
+    check_not_silent(np.array([peak], dtype=np.float32), "the audio on standard input")
+    typer.echo(f"final: {rec.partial()}")
+    audio = total / model.sample_rate
+    ms = sorted(1000 * c for c in compute)
+    typer.echo(f"latency: {len(ms)} chunks of {chunk_ms} ms, compute per chunk median {ms[len(ms) // 2]:.2f} ms, "
+               f"max {ms[-1]:.2f} ms; real-time factor {sum(compute) / audio:.3f} "
+               f"(the last chunk's result {1000 * compute[-1]:.2f} ms after its audio arrived); "
+               f"the model looks ahead 0 ms, frames are {1000 * rec.frame_seconds:.0f} ms", err=True)
+
+
+def demo(out_dir: Path, quick: bool) -> list[str]:
+    """Synthesise a few utterances, train a small streaming-capable model briefly, transcribe held-out voices."""
+    import shutil
+
+    from rnnkit.apps.speech.metrics import error_rates
+    from rnnkit.apps.speech.options import SpeechConfig
+    from rnnkit.apps.speech.synth import EspeakMissing, synth_dataset
+    from rnnkit.apps.speech.task import run_speech, transcribe_waves
+    from rnnkit.training.config import TrainConfig
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    try:
+        info = synth_dataset(out_dir / "data", "digits", 120 if quick else 400, 0, valid_voices=4, test_voices=4,
+                             valid_fraction=0.1, test_fraction=0.15)
+    except EspeakMissing as exc:
+        return [f"speech: skipped ({exc})"]
+    tcfg = TrainConfig(max_epochs=200, batch_size=16, lr=3e-3, quiet=True, threads=1, tensorboard=False,
+                       clip_norm=5.0, plots=False, schedule="cosine", min_lr=1e-4).validate()
+    opts = SpeechConfig(mode="streaming", hidden=96, layers=2, channels=16, minutes=0.15 if quick else 0.6).validate()
+    run = out_dir / "run"
+    m = run_speech(tcfg, opts, run, out_dir / "data" / "transcripts.csv")
+    model, _ = _load_run(run)
+    from rnnkit.apps.speech.dataset import load_audio, read_transcripts
+
+    rows = [r for r in read_transcripts(out_dir / "data" / "transcripts.csv", ("path", "text", "split"),
+                                        model.alphabet) if r.split == "test"]
+    hyps = transcribe_waves(model, load_audio(rows, model.sample_rate))
+    e = error_rates([r.text for r in rows], hyps)
+    sample = f"'{rows[0].text}' -> '{hyps[0]}'"
+    return [f"speech: {info['utterances']['train']} synthetic digit strings ({info['hours'] * 60:.1f} min of audio), "
+            f"streaming LSTM-CTC trained {m['train_seconds']:.0f} s: test WER {100 * e['wer']:.1f}%, CER "
+            f"{100 * e['cer']:.1f}% on {len(rows)} utterances of {len({r.voice for r in rows})} held-out voices "
+            f"(a tiny demo run: see docs/speech.md for real figures)", f"speech: e.g. {sample}"]
