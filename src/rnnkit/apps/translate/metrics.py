@@ -1,4 +1,5 @@
-"""Scores of translations against references: sacrebleu's BLEU and chrF (with their signatures), exact match."""
+"""Scores of translations against references: sacrebleu's BLEU and chrF (with their signatures) and exact
+match for text; word and phoneme error rates for grapheme-to-phoneme runs (:mod:`.error_rates`)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,20 @@ def scores(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
     return {"bleu": round(b.score, 2), "chrf": round(c.score, 2), "exact_match": round(exact, 4),
             "sentences": len(references), "bleu_signature": str(bleu.get_signature()),
             "chrf_signature": str(chrf.get_signature())}
+
+
+def scores_for(tokenizer: str, hypotheses: list[str], references: list[str]) -> dict[str, Any]:
+    """The scores a run of ``tokenizer`` reports: error rates for ``g2p``, :func:`scores` otherwise."""
+    if tokenizer == "g2p":
+        from rnnkit.apps.translate.error_rates import error_rates
+
+        return error_rates(hypotheses, references)
+    return scores(hypotheses, references)
+
+
+def summary(s: dict[str, Any]) -> str:
+    """One line of the headline scores."""
+    if "wer" in s:
+        return f"WER {100 * s['wer']:.2f}%, PER {100 * s['per']:.2f}% over {s['sentences']} words"
+    return (f"BLEU {s['bleu']:.2f}, chrF {s['chrf']:.2f}, exact match {s['exact_match']:.3f} "
+            f"over {s['sentences']} sentences")

@@ -7,7 +7,8 @@ from typing import Any
 
 from rnnkit.errors import UserError
 
-TOKENIZERS = ("bpe", "char")
+TOKENIZERS = ("bpe", "char", "g2p")
+ARCHS = ("rnn", "transformer")
 ATTENTIONS = ("additive", "general", "dot")
 TOO_LONG = ("skip", "error")
 
@@ -19,12 +20,15 @@ TRAIN_DEFAULTS: dict[str, Any] = {"batch_size": 64, "lr": 2e-3, "clip_norm": 1.0
 @dataclass
 class TranslateConfig:
     header: bool = True  # the TSV files' first line is a header (de<TAB>en)
-    tokenizer: str = "bpe"  # bpe (joint) | char
+    tokenizer: str = "bpe"  # bpe (joint) | char | g2p (characters -> whitespace-separated phonemes)
     bpe_vocab: int = 4000
     max_len: int = 100  # tokens per side, BOS/EOS not counted
     too_long: str = "skip"  # training pairs over max_len: skip (counted) | error
     valid_fraction: float = 0.05  # held out of the training file when no validation file is given
     split_seed: int = 0
+    arch: str = "rnn"  # rnn (attention encoder-decoder) | transformer (matched to the rnn's parameter count)
+    heads: int = 4  # transformer
+    transformer_layers: int = 2  # transformer: encoder layers, and as many decoder layers
     cell: str = "lstm"
     embedding_size: int = 256
     hidden: int = 256
@@ -47,13 +51,18 @@ class TranslateConfig:
 
         if self.tokenizer not in TOKENIZERS:
             raise UserError(f"unknown tokenizer {self.tokenizer!r}; choose one of: {', '.join(TOKENIZERS)}")
+        if self.arch not in ARCHS:
+            raise UserError(f"unknown arch {self.arch!r}; choose one of: {', '.join(ARCHS)}")
+        if self.arch == "transformer" and self.sampling:
+            raise UserError("scheduled sampling (sampling) is for --arch rnn; the transformer trains on references")
         if self.attention not in ATTENTIONS:
             raise UserError(f"unknown attention {self.attention!r}; choose one of: {', '.join(ATTENTIONS)}")
         if self.too_long not in TOO_LONG:
             raise UserError(f"too_long must be skip or error, got {self.too_long!r}")
         if self.cell not in cell_names():
             raise UserError(f"unknown cell {self.cell!r}; choose one of: {', '.join(cell_names())}")
-        for name in ("embedding_size", "hidden", "encoder_layers", "decoder_layers", "max_len", "beam"):
+        for name in ("embedding_size", "hidden", "encoder_layers", "decoder_layers", "max_len", "beam", "heads",
+                     "transformer_layers"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.bidirectional and self.hidden % 2:

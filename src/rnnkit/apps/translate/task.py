@@ -138,7 +138,7 @@ def encode_pairs(vocab: Vocab, pairs: list[tuple[str, str]], max_len: int, polic
     refuses a longer pair (naming its line), "skip" leaves it out."""
     out, kept = [], []
     for i, (s, t) in enumerate(pairs):
-        si, ti = vocab.encode(s), vocab.encode(t)
+        si, ti = vocab.encode_source(s), vocab.encode_target(t)
         if len(si) > max_len or len(ti) > max_len:
             if policy == "error":
                 raise UserError(f"{what}: the pair on line {i + 1 + int(header)} has {len(si)}/{len(ti)} source/target "
@@ -165,7 +165,10 @@ def prepare(opts: TranslateConfig, train_file: Path, valid_file: Path | None) ->
         held = set(order[:n])
         valid = [p for i, p in enumerate(train) if i in held]
         train = [p for i, p in enumerate(train) if i not in held]
-    vocab = build_vocab(opts.tokenizer, [s for s, _ in train] + [t for _, t in train], opts.bpe_vocab)
+    if opts.tokenizer == "g2p":
+        vocab = build_vocab("g2p", [s for s, _ in train], opts.bpe_vocab, [t for _, t in train])
+    else:
+        vocab = build_vocab(opts.tokenizer, [s for s, _ in train] + [t for _, t in train], opts.bpe_vocab)
     tr, _ = encode_pairs(vocab, train, opts.max_len, opts.too_long, str(train_file), opts.header)
     va, kept = encode_pairs(vocab, valid, opts.max_len, "skip", str(valid_file or train_file), opts.header)
     if not tr or not va:
@@ -178,8 +181,8 @@ def run_translate(cfg: TrainConfig, opts: TranslateConfig, run_dir: Path, train_
                   valid_file: Path | None = None, score_limit: int | None = None) -> dict[str, Any]:
     """Train into ``run_dir`` and score the validation pairs (all, or the first ``score_limit``)."""
     from rnnkit.apps.translate.decode import translate
-    from rnnkit.apps.translate.metrics import scores
-    from rnnkit.apps.translate.model import build, param_count
+    from rnnkit.apps.translate.metrics import scores_for
+    from rnnkit.apps.translate.model import build, param_count, rnn_param_count
     from rnnkit.apps.translate.tokenizer import save_vocab
     from rnnkit.io.atomic import write_json_atomic
     from rnnkit.io.size_limits import check_size
@@ -203,10 +206,20 @@ def run_translate(cfg: TrainConfig, opts: TranslateConfig, run_dir: Path, train_
     stats = {"vocab_size": data.vocab.vocab_size, "parameters": param_count(model),
              "pairs": {"train": len(data.train), "valid": len(data.valid)}, "skipped_too_long": data.skipped,
              "files": {"train": str(train_file), "valid": str(valid_file) if valid_file else None}}
+    if opts.arch == "transformer":
+        stats["rnn_parameters"] = rnn_param_count(opts, data.vocab.vocab_size)
+        stats["transformer"] = {k: model.cfg[k] for k in ("d_model", "ff", "heads", "encoder_layers",
+                                                          "decoder_layers")}
     if not cfg.quiet:
         print(f"{len(data.train):,}/{len(data.valid):,} train/valid pairs ({data.skipped['train']} training pairs "
-              f"over {opts.max_len} tokens skipped); {data.vocab.kind} vocabulary of {data.vocab.vocab_size}; "
-              f"{opts.cell} encoder-decoder with {opts.attention} attention, {param_count(model):,} parameters")
+              f"over {opts.max_len} tokens skipped); {data.vocab.kind} vocabulary of {data.vocab.vocab_size}")
+        if opts.arch == "transformer":
+            t, n, r = stats["transformer"], stats["parameters"], stats["rnn_parameters"]
+            print(f"transformer d_model {t['d_model']}, feed-forward {t['ff']}, {t['heads']} heads, "
+                  f"{t['encoder_layers']}+{t['decoder_layers']} layers: {n:,} parameters; the {opts.cell} "
+                  f"encoder-decoder of these options: {r:,} ({100 * (n / r - 1):+.1f}%)")
+        else:
+            print(f"{opts.cell} encoder-decoder with {opts.attention} attention, {param_count(model):,} parameters")
     task = TranslateTask(model, cfg, opts, data.train, data.valid)
     threads = torch.get_num_threads()
     metrics = fit(task, run_dir, {"app": "translate", "task": as_dict(opts), "stats": stats})
@@ -219,8 +232,15 @@ def run_translate(cfg: TrainConfig, opts: TranslateConfig, run_dir: Path, train_
                          opts.max_len, cfg.batch_size)
     finally:
         torch.set_num_threads(threads)
-    valid_scores = {**scores([h[0] for h in hyps], [t for _, t in pairs]), "beam": opts.beam,
+    valid_scores = {**scores_for(opts.tokenizer, [h[0] for h in hyps], [t for _, t in pairs]), "beam": opts.beam,
                     "decode_seconds": round(time.perf_counter() - t0, 2)}
-    metrics = {**metrics, "translate": {"stopped_by_time": task.stopped_by_time, "valid": valid_scores, **stats}}
+    plots: list[str] = []
+    if cfg.plots:
+        from rnnkit.apps.translate.plots import write_attention_maps
+
+        plots = write_attention_maps(run_dir, model, data.vocab, [s for s, _ in data.valid_text], opts.max_len,
+                                     opts.max_len_ratio)
+    metrics = {**metrics, "translate": {"stopped_by_time": task.stopped_by_time, "valid": valid_scores,
+                                        "attention_plots": plots, **stats}}
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics

@@ -3,10 +3,14 @@
 - ``bpe``: byte-level BPE trained with HF ``tokenizers`` on the training sources and targets together
   (a joint vocabulary lets the model share embeddings and copy names and numbers). Byte level: any
   text is encodable, so an unknown word at translate time falls back to smaller pieces, never to an error.
-- ``char``: one token per character (grapheme-to-phoneme-like tasks, toy tasks); a character not seen
-  in training becomes ``<unk>``.
+- ``char``: one token per character (toy tasks); a character not seen in training becomes ``<unk>``.
+- ``g2p``: grapheme-to-phoneme: the source is lower-cased and cut into characters, the target into
+  whitespace-separated symbols (ARPAbet phonemes: ``HH AH0 L OW1`` is four tokens); one id space holds
+  both tables (a character and a phoneme never share an id). Unseen characters or symbols: ``<unk>``.
 
-Ids 0-3 are ``<pad>``, ``<unk>``, ``<s>`` (BOS), ``</s>`` (EOS) in both kinds.
+Ids 0-3 are ``<pad>``, ``<unk>``, ``<s>`` (BOS), ``</s>`` (EOS) in every kind. Every vocabulary has
+``encode_source``/``encode_target`` (the same function for ``bpe`` and ``char``), ``decode`` (target
+ids to text) and ``source_pieces``/``target_pieces`` (the tokens as strings, for attention plots).
 """
 
 from __future__ import annotations
@@ -45,8 +49,57 @@ class CharVocab:
     def decode(self, ids: list[int]) -> str:
         return "".join("\ufffd" if i == UNK else self.symbols[i] for i in ids if i == UNK or i >= len(SPECIALS))
 
+    encode_source = encode_target = encode
+
+    def pieces(self, ids: list[int]) -> list[str]:
+        return [self.symbols[i] for i in ids]
+
+    source_pieces = target_pieces = pieces
+
     def to_json(self) -> str:
         return json.dumps({"rnnkit_translate_chars": self.symbols[len(SPECIALS):]}, ensure_ascii=False)
+
+
+class G2PVocab:
+    """Characters in, whitespace-separated symbols out (see the module docstring)."""
+
+    kind = "g2p"
+
+    def __init__(self, chars: list[str], phones: list[str]) -> None:
+        self.chars, self.phones = list(chars), list(phones)
+        self.symbols = [*SPECIALS, *self.chars, *self.phones]
+        self.char_index = {c: i + len(SPECIALS) for i, c in enumerate(self.chars)}
+        self.phone_index = {p: i + len(SPECIALS) + len(self.chars) for i, p in enumerate(self.phones)}
+
+    @classmethod
+    def train(cls, sources: list[str], targets: list[str]) -> G2PVocab:
+        return cls(sorted(set("".join(sources).lower())), sorted({p for t in targets for p in t.split()}))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.symbols)
+
+    def encode_source(self, text: str) -> list[int]:
+        get = self.char_index.get
+        return [get(c, UNK) for c in text.strip().lower()]
+
+    def encode_target(self, text: str) -> list[int]:
+        get = self.phone_index.get
+        return [get(p, UNK) for p in text.split()]
+
+    def decode(self, ids: list[int]) -> str:
+        """Symbols separated by one space; a generated character id decodes as that character (a wrong
+        phoneme, counted as one by the error rates)."""
+        return " ".join("<unk>" if i == UNK else self.symbols[i] for i in ids if i == UNK or i >= len(SPECIALS))
+
+    def pieces(self, ids: list[int]) -> list[str]:
+        return [self.symbols[i] for i in ids]
+
+    source_pieces = target_pieces = pieces
+
+    def to_json(self) -> str:
+        return json.dumps({"rnnkit_translate_g2p": {"source": self.chars, "target": self.phones}},
+                          ensure_ascii=False)
 
 
 class BpeVocab:
@@ -72,19 +125,32 @@ class BpeVocab:
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode([i for i in ids if i >= len(SPECIALS)]).strip()
 
+    encode_source = encode_target = encode
+
+    def pieces(self, ids: list[int]) -> list[str]:
+        """Each id decoded alone, a leading space shown as ``▁`` (a piece holding part of a character's
+        bytes shows as the replacement character)."""
+        return [self.tok.decode([i]).replace(" ", "\u2581") if i >= len(SPECIALS) else SPECIALS[i] for i in ids]
+
+    source_pieces = target_pieces = pieces
+
     def to_json(self) -> str:
         return self.tok.to_str()
 
 
-Vocab = CharVocab | BpeVocab
+Vocab = CharVocab | BpeVocab | G2PVocab
 
 
-def build_vocab(kind: str, texts: list[str], bpe_vocab: int) -> Vocab:
+def build_vocab(kind: str, texts: list[str], bpe_vocab: int, targets: list[str] | None = None) -> Vocab:
+    """The vocabulary of ``kind`` trained on ``texts`` (sources and targets together), or for ``g2p``
+    on ``texts`` as sources and ``targets``."""
     if kind == "char":
         return CharVocab.train(texts)
     if kind == "bpe":
         return BpeVocab.train(texts, bpe_vocab)
-    raise UserError(f"unknown tokenizer {kind!r}; choose bpe or char")
+    if kind == "g2p":
+        return G2PVocab.train(texts, targets or [])
+    raise UserError(f"unknown tokenizer {kind!r}; choose bpe, char or g2p")
 
 
 def save_vocab(vocab: Vocab, run_dir: Path) -> Path:
@@ -113,6 +179,16 @@ def load_vocab(run_dir: Path) -> Vocab:
                 or len(set(chars)) != len(chars)):
             raise CorruptRunFile(f"{path}: rnnkit_translate_chars must be a list of distinct characters")
         return CharVocab(chars)
+    if isinstance(data, dict) and "rnnkit_translate_g2p" in data:
+        tables = data["rnnkit_translate_g2p"]
+        ok = isinstance(tables, dict) and all(isinstance(tables.get(k), list) for k in ("source", "target"))
+        if not ok or not all(isinstance(c, str) and len(c) == 1 for c in tables["source"]) or not all(
+                isinstance(p, str) and p and not any(ch.isspace() for ch in p) for p in tables["target"]) or (
+                len(set(tables["source"])) != len(tables["source"]) or len(set(tables["target"])) != len(
+                    tables["target"])):
+            raise CorruptRunFile(f"{path}: rnnkit_translate_g2p must hold distinct source characters and distinct "
+                                 "target symbols without spaces")
+        return G2PVocab(tables["source"], tables["target"])
     from tokenizers import Tokenizer
 
     try:
