@@ -87,3 +87,20 @@ def test_transformer_baseline_matches_the_parameter_count():
     feats = torch.randn(2, 33, 24)
     out, lengths = tr.eval()(feats, torch.tensor([33, 20]))
     assert out.shape == (2, 9, 29) and lengths.tolist() == [9, 5]
+
+
+@pytest.mark.parametrize("change", [{"layers": 10**6}, {"hidden": 0}, {"alphabet": "aa"}, {"norm": "x"},
+                                    {"n_mels": True}, {"hop": 10**9}])
+def test_untrusted_configs_are_refused(tmp_path, change):
+    import json
+
+    import rnnkit
+    from rnnkit.errors import UserError
+
+    m = RecurrentCTC(hidden=8, layers=1, bidirectional=False, channels=2, n_mels=16)
+    rnnkit.save(m, tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["model"]["config"].update(change)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="cannot build model"):
+        rnnkit.load(tmp_path)

@@ -254,13 +254,13 @@ def demo(out_dir: Path, quick: bool) -> list[str]:
 
     shutil.rmtree(out_dir, ignore_errors=True)
     try:
-        info = synth_dataset(out_dir / "data", "digits", 120 if quick else 400, 0, valid_voices=4, test_voices=4,
+        info = synth_dataset(out_dir / "data", "digits", 80 if quick else 400, 0, valid_voices=4, test_voices=4,
                              valid_fraction=0.1, test_fraction=0.15)
     except EspeakMissing as exc:
         return [f"speech: skipped ({exc})"]
     tcfg = TrainConfig(max_epochs=200, batch_size=16, lr=3e-3, quiet=True, threads=1, tensorboard=False,
                        clip_norm=5.0, plots=False, schedule="cosine", min_lr=1e-4).validate()
-    opts = SpeechConfig(mode="streaming", hidden=96, layers=2, channels=16, minutes=0.15 if quick else 0.6).validate()
+    opts = SpeechConfig(mode="streaming", hidden=96, layers=2, channels=16, minutes=0.1 if quick else 0.6).validate()
     run = out_dir / "run"
     m = run_speech(tcfg, opts, run, out_dir / "data" / "transcripts.csv")
     model, _ = _load_run(run)

@@ -35,12 +35,23 @@ def check_alphabet(alphabet: Any) -> str:
     return alphabet
 
 
+def check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    """``value`` if it is an int in ``[lo, hi]`` (a saved config is untrusted: no huge or odd sizes)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer from {lo} to {hi}, got {str(value)[:40]}")
+    return value
+
+
 class SpeechFeatures(nn.Module):
     """What both model kinds share: the featuriser, the saved statistics and the normalisation."""
 
     def _init_features(self, n_mels: int, sample_rate: int, n_fft: int, hop: int, norm: str, alphabet: str) -> None:
         if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+            raise ValueError(f"norm must be one of {NORMS}, got {str(norm)[:40]!r}")
+        check_int("n_mels", n_mels, 8, 256)
+        check_int("sample_rate", sample_rate, 1000, 192_000)
+        check_int("n_fft", n_fft, 16, 8192)
+        check_int("hop", hop, 1, n_fft)
         self.n_mels, self.sample_rate, self.n_fft, self.hop, self.norm = n_mels, sample_rate, n_fft, hop, norm
         self.alphabet = check_alphabet(alphabet)
         self.featurizer = LogMel(sample_rate, n_fft, hop, n_mels)
@@ -74,6 +85,11 @@ class RecurrentCTC(SpeechFeatures):
                  norm: str = "global", dropout: float = 0.1, alphabet: str = ALPHABET) -> None:
         super().__init__()
         self._init_features(n_mels, sample_rate, n_fft, hop, norm, alphabet)
+        check_int("hidden", hidden, 1, 8192)
+        check_int("layers", layers, 1, 64)
+        check_int("channels", channels, 1, 1024)
+        if not isinstance(bidirectional, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError("bidirectional must be true or false and dropout in [0, 1)")
         if not bidirectional and norm != "global":
             raise ValueError("a streaming (unidirectional) model needs norm='global'")
         self.cell, self.hidden, self.layers, self.bidirectional = cell, hidden, layers, bidirectional

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from rnnkit.apps.speech.features import length_mask
 from rnnkit.apps.speech.frontend import ConvSubsampling
-from rnnkit.apps.speech.model import SpeechFeatures
+from rnnkit.apps.speech.model import SpeechFeatures, check_int
 from rnnkit.apps.speech.vocab import ALPHABET
 from rnnkit.io.registry import register_model
 
@@ -37,6 +37,11 @@ class TransformerCTC(SpeechFeatures):
                  dropout: float = 0.1, alphabet: str = ALPHABET) -> None:
         super().__init__()
         self._init_features(n_mels, sample_rate, n_fft, hop, norm, alphabet)
+        for name, value, hi in (("d_model", d_model, 8192), ("heads", heads, 64), ("ff", ff, 32768),
+                                ("layers", layers, 64), ("channels", channels, 1024)):
+            check_int(name, value, 1, hi)
+        if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError("dropout must be in [0, 1)")
         if d_model % heads or d_model % 2:
             raise ValueError(f"d_model ({d_model}) must be even and a multiple of heads ({heads})")
         self.d_model, self.heads, self.ff, self.layers, self.channels = d_model, heads, ff, layers, channels
