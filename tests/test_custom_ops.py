@@ -8,8 +8,8 @@ import torch
 
 import rnnkit
 from rnnkit.cells import make_cell
-from rnnkit.executors import custom_ops  # noqa: F401  (registers the operators)
-from rnnkit.executors.fused_cpu import _family
+from rnnkit.executors import custom_ops  # (importing it registers the operators)
+from rnnkit.executors.kernel_families import kernel_options
 
 CHECKS = ("test_schema", "test_faketensor")
 T, B, I, H = 5, 3, 4, 6
@@ -22,33 +22,35 @@ def _rand(*shape):
 _rand.g = torch.Generator().manual_seed(0)
 
 
-@pytest.mark.parametrize(("name", "layer_norm"), [("rnn_tanh", False), ("rnn_relu", False),
-                                                   ("rnn_modrelu", False), ("gru", False), ("gru", True)])
+def _operator_args(name, options, lengths, zh, rmask):
+    """rnnkit::fused_rnn's arguments for a random problem of this cell: its parameters by name as
+    the executor passes them (the LSTM takes b_ih and LN_ih itself, the others get gx with them)."""
+    cell = make_cell(name, I, H, **options)
+    lstm = cell.kernel_family() == "lstm"
+    params = {n: _rand(*shape) + (1 if "layer_norm" in n and n.endswith("weight") else 0)
+              for n, shape in cell.param_shapes().items()
+              if n != "weight_ih" and (lstm or n not in ("bias_ih", "layer_norm_ih_weight",
+                                                         "layer_norm_ih_bias"))}
+    G = cell.param_shapes()["weight_ih"][0]
+    c0 = _rand(B, H) if lstm else None
+    return (cell.kernel_family(), custom_ops.encode_options(kernel_options(cell)), ",".join(params),
+            _rand(T, B, G), _rand(B, cell.output_size), c0, list(params.values()),
+            rmask(cell), zh(cell), zh(cell) if lstm else None, lengths, True)
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("rnn_tanh", {}), ("rnn_relu", {}), ("rnn_modrelu", {}), ("gru", {}), ("gru", {"layer_norm": True}),
+    ("indrnn", {}), ("indrnn", {"nonlinearity": "tanh", "recurrent_max": 0.5}),
+    ("lstm", {}), ("lstm", {"layer_norm": True, "peephole": True, "proj_size": 2})])
 @pytest.mark.parametrize("lengths", [None, torch.tensor([5, 2, 4])])
-def test_fused_rnn_operator(name, layer_norm, lengths):
-    G = 3 * H if name == "gru" else H
-    args = (_family(make_cell(name, I, H)), _rand(T, B, G), _rand(B, H), _rand(G, H), _rand(G),
-            _rand(G) + 1 if layer_norm else None, _rand(G) if layer_norm else None,
-            _rand(H) if name == "rnn_modrelu" else None, _rand(B, H).abs(), torch.tensor(0.2),
-            lengths, True)
+def test_fused_rnn_operator(name, options, lengths):
+    args = _operator_args(name, options, lengths, lambda cell: torch.tensor(0.2),
+                          lambda cell: _rand(B, cell.output_size).abs())
     torch.library.opcheck(torch.ops.rnnkit.fused_rnn, args, test_utils=CHECKS)
-    y, h = torch.ops.rnnkit.fused_rnn(*args)
-    assert y.shape == (T, B, H) and h.shape == (B, H) and torch.isfinite(y).all()
-
-
-@pytest.mark.parametrize("options", [{}, {"layer_norm": True, "peephole": True, "proj_size": 2}])
-def test_fused_lstm_operator(options):
-    P = options.get("proj_size") or H
-    ln = options.get("layer_norm")
-    peep = options.get("peephole")
-    args = (_rand(T, B, 4 * H), _rand(B, P), _rand(B, H), _rand(4 * H, P), _rand(4 * H), _rand(4 * H),
-            *((_rand(n) + 1, _rand(n)) if ln else (None, None) for n in (4 * H, 4 * H, H)),
-            *((_rand(H),) * 3 if peep else (None,) * 3), _rand(P, H) if P != H else None,
-            None, _rand(T, B, P).sigmoid(), None, torch.tensor([5, 1, 3]), False)
-    args = (*args[:6], *args[6][0:2], *args[7][0:2], *args[8][0:2], *args[9:])
-    torch.library.opcheck(torch.ops.rnnkit.fused_lstm, args, test_utils=CHECKS)
-    y, h, c = torch.ops.rnnkit.fused_lstm(*args)
-    assert y.shape == (T, B, P) and h.shape == (B, P) and c.shape == (B, H)
+    y, h, c = torch.ops.rnnkit.fused_rnn(*args)
+    P = args[4].shape[-1]
+    assert y.shape == (T, B, P) and h.shape == (B, P) and torch.isfinite(y).all()
+    assert c.shape == ((B, H) if name == "lstm" else (0,))
 
 
 def test_scan_operator():
@@ -67,6 +69,8 @@ CAPTURED = {
     "mingru": lambda: rnnkit.Recurrent("mingru", 4, 6, 2),
     "minlstm-bidirectional": lambda: rnnkit.Recurrent("minlstm", 4, 6, bidirectional=True),
     "lstm-zoneout": lambda: rnnkit.Recurrent("lstm", 4, 6, zoneout=0.2),
+    "indrnn-bidirectional": lambda: rnnkit.Recurrent("indrnn", 4, 6, 2, bidirectional=True,
+                                                     recurrent_max=0.9),
 }
 
 
@@ -86,7 +90,8 @@ def test_export_with_dynamic_batch_and_time_records_the_kernel(name):
         torch.testing.assert_close(program.module()(other), module(other))
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru-ln-bidirectional", "minlstm-bidirectional"])
+@pytest.mark.parametrize("name", ["lstm", "gru-ln-bidirectional", "minlstm-bidirectional",
+                                  "indrnn-bidirectional"])
 def test_compile_fullgraph_inference(name):
     torch.manual_seed(0)
     module = CAPTURED[name]().eval()

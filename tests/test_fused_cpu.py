@@ -35,6 +35,9 @@ CONFIGS = [
     ("lstm", {"peephole": True}),
     ("lstm", {"proj_size": 3}),
     ("lstm", {"layer_norm": True, "peephole": True, "proj_size": 4}),
+    ("indrnn", {}),
+    ("indrnn", {"nonlinearity": "tanh"}),
+    ("indrnn", {"recurrent_max": 0.6}),  # u ~ N(0, 0.5^2): some units clamped
 ]
 SIZES = [(1, 1, 3, 5), (4, 3, 5, 7), (6, 2, 4, 9)]  # T, B, I, H
 
@@ -237,7 +240,7 @@ def test_batch_split_over_threads(name, options, reverse):
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("name", ["rnn_tanh", "gru", "lstm"])
+@pytest.mark.parametrize("name", ["rnn_tanh", "gru", "lstm", "indrnn"])
 def test_no_bias(name):
     _check(name, {}, 4, 2, 3, 5, False, True, "recurrent", bias=False)
 
@@ -250,7 +253,8 @@ def test_float64_tight():
 @pytest.mark.parametrize(
     "name,options",
     [("rnn_tanh", {}), ("rnn_relu", {}), ("rnn_modrelu", {}), ("gru", {"layer_norm": True}),
-     ("lstm", {"layer_norm": True, "peephole": True, "proj_size": 2})],
+     ("lstm", {"layer_norm": True, "peephole": True, "proj_size": 2}), ("indrnn", {}),
+     ("indrnn", {"nonlinearity": "tanh", "recurrent_max": 0.6})],
     ids=lambda v: str(v),
 )
 def test_gradcheck(name, options):
@@ -372,6 +376,8 @@ STEP_CONFIGS = [
     ("lstm", {"proj_size": 3}), ("lstm", {"zoneout": (0.2, 0.4)}),
     ("lstm", {"layer_norm": True, "peephole": True, "proj_size": 4, "zoneout": 0.3}),
     ("gru", {"zoneout": 0.25, "recurrent_dropout": 0.3}), ("rnn_tanh", {"residual": True}),
+    ("indrnn", {}), ("indrnn", {"nonlinearity": "tanh", "recurrent_max": 0.5}),
+    ("indrnn", {"zoneout": 0.2, "recurrent_dropout": 0.3}), ("indrnn", {"residual": True}),
 ]
 
 

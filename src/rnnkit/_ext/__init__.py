@@ -1,7 +1,8 @@
 """Building and loading rnnkit's C++ extensions.
 
 Each extension is one folder ``src/rnnkit/csrc/<name>/`` of ``*.cpp`` files (and the ``*.h`` files they
-include, which are part of the cache key; headers shared by all extensions live in ``csrc/common/``),
+include, in that folder and its subfolders, which are part of the cache key and on the include path;
+headers shared by all extensions live in ``csrc/common/``),
 compiled with ``torch.utils.cpp_extension.load`` into a cache directory (``$RNNKIT_EXT_DIR``, default
 ``~/.cache/rnnkit/ext/torch-<version>/<name>/<hash of the sources>``), so a changed source builds
 anew beside the old library instead of overwriting one that a running process has loaded. The set-up
@@ -51,7 +52,7 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
     # One folder per source hash (headers included): a rebuild never overwrites a library another
     # process has loaded. The sources' location is part of the hash: ninja's build file names the
     # source paths, so two checkouts sharing one folder rebuilt it against each other on every load.
-    hashed = sources + sorted(str(p) for folder in (CSRC / name, COMMON) for p in folder.glob("*.h"))
+    hashed = sources + sorted(str(p) for folder in (CSRC / name, COMMON) for p in folder.rglob("*.h"))
     digest = hashlib.sha256(str(CSRC).encode() + b"".join(Path(p).read_bytes() for p in hashed))
     digest = digest.hexdigest()[:16]
     build = cache_dir() / name / digest
@@ -62,7 +63,7 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
             name=f"rnnkit_{name}",
             sources=sources,
             build_directory=str(build),
-            extra_include_paths=[str(COMMON)],
+            extra_include_paths=[str(COMMON), str(CSRC / name)],
             extra_cflags=["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
             verbose=verbose,

@@ -126,3 +126,6 @@ class MinGRUSpec(MinimalCell):
     def scan_coefficients(self, gx: Tensor) -> tuple[Tensor, Tensor]:
         pz, ph = gx.chunk(2, dim=-1)
         return torch.sigmoid(-pz), torch.sigmoid(pz) * self.candidate(ph)
+
+    def kernel_family(self) -> str | None:
+        return "mingru"  # declared by the class itself: the executors trust no inherited family

@@ -14,10 +14,11 @@ compiler's own GEMM).
 
 Operators (all return new tensors, none aliases an input):
 
-- ``rnnkit::fused_rnn(family, gx, h0, w_hh, b_hh, ln_hh_w, ln_hh_b, modrelu_b, rmask, zh, lengths,
-  reverse) -> (y, h_T)``: Elman (tanh, relu, modReLU) and GRU;
-- ``rnnkit::fused_lstm(gx, h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w,
-  ln_c_b, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse) -> (y, h_T, c_T)``;
+- ``rnnkit::fused_rnn(family, options, names, gx, h0, c0, params, rmask, zh, zc, lengths, reverse)
+  -> (y, h_T, c_T)``: every fused kernel family (``CellSpec.kernel_family()``); ``options`` the cell's
+  options as ``"name=value;..."``, ``names`` the parameters' names as ``"weight_hh,bias_hh,..."``
+  in the order of the tensor list ``params`` (the schema has no dict or string list); ``c0`` and
+  ``c_T`` (empty) only for the two-state LSTM;
 - ``rnnkit::scan(family, act_g, gx, h0, z, lengths, reverse) -> (y, h_T)``: minGRU and minLSTM.
 """
 
@@ -48,42 +49,31 @@ def _contiguous(t: Opt) -> Opt:
     return None if t is None else t.contiguous()
 
 
+def encode_options(options: dict[str, str]) -> str:
+    """The cell's options in one string for ``fused_rnn`` (its schema takes no dict)."""
+    return ";".join(f"{name}={value}" for name, value in options.items())
+
+
+def _decode_options(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in text.split(";") if item)
+
+
 @torch.library.custom_op("rnnkit::fused_rnn", mutates_args=())
-def fused_rnn(family: int, gx: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Opt, ln_hh_w: Opt,
-              ln_hh_b: Opt, modrelu_b: Opt, rmask: Opt, zh: Opt, lengths: Opt,
-              reverse: bool) -> tuple[Tensor, Tensor]:
-    y, h = _ext("fused_cpu").forward(
-        family, gx.contiguous(), h0.contiguous(), None, w_hh.contiguous(), _contiguous(b_hh),
-        _contiguous(ln_hh_w), _contiguous(ln_hh_b), None, None, _contiguous(modrelu_b), None, None,
-        None, _contiguous(rmask), _contiguous(zh), None, lengths, reverse, False)[:2]
-    return y, h
+def fused_rnn(family: str, options: str, names: str, gx: Tensor, h0: Tensor, c0: Opt,
+              params: list[Tensor], rmask: Opt, zh: Opt, zc: Opt, lengths: Opt,
+              reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
+    named = dict(zip(names.split(",") if names else [], (t.contiguous() for t in params), strict=True))
+    y, h, c = _ext("fused_cpu").forward(
+        family, _decode_options(options), gx.contiguous(), h0.contiguous(), _contiguous(c0), named,
+        _contiguous(rmask), _contiguous(zh), _contiguous(zc), lengths, reverse, False, False)[:3]
+    return y, h, c if c is not None else h0.new_empty(0)
 
 
 @fused_rnn.register_fake
-def _(family, gx, h0, w_hh, b_hh, ln_hh_w, ln_hh_b, modrelu_b, rmask, zh, lengths, reverse):
+def _(family, options, names, gx, h0, c0, params, rmask, zh, zc, lengths, reverse):
     T, B = gx.shape[0], gx.shape[1]
-    return gx.new_empty(T, B, h0.shape[-1]), h0.new_empty(B, h0.shape[-1])
-
-
-@torch.library.custom_op("rnnkit::fused_lstm", mutates_args=())
-def fused_lstm(gx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_ih: Opt, b_hh: Opt,
-               ln_ih_w: Opt, ln_ih_b: Opt, ln_hh_w: Opt, ln_hh_b: Opt, ln_c_w: Opt, ln_c_b: Opt,
-               peep_i: Opt, peep_f: Opt, peep_o: Opt, w_hr: Opt, rmask: Opt, zh: Opt, zc: Opt,
-               lengths: Opt, reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
-    tensors = [_contiguous(t) for t in (w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b,
-                                         ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc)]
-    y, h, c = _ext("fused_cpu").lstm_forward(
-        gx.contiguous(), h0.contiguous(), c0.contiguous(), *tensors, lengths, reverse, False,
-        False)[:3]
-    return y, h, c
-
-
-@fused_lstm.register_fake
-def _(gx, h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i,
-      peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse):
-    T, B = gx.shape[0], gx.shape[1]
-    return (gx.new_empty(T, B, h0.shape[-1]), h0.new_empty(B, h0.shape[-1]),
-            c0.new_empty(B, c0.shape[-1]))
+    c = h0.new_empty(0) if c0 is None else c0.new_empty(B, c0.shape[-1])
+    return gx.new_empty(T, B, h0.shape[-1]), h0.new_empty(B, h0.shape[-1]), c
 
 
 @torch.library.custom_op("rnnkit::scan", mutates_args=())

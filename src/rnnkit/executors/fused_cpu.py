@@ -12,7 +12,10 @@ straight into BLAS on preallocated buffers, and one fused pointwise pass; backwa
 pointwise pass and one GEMM for ``dh_{t-1}``; the LSTM's bias, layer-norm and peephole gradients
 in one pass over all rows after the loop, weight gradients as one GEMM each over all T*B rows.
 
-Cells: Elman (tanh, relu, modReLU), LSTM (plain, layer norm, peepholes, projection), GRU (plain, layer norm);
+Cells: every cell whose class declares a ``kernel_family()`` the extension has (see
+:mod:`rnnkit.executors.kernel_families`): Elman (tanh, relu, modReLU), LSTM (plain, layer norm,
+peepholes, projection), GRU (plain, layer norm), IndRNN (relu, tanh; its element-wise recurrence runs
+without a GEMM per step); the cell's parameters go to the kernel by name;
 recurrent-dropout and zoneout masks (:class:`~rnnkit.executors.base.StepMasks`), lengths, both
 directions; float32 and float64 on CPU; per-step states (``return_states``: ``h_t`` is the output
 itself, the LSTM's ``c_t`` one more output of the kernel, differentiable).
@@ -26,17 +29,15 @@ measured faster than torch's kernels and wins (see ``benchmarks/executors.py``).
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
 
 import torch
 from torch import Tensor
 
 from rnnkit.cells.base import CellSpec, Params, State, layer_norm
-from rnnkit.cells.elman import ElmanSpec
-from rnnkit.cells.gru import GRUSpec
-from rnnkit.cells.lstm import LSTMSpec
 from rnnkit.executors import custom_ops
 from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, compiled_kernel_refusal
+from rnnkit.executors.kernel_families import declared_kernel_family, kernel_options
 from rnnkit.executors.kernel_function import KernelFunction
 from rnnkit.executors.recompute import (
     differentiable_backward_needed,
@@ -48,8 +49,9 @@ from rnnkit.executors.reference import run_steps
 
 _DTYPES = (torch.float32, torch.float64)
 SMALL_LSTM = 2048  # batch x hidden up to which auto runs a plain LSTM here rather than in oneDNN
-_ELMAN_TANH, _ELMAN_RELU, _LSTM, _GRU, _ELMAN_MODRELU = 0, 1, 2, 3, 4
-_ELMAN = {"tanh": _ELMAN_TANH, "relu": _ELMAN_RELU, "modrelu": _ELMAN_MODRELU}
+# the parameters applied to x W_ih^T: the caller's projection adds them, or (a family that takes the
+# raw projection, the LSTM) the kernel does
+_INPUT_SIDE = ("bias_ih", "layer_norm_ih_weight", "layer_norm_ih_bias")
 
 
 def _extension():
@@ -65,19 +67,38 @@ def _unavailable() -> str | None:
     return _extension()[1]
 
 
-def _family(cell: CellSpec) -> int | None:
-    # exact types: a subclass may change the equations
-    if type(cell) is ElmanSpec:
-        return _ELMAN[cell.nonlinearity]
-    if type(cell) is LSTMSpec:
-        return _LSTM
-    if type(cell) is GRUSpec:
-        return _GRU
-    return None
+@torch.compiler.assume_constant_result
+def family_info(family: str) -> tuple[int, bool] | None:
+    """(number of states, whether the kernel takes the raw projection ``x W_ih^T`` and applies the
+    input side itself) of the extension's kernel family ``family``, or None if it has none (a
+    constant to Dynamo, as :func:`_unavailable`)."""
+    info = _families().get(family)
+    return None if info is None else (info["states"], bool(info["raw_input"]))
 
 
-def _named(**tensors: Tensor | None) -> Params:
-    return {name: t for name, t in tensors.items() if t is not None}
+@cache
+def _families() -> dict[str, dict[str, int]]:
+    module, _ = _extension()
+    return {} if module is None else dict(module.families())
+
+
+def kernel_family(cell: CellSpec) -> str | None:
+    """The fused kernel family that runs ``cell``, or None (the cell's class declares none, or the
+    extension has no such family)."""
+    family = declared_kernel_family(cell)
+    return family if family is not None and family_info(family) is not None else None
+
+
+def kernel_params(cell: CellSpec, params: Params, raw_input: bool) -> Params:
+    """The cell's parameters as the kernel takes them, by name: all but ``weight_ih`` (and, unless the
+    family takes the raw projection, the input side the caller's projection applied), ``weight_hh``
+    as the step uses it (IndRNN's ``recurrent_weight`` clamps it; autograd sees the clamp)."""
+    out = {name: t for name, t in params.items()
+           if name != "weight_ih" and (raw_input or name not in _INPUT_SIDE)}
+    recurrent_weight = getattr(cell, "recurrent_weight", None)
+    if recurrent_weight is not None:
+        out["weight_hh"] = recurrent_weight(params)
+    return out
 
 
 def _saved(outputs: tuple, first: int) -> list[Tensor]:
@@ -97,96 +118,20 @@ def _keep_for_backward(ctx, inputs: tuple, outputs: tuple, first: int) -> None:
 
 
 class _FusedRun(KernelFunction):
-    """Inputs after ``meta`` (module, family, reverse, cell): gx, h0, c0, w_hh, b_hh, ln_hh_w,
-    ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr (tensors or None); then the constants
-    rmask, zh, zc, lengths. Outputs y, h_T, c_T (None but for the LSTM), then the kernel's buffers
-    for backward."""
+    """One layer-direction over a sequence, any family. Inputs after ``meta`` (module, family,
+    options, names, two_states, raw_input, reverse, want_states, cell): gx, h0, c0 (None for one
+    state), the kernel's parameters in the order of ``names``; then the constants rmask, zh, zc,
+    lengths. Outputs y, h_T, c_T and the per-step c (None where the family has no second state or
+    ``want_states`` is off), then the kernel's buffers for backward."""
 
     @staticmethod
-    def forward(meta, gx, h0, c0, w_hh, b_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
-                peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths):
-        module, family, reverse, _ = meta
+    def forward(meta, gx, h0, c0, *rest):
+        module, family, options, names, _, _, reverse, want_states, _ = meta
+        n = len(names)
+        rmask, zh, zc, lengths = rest[n:]
         return tuple(module.forward(
-            family, gx, h0, c0, w_hh, b_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f,
-            peep_o, w_hr, rmask, zh, zc, lengths, reverse, True,
-        ))
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.meta = inputs[0]
-        _keep_for_backward(ctx, inputs, output, 3)
-
-    @staticmethod
-    def backward(ctx, dy, dh, dc, *_buffers):
-        module, family, reverse, _ = ctx.meta
-        everything = ctx.saved_tensors
-        inputs, saved = everything[:ctx.n_inputs], _saved(everything, ctx.n_inputs)
-        rmask, zh, zc, lengths = inputs[13:]
-        if differentiable_backward_needed(dy, dh):
-            recompute = _FusedRun.reference(ctx.meta, inputs[13:])
-            grads = recomputed_grads(recompute, inputs[:13], ctx.needs_input_grad[1:14], (dy, dh))
-            return (None, *grads, None, None, None, None)
-        (_, _, _, w_hh, b_hh, ln_hh_w, _, ln_c_w, _, peep_i, peep_f, peep_o, w_hr) = inputs[:13]
-        if dy is None:
-            dy = torch.zeros_like(saved[0])
-        if dh is None:
-            dh = torch.zeros_like(saved[0][0])
-        grads = module.backward(
-            family, dy, dh, None, saved, w_hh, b_hh, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr,
-            rmask, zh, zc, lengths, reverse,
-        )
-        (dgx, dh0, _, dw_hh, db_hh, dln_w, dln_b, dlnc_w, dlnc_b, dpi, dpf, dpo, dw_hr) = grads
-        return (None, dgx, dh0, None, dw_hh, db_hh, dln_w, dln_b, dlnc_w, dlnc_b, dpi, dpf, dpo,
-                dw_hr, None, None, None, None)
-
-    @staticmethod
-    def jvp(ctx, _meta, *tangents):
-        inputs = ctx.saved_tensors
-        dy, dh = recomputed_jvp(_FusedRun.reference(ctx.meta, inputs[13:]), inputs[:13], tangents[:13])
-        return (dy, dh, *[None] * (ctx.n_outputs - 2))
-
-    @staticmethod
-    def reference(meta, constants):
-        """The reference loop computing (y, h_T) from the 13 differentiable inputs."""
-        _, _, reverse, cell = meta
-        rmask, zh, _, lengths = constants
-        return partial(_reference_run, cell, reverse, StepMasks(rmask, (zh,)), lengths)
-
-
-def _reference_run(cell, reverse, masks, lengths, gx, h0, _c0, w_hh, b_hh, ln_hh_w, ln_hh_b,
-                   _ln_c_w, _ln_c_b, peep_i, *_unused):
-    """:class:`_FusedRun`'s outputs (y, h_T) recomputed by the reference loop from its inputs."""
-    # the modReLU threshold travels in the peephole-i slot
-    params = _named(weight_hh=w_hh, bias_hh=b_hh, layer_norm_hh_weight=ln_hh_w,
-                    layer_norm_hh_bias=ln_hh_b, modrelu_bias=peep_i)
-    run = run_steps(cell, params, gx, (h0,), lengths, reverse, masks)
-    return run.outputs, run.final_state[0]
-
-
-def lstm_input_gates(gx: Tensor, b_ih: Tensor | None, ln_ih_w: Tensor | None,
-                     ln_ih_b: Tensor | None) -> Tensor:
-    """The LSTM's input part of the gates from ``gx = x W_ih^T`` (no bias): what the kernel adds to
-    it itself, ``LN_ih(gx) + b_ih`` (the cell's ``project_input`` after its GEMM)."""
-    if ln_ih_w is not None:
-        gx = layer_norm(gx, _named(layer_norm_ih_weight=ln_ih_w, layer_norm_ih_bias=ln_ih_b),
-                        "layer_norm_ih")
-    return gx if b_ih is None else gx + b_ih
-
-
-class _FusedLSTM(KernelFunction):
-    """Inputs after ``meta`` (module, reverse, want_states, cell): gx (x W_ih^T, no bias), h0, c0,
-    w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o,
-    w_hr (tensors or None); then the constants rmask, zh, zc, lengths. Outputs y, h_T, c_T, the
-    per-step c (None unless ``want_states``), then the kernel's buffers for backward."""
-
-    @staticmethod
-    def forward(meta, gx, h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b,
-                ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths):
-        module, reverse, want_states, _ = meta
-        return tuple(module.lstm_forward(
-            gx, h0, c0, w_hh, b_ih, b_hh, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
-            peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse, want_states, True,
-        ))
+            family, options, gx, h0, c0, dict(zip(names, rest[:n], strict=True)), rmask, zh, zc,
+            lengths, reverse, want_states, True))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -195,58 +140,73 @@ class _FusedLSTM(KernelFunction):
 
     @staticmethod
     def backward(ctx, dy, dh, dc, dcs, *_buffers):
-        module, reverse, want_states, _ = ctx.meta
+        module, family, options, names, two_states, _, reverse, want_states, _ = ctx.meta
         everything = ctx.saved_tensors
         inputs, saved = everything[:ctx.n_inputs], _saved(everything, ctx.n_inputs)
-        rmask, zh, zc, lengths = inputs[16:]
+        n_diff = 3 + len(names)
+        differentiable, constants = inputs[:n_diff], inputs[n_diff:]
         if differentiable_backward_needed(dy, dh, dc, dcs):
-            recompute = _FusedLSTM.reference(ctx.meta, inputs[16:])
-            grads = recomputed_grads(recompute, inputs[:16], ctx.needs_input_grad[1:17],
-                                     (dy, dh, dc, dcs)[:4 if want_states else 3])
+            recompute = _FusedRun.reference(ctx.meta, constants)
+            grad_outputs = (dy, dh, dc, dcs)[:_n_outputs(two_states, want_states)]
+            grads = recomputed_grads(recompute, differentiable, ctx.needs_input_grad[1:1 + n_diff],
+                                     grad_outputs)
             return (None, *grads, None, None, None, None)
-        (gx, _, _, w_hh, b_ih, b_hh, ln_ih_w, _, ln_hh_w, _, ln_c_w, _,
-         peep_i, peep_f, peep_o, w_hr) = inputs[:16]
+        gx, _, c0 = differentiable[:3]
+        rmask, zh, zc, lengths = constants
         hp = saved[0]
         if dy is None:
             dy = torch.zeros_like(hp)
         if dh is None:
             dh = torch.zeros_like(hp[0])
-        if dc is None:
-            dc = torch.zeros(hp.shape[1], w_hh.shape[0] // 4, dtype=hp.dtype)
-        grads = module.lstm_backward(
-            dy, dh, dc, dcs, saved, gx if ln_hh_w is not None else torch.Tensor(), w_hh, b_ih, b_hh,
-            ln_ih_w, ln_hh_w, ln_c_w, peep_i, peep_f, peep_o, w_hr, rmask, zh, zc, lengths, reverse,
-        )
-        return (None, *grads, None, None, None, None)
+        if two_states and dc is None:
+            dc = torch.zeros_like(c0)
+        (dgx, dh0, dc0), grads = module.backward(
+            family, options, dy, dh, dc, dcs, saved, gx,
+            dict(zip(names, differentiable[3:], strict=True)), rmask, zh, zc, lengths, reverse)
+        return (None, dgx, dh0, dc0 if two_states else None, *(grads.get(n) for n in names),
+                None, None, None, None)
 
     @staticmethod
     def jvp(ctx, _meta, *tangents):
         inputs = ctx.saved_tensors
-        outputs = recomputed_jvp(_FusedLSTM.reference(ctx.meta, inputs[16:]), inputs[:16],
-                                 tangents[:16])
+        n_diff = 3 + len(ctx.meta[3])
+        outputs = recomputed_jvp(_FusedRun.reference(ctx.meta, inputs[n_diff:n_diff + 4]),
+                                 inputs[:n_diff], tangents[:n_diff])
         return (*outputs, *[None] * (ctx.n_outputs - len(outputs)))
 
     @staticmethod
     def reference(meta, constants):
-        """The reference loop computing (y, h_T, c_T[, every c_t]) from the 16 differentiable
-        inputs."""
-        _, reverse, want_states, cell = meta
+        """The reference loop computing the differentiable outputs (y, h_T[, c_T[, every c_t]]) from
+        the differentiable inputs (gx, h0, c0, *parameters)."""
+        _, _, _, names, two_states, raw_input, reverse, want_states, cell = meta
         rmask, zh, zc, lengths = constants
-        return partial(_reference_lstm, cell, reverse, want_states, StepMasks(rmask, (zh, zc)), lengths)
+        masks = StepMasks(rmask, (zh, zc) if two_states else (zh,))
+        return partial(_reference_run, cell, names, two_states, raw_input, reverse, want_states,
+                       masks, lengths)
 
 
-def _reference_lstm(cell, reverse, want_states, masks, lengths, gx, h0, c0, w_hh, b_ih, b_hh,
-                    ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, peep_i, peep_f, peep_o, w_hr):
-    """:class:`_FusedLSTM`'s outputs (y, h_T, c_T and, if ``want_states``, every c_t) recomputed by
-    the reference loop from its inputs."""
-    params = _named(
-        weight_hh=w_hh, bias_hh=b_hh, layer_norm_hh_weight=ln_hh_w, layer_norm_hh_bias=ln_hh_b,
-        layer_norm_c_weight=ln_c_w, layer_norm_c_bias=ln_c_b, weight_peephole_i=peep_i,
-        weight_peephole_f=peep_f, weight_peephole_o=peep_o, weight_hr=w_hr)
-    gates = lstm_input_gates(gx, b_ih, ln_ih_w, ln_ih_b)
-    run = run_steps(cell, params, gates, (h0, c0), lengths, reverse, masks, want_states)
-    per_step_c = (run.states[1],) if want_states else ()
-    return run.outputs, run.final_state[0], run.final_state[1], *per_step_c
+def _n_outputs(two_states: bool, want_states: bool) -> int:
+    """How many of the kernel's outputs are differentiable: y, h_T (c_T, and every c_t if asked)."""
+    return 2 if not two_states else 4 if want_states else 3
+
+
+def _reference_run(cell, names, two_states, raw_input, reverse, want_states, masks, lengths, gx, h0,
+                   c0, *tensors):
+    """:class:`_FusedRun`'s differentiable outputs recomputed by the reference loop."""
+    params = {name: t for name, t in zip(names, tensors, strict=True) if t is not None}
+    gates = input_side(gx, params) if raw_input else gx
+    state0 = (h0, c0) if two_states else (h0,)
+    run = run_steps(cell, params, gates, state0, lengths, reverse, masks, want_states and two_states)
+    per_step_c = (run.states[1],) if want_states and two_states else ()
+    return (run.outputs, *run.final_state, *per_step_c)
+
+
+def input_side(gx: Tensor, params: Params) -> Tensor:
+    """What a raw-input kernel (the LSTM's) adds to ``gx = x W_ih^T`` itself: ``LN_ih(gx) + b_ih``
+    (the cell's ``project_input`` after its GEMM)."""
+    if "layer_norm_ih_weight" in params:
+        gx = layer_norm(gx, params, "layer_norm_ih")
+    return gx if "bias_ih" not in params else gx + params["bias_ih"]
 
 
 class _Projection(KernelFunction):
@@ -312,10 +272,10 @@ def _zoneout(z: Tensor | None, T: int, B: int, n: int, like: Tensor) -> Tensor |
 
 class FusedCPUExecutor(Executor):
     name = "fused_cpu"
-    description = "C++ fused loop and backward on CPU (Elman, LSTM and GRU with every option)"
+    description = "C++ fused loop and backward on CPU (Elman, LSTM, GRU, IndRNN with every option)"
 
     def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
-        if _family(cell) is None:
+        if declared_kernel_family(cell) is None:
             return f"no fused CPU kernel for the {cell.name!r} cell"
         if request.device.type != "cpu":
             return f"runs on CPU only, not {request.device.type}"
@@ -326,7 +286,12 @@ class FusedCPUExecutor(Executor):
             return refusal
         if request.capture == "torch.export" and request.return_states:
             return "torch.export: its exported kernels return no per-step states"
-        return _unavailable()
+        unavailable = _unavailable()
+        if unavailable is not None:
+            return unavailable
+        if kernel_family(cell) is None:
+            return f"the fused_cpu extension has no {cell.kernel_family()!r} kernel"
+        return None
 
     def yields_to(self, cell: CellSpec, request: RunRequest) -> str | None:
         """For auto dispatch: the executor that should run this request instead, though this one can.
@@ -336,7 +301,8 @@ class FusedCPUExecutor(Executor):
         batch x hidden (<= 2048), where oneDNN's per-step overhead dominates and the fused loop was
         measured 0.11x (B=1, H=64) and 0.71-0.86x (B=16, H=128) of its time (docs/benchmarks.md).
         """
-        if type(cell) is LSTMSpec and cell.unsupported_by_torch() is None and not request.has_masks:
+        if (declared_kernel_family(cell) == "lstm" and cell.unsupported_by_torch() is None
+                and not request.has_masks):
             if custom_ops.capturing():  # one custom operator: no graph break, no guard on the batch
                 return None
             if request.batch is not None and request.batch * cell.hidden_size <= SMALL_LSTM:
@@ -356,11 +322,12 @@ class FusedCPUExecutor(Executor):
         return_states: bool = False,
     ) -> RunResult:
         self.check_runnable(cell, x, masks, return_states)
-        family = _family(cell)
+        family = declared_kernel_family(cell)
+        states, raw_input = family_info(family)
+        two_states = states == 2
         T, B = x.shape[0], x.shape[1]
-        is_lstm = family == _LSTM
         h0 = state0[0].contiguous()
-        c0 = state0[1].contiguous() if is_lstm else None
+        c0 = state0[1].contiguous() if two_states else None
 
         rmask = zh = zc = None
         if masks is not None:
@@ -369,63 +336,45 @@ class FusedCPUExecutor(Executor):
             if masks.zoneout is not None:
                 zs = tuple(masks.zoneout) + (None,) * (2 - len(masks.zoneout))
                 zh = _zoneout(zs[0], T, B, cell.output_size, x)
-                if is_lstm:
+                if two_states:
                     zc = _zoneout(zs[1], T, B, cell.hidden_size, x)
         if lengths is not None:
             lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
 
-        def p(name: str) -> Tensor | None:
-            t = params.get(name)
-            return None if t is None else t.contiguous()
-
-        ln = getattr(cell, "layer_norm", False)
+        options = kernel_options(cell)
+        named = {name: t.contiguous() for name, t in kernel_params(cell, params, raw_input).items()}
+        names = tuple(named)
         # without autograd (inference) the kernels keep nothing for backward: no per-step buffers
         backward = needs_backward(x, state0, params)
         # torch.compile (inference) and torch.export record the kernels as custom operators
         as_operator = (custom_ops.capturing() and not return_states
                        and (torch.compiler.is_exporting() or not backward))
-        if is_lstm:
-            args = (p("weight_hh"), p("bias_ih"), p("bias_hh"),
-                    *(p(f"layer_norm_{part}_{kind}") if ln else None
-                      for part in ("ih", "hh", "c") for kind in ("weight", "bias")),
-                    p("weight_peephole_i"), p("weight_peephole_f"), p("weight_peephole_o"),
-                    p("weight_hr"), rmask, zh, zc, lengths)
-            if as_operator:
-                gx = torch.nn.functional.linear(x, params["weight_ih"])
-                y, h, c = torch.ops.rnnkit.fused_lstm(gx, h0, c0, *args, bool(reverse))
-                return RunResult(y, (h, c), None)
-            module, _ = _extension()
-            gx = project(x, params["weight_ih"], None, backward)
-            if backward:
-                result = _FusedLSTM.apply((module, bool(reverse), bool(return_states), cell), gx,
-                                          h0, c0, *args)
-            else:
-                result = module.lstm_forward(gx, h0.detach(), c0.detach(),
-                                             *(None if a is None else a.detach() for a in args),
-                                             bool(reverse), bool(return_states), False)[:4]
-            outputs, final = result[0], (result[1], result[2])
-            # per-step h is the output itself (both zero past each length)
-            states = (outputs, result[3]) if return_states else None
-            return RunResult(outputs, final, states)
-
-        if ln or as_operator:  # the GRU's input layer norm: the cell's own projection
+        if raw_input:  # the kernel applies the input side (b_ih, LN_ih) itself
+            gx = (torch.nn.functional.linear(x, params["weight_ih"]) if as_operator
+                  else project(x, params["weight_ih"], None, backward))
+        elif as_operator or "layer_norm_ih_weight" in params:  # the cell's own projection
             gx = cell.project_input(params, x).contiguous()
         else:
             gx = project(x, params["weight_ih"], params.get("bias_ih"), backward)
-        # the modReLU threshold goes in the kernels' peephole-i slot (the Elman cell has none)
-        args = (p("weight_hh"), p("bias_hh"),
-                p("layer_norm_hh_weight") if ln else None, p("layer_norm_hh_bias") if ln else None,
-                None, None, p("modrelu_bias"), None, None, None, rmask, zh, None, lengths)
+
         if as_operator:
-            y, h = torch.ops.rnnkit.fused_rnn(family, gx, h0, args[0], args[1], args[2], args[3],
-                                              args[6], rmask, zh, lengths, bool(reverse))
-            return RunResult(y, (h,), None)
+            y, h, c = torch.ops.rnnkit.fused_rnn(
+                family, custom_ops.encode_options(options), ",".join(names), gx, h0, c0,
+                list(named.values()), rmask, zh, zc, lengths, bool(reverse))
+            return RunResult(y, (h, c) if two_states else (h,), None)
         module, _ = _extension()
         if backward:
-            result = _FusedRun.apply((module, family, bool(reverse), cell), gx, h0, None, *args)
+            meta = (module, family, options, names, two_states, raw_input, bool(reverse),
+                    bool(return_states), cell)
+            result = _FusedRun.apply(meta, gx, h0, c0, *named.values(), rmask, zh, zc, lengths)
         else:
-            result = module.forward(family, gx, h0.detach(), None,
-                                    *(None if a is None else a.detach() for a in args),
-                                    bool(reverse), False)[:2]
-        outputs, final = result[0], (result[1],)
-        return RunResult(outputs, final, (outputs,) if return_states else None)
+            result = module.forward(family, options, gx.detach(), h0.detach(),
+                                    None if c0 is None else c0.detach(),
+                                    {n: t.detach() for n, t in named.items()}, rmask, zh, zc,
+                                    lengths, bool(reverse), bool(return_states), False)
+        outputs = result[0]
+        final = (result[1], result[2]) if two_states else (result[1],)
+        states = None
+        if return_states:  # per-step h is the output itself (both zero past each length)
+            states = (outputs, result[3]) if two_states else (outputs,)
+        return RunResult(outputs, final, states)

@@ -27,8 +27,6 @@ import torch
 from torch import Tensor
 
 from rnnkit.cells.base import CellSpec, Params, State
-from rnnkit.cells.mingru import MinGRUSpec
-from rnnkit.cells.minlstm import MinLSTMSpec
 from rnnkit.executors import custom_ops, fused_cpu
 from rnnkit.executors.base import (
     Executor,
@@ -38,6 +36,7 @@ from rnnkit.executors.base import (
     compiled_kernel_refusal,
     valid_steps,
 )
+from rnnkit.executors.kernel_families import declared_kernel_family
 from rnnkit.executors.kernel_function import KernelFunction
 from rnnkit.executors.recompute import (
     differentiable_backward_needed,
@@ -46,7 +45,8 @@ from rnnkit.executors.recompute import (
 )
 from rnnkit.executors.reference import run_steps
 
-_FAMILY = {MinGRUSpec: 0, MinLSTMSpec: 1}
+# kernel families (CellSpec.kernel_family()) -> the scan extension's family ids
+_FAMILY = {"mingru": 0, "minlstm": 1}
 _FUSED_DTYPES = (torch.float32, torch.float64)
 _TRITON_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 IMPLS = ("fused", "triton")
@@ -138,7 +138,7 @@ class ScanExecutor(Executor):
         return self.impl or ("fused" if device.type == "cpu" else "triton")
 
     def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
-        if type(cell) not in _FAMILY:
+        if declared_kernel_family(cell) not in _FAMILY:
             return f"the {cell.name!r} cell is not linear in h (scan runs minGRU and minLSTM)"
         impl = self._impl(request.device)
         refusal = compiled_kernel_refusal(request, exportable=impl == "fused")
@@ -191,7 +191,7 @@ class ScanExecutor(Executor):
                 z = z.expand(T, B, H).contiguous()
         if lengths is not None:
             lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
-        family, act_g = _FAMILY[type(cell)], cell.activation == "g"
+        family, act_g = _FAMILY[declared_kernel_family(cell)], cell.activation == "g"
         if custom_ops.capturing() and (torch.compiler.is_exporting()
                                        or not fused_cpu.needs_backward(gx, (h0,), {})):
             # torch.compile (inference) and torch.export record the kernel as a custom operator

@@ -14,7 +14,8 @@ specification and supports autograd):
 - no gradient is needed: grad mode is off (``torch.no_grad()`` / ``torch.inference_mode()``), or
   neither the input, the state nor any parameter requires grad (the C++ step has no backward);
 - the module is on the CPU in float32 or float64, and its cell is one the fused kernels cover
-  (Elman, LSTM with any options, GRU with or without layer norm);
+  (:func:`rnnkit.executors.fused_cpu.kernel_family`: Elman, LSTM with any options, GRU with or
+  without layer norm, IndRNN);
 - the ``fused_cpu`` extension is available (``RNNKIT_NO_EXT`` unset, a compiler at build time).
 
 ``step()`` already runs with evaluation semantics (zoneout by its expectation; the stochastic
@@ -28,18 +29,9 @@ from torch import Tensor
 
 from rnnkit.cells.base import State
 from rnnkit.executors import fused_cpu
+from rnnkit.executors.kernel_families import kernel_options
 from rnnkit.executors.recompute import tracked
 
-_LSTM_EXTRAS = (
-    "layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight", "layer_norm_hh_bias",
-    "layer_norm_c_weight", "layer_norm_c_bias",
-    "weight_peephole_i", "weight_peephole_f", "weight_peephole_o", "weight_hr",
-)
-_GRU_EXTRAS = (
-    "layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight", "layer_norm_hh_bias",
-)
-# the modReLU threshold in the peephole-i slot (the Elman cell has no peepholes)
-_MODRELU_EXTRAS = (None, None, None, None, None, None, "modrelu_bias")
 _DTYPES = (torch.float32, torch.float64)
 
 
@@ -66,7 +58,7 @@ def _static_refusal(module) -> str | None:
     cached = module.__dict__.get("_fast_step_static")
     if cached is None or cached[0] is not module.cells:
         reason = None
-        if any(fused_cpu._family(spec) is None for spec in module.cells):
+        if any(fused_cpu.kernel_family(spec) is None for spec in module.cells):
             reason = f"no fused kernel for the {module.cell_name!r} cell"
         else:
             _, reason = fused_cpu._extension()
@@ -75,18 +67,14 @@ def _static_refusal(module) -> str | None:
     return cached[1]
 
 
-def _layer_tensors(module, layer: int) -> list[Tensor | None]:
-    """One layer's 14 tensors in the order ``fused_cpu.Stepper`` takes them: W_ih, W_hh, b_ih, b_hh
-    and the LSTM/GRU extras (None where the cell has no such parameter)."""
+def _layer(module, layer: int) -> tuple[str, dict[str, str], dict[str, Tensor]]:
+    """One layer as ``fused_cpu.Stepper`` takes it: its kernel family, its cell's options and its
+    parameters by their cell names (the registered tensors themselves, contiguous)."""
     registered = module._parameters  # a plain dict: no nn.Module.__getattr__ per parameter
-    names = module._param_names[layer][0]
-    family = fused_cpu._family(module.cells[layer])
-    extras = (_LSTM_EXTRAS if family == fused_cpu._LSTM
-              else _GRU_EXTRAS if family == fused_cpu._GRU
-              else _MODRELU_EXTRAS if family == fused_cpu._ELMAN_MODRELU else ())
-    order = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", *extras)
-    tensors = [registered[names[n]] if n is not None and n in names else None for n in order]
-    return tensors + [None] * (14 - len(tensors))
+    spec = module.cells[layer]
+    names = module._param_names[layer][0]  # cell name -> the module's parameter name
+    params = {name: registered[full].contiguous() for name, full in names.items()}
+    return fused_cpu.kernel_family(spec), kernel_options(spec), params
 
 
 def stepper(module):
@@ -101,10 +89,8 @@ def stepper(module):
     zh = float(zoneout[0])
     zc = float(zoneout[1]) if len(zoneout) > 1 else 0.0
     contiguous = all(p.is_contiguous() for p in module._parameters.values())
-    layers = [[None if t is None else t.contiguous() for t in _layer_tensors(module, layer)]
-              for layer in range(len(module.cells))]
-    families = [fused_cpu._family(spec) for spec in module.cells]
-    made = ext.Stepper(layers, families, zh, zc, bool(module.residual))
+    layers = [_layer(module, layer) for layer in range(len(module.cells))]
+    made = ext.Stepper(layers, zh, zc, bool(module.residual))
     if contiguous:
         module.__dict__["_fast_stepper"] = (key, module.zoneout, made)
     return made

@@ -24,7 +24,7 @@
 #include <optional>
 #include <vector>
 
-#include "libmvec.h"  // vectorised exp/log
+#include "pointwise.h"  // lerp, sigmoid (and libmvec.h: vectorised exp/log)
 
 namespace {
 
@@ -35,23 +35,17 @@ constexpr int kMinGRU = 0;
 constexpr int kMinLSTM = 1;
 constexpr int64_t kChunk = 64;
 
+using rnnkit::lerp;  // torch.lerp, as the fused loops (common/pointwise.h)
+
 template <typename T>
 inline T sigm(T x) {
-  return T(1) / (T(1) + std::exp(-x));
+  return rnnkit::sigmoid_libm(x);
 }
 
 // softplus(x) = max(x, 0) + log(1 + exp(-|x|))
 template <typename T>
 inline T softplus(T x) {
   return std::max(x, T(0)) + std::log(T(1) + std::exp(-std::abs(x)));
-}
-
-// torch.lerp(start, end, w), branch-free (as csrc/fused_cpu)
-template <typename T>
-inline T lerp(T start, T end, T w) {
-  const T d = end - start;
-  const T low = T(std::abs(w) < T(0.5));
-  return low * (start + w * d) + (T(1) - low) * (end - d * (T(1) - w));
 }
 
 // candidate h~ = g(p) (G) or p, and its derivative
