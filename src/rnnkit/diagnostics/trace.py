@@ -2,10 +2,10 @@
 
 Every diagnostic that looks *inside* time (gradients per step, input influence, gate values) needs
 handles on the per-step states, which fused executors (native, fused C++, ...) never materialise as
-autograd nodes. So, inside ``with trace(model) as tape:``, the recurrent module's time-major core
-(``Recurrent._run``) is replaced by a replay that runs every layer and direction through the cell
-spec's own ``project_input`` and ``step`` (exactly the ``reference`` executor's loop) and adds a
-zero **probe** tensor to every state it produces:
+autograd nodes. So, inside ``with trace(model) as tape:``, the recurrent module runs every layer and direction on
+the ``reference`` executor's loop (the cell spec's own ``project_input`` and ``gates``) with a
+:class:`~rnnkit.executors.reference.StepObserver` (``Recurrent.observed``) that records the gates
+and adds a zero **probe** tensor to every state the loop produces:
 
     s_k <- s_k + p_k,   p_k = 0 (requires grad)
 
@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from rnnkit.cells.base import State
 from rnnkit.diagnostics.gates import GateStats, gate_kinds, summarize_gate
 from rnnkit.executors.base import valid_steps
+from rnnkit.executors.reference import StepObserver
 from rnnkit.layers.recurrent import Recurrent
 
 
@@ -160,33 +161,75 @@ def trace(
     """
     rec = find_recurrent(model, recurrent)
     tape = Tape(rec, record_gates)
-    original = rec._run
-
-    def replay(x: Tensor, hx: State, lengths: Tensor | None, return_states: bool):
-        out, finals, states = _replay(rec, tape, x, hx, lengths, return_states)
-        if check and not rec.training:
-            args = (x.detach(), tuple(h.detach() for h in hx), lengths, False)
-            with torch.no_grad():
-                expected, _, _ = original(*args)
-            if _mismatch(rec, out.detach(), expected) is not None:
-                # Chaotic dynamics (e.g. a large recurrent init) amplify the rounding differences of a
-                # fast executor over time; the replay must still equal the reference executor exactly.
-                with torch.no_grad(), _backend(rec, "reference"):
-                    reference, _, _ = original(*args)
-                error = _mismatch(rec, out.detach(), reference)
-                if error is not None:
-                    raise DiagnosticsMismatch(error)
-        return out, finals, states
-
-    patched_before = rec.__dict__.get("_run")
-    rec._run = replay  # type: ignore[method-assign]
-    try:
+    with rec.observed(_TapeObserver(rec, tape, check)):
         yield tape
-    finally:
-        if patched_before is None:
-            del rec._run
-        else:
-            rec._run = patched_before  # type: ignore[method-assign]
+
+
+class _LayerProbes(StepObserver):
+    """One layer and direction of a traced call: probes on every state, gates recorded."""
+
+    def __init__(self, probes: tuple[Tensor, ...], kinds: dict[str, str] | None, T: int) -> None:
+        self.probes, self.kinds, self.T = probes, kinds, T
+        self.gate_steps: dict[str, list[Tensor]] = {}
+
+    def state(self, boundary: int, state: State) -> State:
+        return tuple(s + p[boundary] for s, p in zip(state, self.probes, strict=True))
+
+    def gates(self, t: int, gates: dict[str, Tensor]) -> None:
+        if self.kinds is not None:
+            for name in self.kinds:
+                self.gate_steps.setdefault(name, [gates[name].new_empty(0)] * self.T)[t] = gates[name].detach().cpu()
+
+
+class _TapeObserver:
+    """What ``trace`` hooks into the module (see ``Recurrent.observed``): a probe on the input and on
+    every state, gate records, and the check against the module's own forward pass."""
+
+    def __init__(self, rec: Recurrent, tape: Tape, check: bool) -> None:
+        self.rec, self.tape, self.check = rec, tape, check
+        self.call: TracedCall | None = None
+        self.layers: dict[tuple[int, int], _LayerProbes] = {}
+
+    def input(self, x: Tensor) -> Tensor:
+        T, B = x.shape[0], x.shape[1]
+        self.call = TracedCall(T, B, None, {}, torch.zeros_like(x, requires_grad=True))
+        self.layers = {}
+        return x + self.call.input_probe
+
+    def layer(self, layer: int, direction: int, spec) -> StepObserver:
+        call = self.call
+        assert call is not None
+        like = call.input_probe
+        probes = tuple(torch.zeros(call.T + 1, call.batch, n, dtype=like.dtype, device=like.device,
+                                   requires_grad=True) for n in spec.state_sizes())
+        call.probes[(layer, direction)] = probes
+        observer = _LayerProbes(probes, spec.gate_kinds() if self.tape.record_gates else None, call.T)
+        self.layers[(layer, direction)] = observer
+        return observer
+
+    def finished(self, x: Tensor, hx: State, lengths: Tensor | None, out: Tensor) -> None:
+        call = self.call
+        assert call is not None
+        call.lengths = None if lengths is None else lengths.cpu()
+        if self.tape.record_gates:
+            call.gates = {k: {g: torch.stack(v) for g, v in o.gate_steps.items()} for k, o in self.layers.items()}
+        self.tape.calls.append(call)
+        if self.check and not self.rec.training:
+            self._check(x, hx, lengths, out)
+
+    def _check(self, x: Tensor, hx: State, lengths: Tensor | None, out: Tensor) -> None:
+        rec = self.rec
+        args = (x.detach(), tuple(h.detach() for h in hx), lengths, False)
+        with torch.no_grad(), rec.observed(None):
+            expected, _, _ = rec._run(*args)
+        if _mismatch(rec, out.detach(), expected) is not None:
+            # Chaotic dynamics (e.g. a large recurrent init) amplify the rounding differences of a
+            # fast executor over time; the traced loop must still equal the reference executor exactly.
+            with torch.no_grad(), rec.observed(None), _backend(rec, "reference"):
+                reference, _, _ = rec._run(*args)
+            error = _mismatch(rec, out.detach(), reference)
+            if error is not None:
+                raise DiagnosticsMismatch(error)
 
 
 @contextlib.contextmanager
@@ -222,69 +265,3 @@ def _backend(rec: Recurrent, name: str) -> Iterator[None]:
         yield
     finally:
         rec.backend = saved
-
-
-def _replay(
-    rec: Recurrent, tape: Tape, x: Tensor, hx: State, lengths: Tensor | None, return_states: bool
-) -> tuple[Tensor, State, tuple[Tensor, ...] | None]:
-    T, B = x.shape[0], x.shape[1]
-    D = rec.num_directions
-    valid = valid_steps(lengths, T, x.device)
-    input_probe = torch.zeros_like(x, requires_grad=True)
-    call = TracedCall(T, B, None if lengths is None else lengths.cpu(), {}, input_probe)
-    layer_input = x + input_probe
-    finals_per: list[State] = []
-    states_per_layer: list[tuple[Tensor, ...]] = []
-    for layer, spec in enumerate(rec.cells):
-        outs, layer_states = [], []
-        kinds = spec.gate_kinds()
-        for direction in range(D):
-            params = rec.layer_params(layer, direction)
-            gx = spec.project_input(params, layer_input)
-            index = layer * D + direction
-            probes = tuple(
-                torch.zeros(T + 1, B, n, dtype=x.dtype, device=x.device, requires_grad=True)
-                for n in spec.state_sizes()
-            )
-            call.probes[(layer, direction)] = probes
-            reverse = direction == 1
-            start = T if reverse else 0
-            state = tuple(s[index] + p[start] for s, p in zip(hx, probes, strict=True))
-            outputs: list[Tensor] = [x.new_empty(0)] * T
-            per_step: list[State] = [()] * T
-            gates: dict[str, list[Tensor]] = {}
-            for t in range(T - 1, -1, -1) if reverse else range(T):
-                step_gates = spec.gates(params, gx[t], state)
-                if tape.record_gates:
-                    for name in kinds:
-                        gates.setdefault(name, [x.new_empty(0)] * T)[t] = step_gates[name].detach().cpu()
-                new = spec.state_from_gates(params, step_gates, state)
-                new = tuple(
-                    n if p == 0 else torch.lerp(n, old, p)
-                    for n, old, p in zip(new, state, rec.zoneout, strict=True)
-                )
-                if valid is not None:
-                    new = tuple(torch.where(valid[t], n, old) for n, old in zip(new, state, strict=True))
-                boundary = t if reverse else t + 1
-                state = tuple(s + p[boundary] for s, p in zip(new, probes, strict=True))
-                outputs[t] = state[0] if valid is None else state[0] * valid[t]
-                if return_states:
-                    per_step[t] = state if valid is None else tuple(s * valid[t] for s in state)
-            if tape.record_gates:
-                call.gates[(layer, direction)] = {k: torch.stack(v) for k, v in gates.items()}
-            outs.append(torch.stack(outputs))
-            finals_per.append(state)
-            if return_states:
-                layer_states.append(tuple(torch.stack(s) for s in zip(*per_step, strict=True)))
-        out = outs[0] if D == 1 else torch.cat(outs, dim=-1)
-        if rec.residual and layer > 0:
-            out = out + layer_input
-        if return_states:
-            states_per_layer.append(tuple(torch.cat(parts, dim=-1) for parts in zip(*layer_states, strict=True)))
-        layer_input = out
-    tape.calls.append(call)
-    finals = tuple(torch.stack(parts) for parts in zip(*finals_per, strict=True))
-    states = None
-    if return_states:
-        states = tuple(torch.stack(parts) for parts in zip(*states_per_layer, strict=True))
-    return layer_input, finals, states

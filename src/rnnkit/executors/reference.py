@@ -9,8 +9,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.cells.base import CellSpec, Params, State
+from rnnkit.cells.base import CellSpec, Gates, Params, State
 from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, valid_steps
+
+
+class StepObserver:
+    """Hooks into the reference loop (the diagnostics' probes and gate records). ``boundary`` k
+    separates the inputs ``x_{<k}`` from ``x_{>=k}``: the initial state is at 0 (T in reverse), the
+    state after step t at t + 1 (t in reverse)."""
+
+    def state(self, boundary: int, state: State) -> State:
+        """The state the loop carries on with (default: as computed)."""
+        return state
+
+    def gates(self, t: int, gates: Gates) -> None:
+        """Step ``t``'s gates, as the cell computed them."""
 
 
 class ReferenceExecutor(Executor):
@@ -30,9 +43,10 @@ class ReferenceExecutor(Executor):
         reverse: bool = False,
         masks: StepMasks | None = None,
         return_states: bool = False,
+        observer: StepObserver | None = None,
     ) -> RunResult:
         return run_steps(cell, params, cell.project_input(params, x), state0, lengths, reverse,
-                         masks, return_states)
+                         masks, return_states, observer)
 
 
 def run_steps(
@@ -44,6 +58,7 @@ def run_steps(
     reverse: bool = False,
     masks: StepMasks | None = None,
     return_states: bool = False,
+    observer: StepObserver | None = None,
 ) -> RunResult:
     """The time loop over ``cell.step`` from the projected input ``gx`` (T, B, G*H): the reference
     run after its input projection. The fused executors' differentiable backward (double backward)
@@ -54,11 +69,16 @@ def run_steps(
     recurrent_mask = masks.recurrent if masks is not None else None
     zoneout = masks.zoneout if masks is not None else None
 
-    state = tuple(state0)
+    state = tuple(state0) if observer is None else observer.state(T if reverse else 0, tuple(state0))
     outputs: list[Tensor] = [gx.new_empty(0)] * T
     per_step: list[State] = [()] * T
     for t in range(T - 1, -1, -1) if reverse else range(T):
-        new = cell.step(params, gx[t], state, recurrent_mask)
+        if observer is None:
+            new = cell.step(params, gx[t], state, recurrent_mask)
+        else:
+            gates = cell.gates(params, gx[t], state, recurrent_mask)
+            observer.gates(t, gates)
+            new = cell.state_from_gates(params, gates, state)
         if zoneout is not None:
             new = tuple(
                 n if z is None else torch.lerp(n, old, z[t] if z.dim() == 3 else z)
@@ -66,7 +86,7 @@ def run_steps(
             )
         if valid is not None:
             new = tuple(torch.where(valid[t], n, old) for n, old in zip(new, state, strict=True))
-        state = new
+        state = new if observer is None else observer.state(t if reverse else t + 1, new)
         outputs[t] = state[0] if valid is None else state[0] * valid[t]
         if return_states:
             per_step[t] = state if valid is None else tuple(s * valid[t] for s in state)

@@ -8,8 +8,10 @@ states and ``step()`` for streaming. The time loop itself belongs to an executor
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -343,6 +345,16 @@ class Recurrent(nn.Module):
         self, x: Tensor, hx: State, lengths: Tensor | None, return_states: bool
     ) -> tuple[Tensor, State, tuple[Tensor, ...] | None]:
         """Time-major core: x (T, B, I), hx components (L*D, B, n)."""
+        observer = self.__dict__.get("_observer")
+        if observer is not None:  # diagnostics: every layer on the reference loop, with hooks
+            reference = get_executor("reference")
+
+            def run_layer(layer: int, direction: int, spec: CellSpec, *args, **kw):
+                return reference.run(spec, *args, observer=observer.layer(layer, direction, spec), **kw)
+
+            result = self._run_layers(run_layer, observer.input(x), hx, lengths, return_states)
+            observer.finished(x, hx, lengths, result[0])
+            return result
         plan = self._call_plan(x, hx, return_states)
         if plan.capture == "torch.jit.trace":
             self._check_traceable(plan)
@@ -351,24 +363,33 @@ class Recurrent(nn.Module):
             # gets that dtype's input and state, so every executor returns torch.nn's dtype
             dtype = torch.get_autocast_dtype("cpu")
             x, hx = x.to(dtype), tuple(s.to(dtype) for s in hx)
-        training = self.training
-        T, B = x.shape[0], x.shape[1]
-        D = self.num_directions
-
         if plan.whole_stack:
             native: NativeExecutor = plan.executors[0][0]  # type: ignore[assignment]
             weights = [
                 w
                 for layer in range(self.num_layers)
-                for direction in range(D)
+                for direction in range(self.num_directions)
                 for w in flat_weights(self.cell, self._dropped_params(layer, direction))
             ]
             out, finals = native.run_stack(
                 self.cell, weights, x, hx, lengths, num_layers=self.num_layers,
-                dropout=self.dropout, training=training, bidirectional=self.bidirectional,
+                dropout=self.dropout, training=self.training, bidirectional=self.bidirectional,
             )
             return out, finals, None
 
+        def run_layer(layer: int, direction: int, spec: CellSpec, *args, **kw):
+            return plan.executors[layer][direction].run(spec, *args, **kw)
+
+        return self._run_layers(run_layer, x, hx, lengths, return_states)
+
+    def _run_layers(
+        self, run_layer, x: Tensor, hx: State, lengths: Tensor | None, return_states: bool
+    ) -> tuple[Tensor, State, tuple[Tensor, ...] | None]:
+        """The stack, layer by layer and direction by direction: ``run_layer(layer, direction, spec,
+        params, x, state0, lengths, reverse=, masks=, return_states=)`` runs one."""
+        training = self.training
+        T, B = x.shape[0], x.shape[1]
+        D = self.num_directions
         finals_per: list[State] = []
         states_per_layer: list[tuple[Tensor, ...]] = []
         layer_input = x
@@ -381,8 +402,8 @@ class Recurrent(nn.Module):
                 params = self._dropped_params(layer, direction)
                 masks = self._step_masks(spec, T, B, inp)
                 index = layer * D + direction
-                result = plan.executors[layer][direction].run(
-                    spec, params, inp, tuple(s[index] for s in hx), lengths,
+                result = run_layer(
+                    layer, direction, spec, params, inp, tuple(s[index] for s in hx), lengths,
                     reverse=direction == 1, masks=masks, return_states=return_states,
                 )
                 outs.append(result.outputs)
@@ -473,6 +494,23 @@ class Recurrent(nn.Module):
             for p, n in zip(self.zoneout, spec.state_sizes(), strict=True)
         )
         return StepMasks(recurrent, zoneout)
+
+    @contextlib.contextmanager
+    def observed(self, observer: Any) -> Iterator[None]:
+        """Inside the block every forward pass runs each layer on the reference loop with
+        ``observer``'s hooks: ``observer.input(x)`` (the time-major input, returned possibly changed),
+        ``observer.layer(layer, direction, spec)`` (a :class:`~rnnkit.executors.reference.StepObserver`
+        for that layer's loop) and ``observer.finished(x, hx, lengths, output)``. The diagnostics
+        (:mod:`rnnkit.diagnostics.trace`) observe the model this way."""
+        before = self.__dict__.get("_observer")
+        self.__dict__["_observer"] = observer
+        try:
+            yield
+        finally:
+            if before is None:
+                self.__dict__.pop("_observer", None)
+            else:
+                self.__dict__["_observer"] = before
 
     # ---- streaming --------------------------------------------------------------------------
     def step(
