@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from rnnkit.executors.native import torch_mode
 from rnnkit.layers.conversion import to_torch
 from rnnkit.layers.recurrent import Recurrent
 from rnnkit.layers.torch_cells import GRUCell, LSTMCell, RNNCell, _CellModule
@@ -32,13 +33,13 @@ _TWINS: dict[type[nn.Module], type[nn.Module]] = {
     LSTM: nn.LSTM, GRU: nn.GRU, RNN: nn.RNN, LSTMCell: nn.LSTMCell, GRUCell: nn.GRUCell,
     RNNCell: nn.RNNCell,
 }
-_RECURRENT_TWINS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn_tanh": nn.RNN, "rnn_relu": nn.RNN}
+_RECURRENT_TWINS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN_TANH": nn.RNN, "RNN_RELU": nn.RNN}
 
 
 def _torch_type(module: nn.Module) -> type[nn.Module] | None:
     """The torch.nn type an rnnkit layer stands for (None for cells torch.nn has not)."""
     if isinstance(module, Recurrent) and not isinstance(module, _TorchCompatible):
-        return _RECURRENT_TWINS.get(module.cell_name)
+        return _RECURRENT_TWINS.get(torch_mode(module.cell))
     return _TWINS.get(type(module))
 
 

@@ -110,6 +110,13 @@ class CellSpec(ABC):
         """Why torch's own RNN kernels cannot run this cell, or None if they can."""
         return None
 
+    def torch_mode(self) -> str | None:
+        """torch's RNN mode that computes this family's equations (``torch.nn.RNNBase.mode``: "LSTM",
+        "GRU", "RNN_TANH", "RNN_RELU"), or None if torch.nn has no equivalent. Options torch lacks are
+        refused by :meth:`unsupported_by_torch`. Only a class that defines this itself gets torch's
+        kernels (a subclass may have changed the equations)."""
+        return None
+
     def kernel_family(self) -> str | None:
         """The compiled kernel family that runs this cell's equations (a header under ``csrc/``), or
         None if only the Python executors can run it. Executors map cells to kernels by this name,

@@ -57,6 +57,9 @@ class ElmanSpec(CellSpec):
             shapes["modrelu_bias"] = (self.hidden_size,)
         return shapes
 
+    def torch_mode(self) -> str | None:
+        return {"tanh": "RNN_TANH", "relu": "RNN_RELU"}.get(self.nonlinearity)
+
     def kernel_family(self) -> str | None:
         return f"elman_{self.nonlinearity}"
 

@@ -53,6 +53,9 @@ class GRUSpec(CellSpec):
                 shapes[f"layer_norm_{part}_bias"] = (3 * self.hidden_size,)
         return shapes
 
+    def torch_mode(self) -> str | None:
+        return "GRU"
+
     def kernel_family(self) -> str | None:
         return "gru"
 

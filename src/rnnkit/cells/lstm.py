@@ -92,6 +92,9 @@ class LSTMSpec(CellSpec):
                 shapes[f"layer_norm_{part}_bias"] = (size,)
         return shapes
 
+    def torch_mode(self) -> str | None:
+        return "LSTM"
+
     def kernel_family(self) -> str | None:
         return "lstm"
 

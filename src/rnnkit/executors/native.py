@@ -21,11 +21,11 @@ from rnnkit.executors.base import (
     flip_sequences,
 )
 
-_KERNELS = {
-    "lstm": _VF.lstm,
-    "gru": _VF.gru,
-    "rnn_tanh": _VF.rnn_tanh,
-    "rnn_relu": _VF.rnn_relu,
+_KERNELS = {  # by torch.nn.RNNBase.mode, as cells declare it (CellSpec.torch_mode)
+    "LSTM": _VF.lstm,
+    "GRU": _VF.gru,
+    "RNN_TANH": _VF.rnn_tanh,
+    "RNN_RELU": _VF.rnn_relu,
 }
 _DTYPES = {torch.float32, torch.float64, torch.float16, torch.bfloat16}
 
@@ -37,6 +37,12 @@ def _outside_graph(kernel):
     return torch._dynamo.disable(kernel, reason="rnnkit: torch's RNN kernels run eagerly, as for torch.nn")
 
 
+def torch_mode(cell: CellSpec) -> str | None:
+    """The torch mode of ``cell`` when its own class declares one (an inheriting subclass may have
+    changed the equations: it gets none), else None."""
+    return cell.torch_mode() if "torch_mode" in vars(type(cell)) else None
+
+
 def flat_weights(cell: CellSpec, params: Params) -> list[Tensor]:
     """One layer-direction's weights in the order torch's kernels take them."""
     names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"]
@@ -44,7 +50,7 @@ def flat_weights(cell: CellSpec, params: Params) -> list[Tensor]:
 
 
 def _torch_state(cell: CellSpec, state: State) -> Tensor | tuple[Tensor, Tensor]:
-    return (state[0], state[1]) if cell.name == "lstm" else state[0]
+    return (state[0], state[1]) if len(state) == 2 else state[0]
 
 
 def _from_torch_state(cell: CellSpec, result: tuple) -> tuple[Tensor, State]:
@@ -56,7 +62,7 @@ class NativeExecutor(Executor):
     description = "torch's fused RNN kernels (oneDNN on CPU for the LSTM, cuDNN on GPU)"
 
     def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
-        if cell.name not in _KERNELS:
+        if torch_mode(cell) not in _KERNELS:
             return f"torch has no kernel for the {cell.name!r} cell"
         reason = cell.unsupported_by_torch()
         if reason:
@@ -111,7 +117,7 @@ class NativeExecutor(Executor):
 
         Returns the last layer's outputs (T, B, D*out), zero past each length, and the final states.
         """
-        kernel = _KERNELS[cell.name]
+        kernel = _KERNELS[torch_mode(cell)]
         if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
             kernel = _outside_graph(kernel)
         has_bias = cell.bias

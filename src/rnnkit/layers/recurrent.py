@@ -20,17 +20,14 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.cells.base import CellSpec, InitOptions, Params, State
-from rnnkit.cells.lstm import LSTMSpec
 from rnnkit.cells.registry import cell_builder, options_repr
 from rnnkit.executors.base import Executor, RunRequest, StepMasks
 from rnnkit.executors.dispatch import choose, get_executor, validate_backend
-from rnnkit.executors.native import NativeExecutor, flat_weights
+from rnnkit.executors.native import NativeExecutor, flat_weights, torch_mode
 from rnnkit.executors.recompute import is_batched
 from rnnkit.executors.streaming import fast_step_refusal, stepper
 from rnnkit.layers.graph_capture import capture_mode, refuse_scripting
 from rnnkit.layers.regularizers import check_probability, dropout_mask, zoneout_weights
-
-_TORCH_MODE = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN"}
 
 
 def _step_result(out: list[Tensor], batched: bool) -> tuple[Tensor, Any, tuple[Tensor, ...]]:
@@ -358,7 +355,7 @@ class Recurrent(nn.Module):
         plan = self._call_plan(x, hx, return_states)
         if plan.capture == "torch.jit.trace":
             self._check_traceable(plan)
-        if plan.autocast and not plan.whole_stack and isinstance(self.cell, LSTMSpec) and x.is_cpu:
+        if plan.autocast and not plan.whole_stack and torch_mode(self.cell) == "LSTM" and x.is_cpu:
             # CPU autocast runs torch's LSTM (mkldnn_rnn_layer) in its lower precision: the loop
             # gets that dtype's input and state, so every executor returns torch.nn's dtype
             dtype = torch.get_autocast_dtype("cpu")
@@ -626,7 +623,8 @@ class Recurrent(nn.Module):
     # ---- argument checks ----------------------------------------------------------------------
     @property
     def _mode(self) -> str:
-        return _TORCH_MODE.get(self.cell_name, type(self).__name__)
+        mode = torch_mode(self.cell)  # torch.nn's class name, as its messages say it
+        return type(self).__name__ if mode is None else mode.split("_")[0]
 
     def _check_input(self, x: Tensor) -> None:
         w = self.weight_ih_l0
