@@ -12,7 +12,6 @@ import contextlib
 import numbers
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -21,8 +20,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from rnnkit.cells.base import CellSpec, InitOptions, Params, State
 from rnnkit.cells.registry import cell_builder, options_repr
-from rnnkit.executors.base import Executor, RunRequest, StepMasks
-from rnnkit.executors.dispatch import choose, get_executor, validate_backend
+from rnnkit.executors.base import RunRequest, StepMasks
+from rnnkit.executors.dispatch import ExecutionPlan, get_executor, plan_stack, validate_backend
 from rnnkit.executors.native import NativeExecutor, flat_weights, torch_mode
 from rnnkit.executors.recompute import is_batched
 from rnnkit.executors.streaming import fast_step_refusal, stepper
@@ -47,19 +46,6 @@ class _Call(NamedTuple):
     lengths: Tensor | None
     batched: bool
     packed_info: tuple[Tensor | None, Tensor | None] | None
-
-
-@dataclass
-class ExecutionPlan:
-    """How a forward pass will run: one native call for the whole stack, or an executor per
-    (layer, direction), with the reasons faster executors refused."""
-
-    whole_stack: bool
-    executors: list[list[Executor]]
-    refused: list[list[dict[str, str]]] = field(default_factory=list)
-    stack_refused: str | None = None
-    capture: str | None = None  # the tracer recording the call ("torch.jit.trace", "torch.export")
-    autocast: bool = False  # torch.autocast is on for the call's device
 
 
 class Recurrent(nn.Module):
@@ -259,17 +245,7 @@ class Recurrent(nn.Module):
             device, dtype or ref.dtype, self._in_loop_masks(), return_states, batch, vmapped,
             capture_mode(), torch.is_autocast_enabled(device.type),
         )
-        stack_refused = self._whole_stack_refusal(request)
-        if stack_refused is None:
-            native = get_executor("native")
-            return ExecutionPlan(True, [[native] * self.num_directions] * self.num_layers,
-                                 capture=request.capture, autocast=request.autocast)
-        executors, refused = [], []
-        for spec in self.cells:
-            chosen, why = choose(spec, request, self.backend)
-            executors.append([chosen] * self.num_directions)
-            refused.append([why] * self.num_directions)
-        return ExecutionPlan(False, executors, refused, stack_refused, request.capture, request.autocast)
+        return plan_stack(self.cells, self.num_directions, self.backend, request, self._layers_joined_by())
 
     def plan_for(
         self,
@@ -290,16 +266,9 @@ class Recurrent(nn.Module):
         vmapped = any(map(is_batched, (x, *hx, *self._parameters.values())))
         return self.plan(x.device, x.dtype, return_states, x.shape[1], vmapped)
 
-    def _whole_stack_refusal(self, request: RunRequest) -> str | None:
-        if self.backend not in ("auto", "native"):
-            return f"backend={self.backend!r}"
-        reason = get_executor("native").supports(self.cell, request)
-        if reason is not None:
-            return reason
-        if self.backend == "auto":
-            preferred, _ = choose(self.cell, request)
-            if preferred.name != "native":
-                return f"auto prefers {preferred.name!r} for this cell"
+    def _layers_joined_by(self) -> str | None:
+        """What couples the layers beyond torch.nn's inter-layer dropout (torch's whole-stack kernel
+        cannot run it), or None."""
         if self.training and self.variational_dropout > 0:
             return "variational dropout masks each layer's input"
         if self.residual:
