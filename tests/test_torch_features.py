@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import rnnkit
-from rnnkit.cells.registry import _CLASSES
+from rnnkit.cells.registry import spec_class
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "torch-features.md"
 I, H = 4, 6
@@ -73,7 +73,7 @@ ROWS = [
     Row("RNNCell", lambda: rnnkit.RNNCell(I, H), lambda: nn.RNNCell(I, H), cell=True),
     # rnnkit's own families (a test module may register a toy cell while pytest collects)
     *(Row(f"Recurrent {name}", _recurrent(name), None) for name in rnnkit.cells.cell_names()
-      if _CLASSES[name].__module__.startswith("rnnkit.")),
+      if spec_class(name).__module__.startswith("rnnkit.")),
     Row("Recurrent lstm layer_norm peephole", _recurrent("lstm", layer_norm=True, peephole=True), None),
     Row("Recurrent gru layer_norm", _recurrent("gru", layer_norm=True), None),
     Row("Recurrent lstm zoneout (eval)", _recurrent("lstm", zoneout=0.2), None),

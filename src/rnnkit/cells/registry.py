@@ -57,6 +57,11 @@ def _entry(name: str) -> CellEntry:
     return _CELLS[name]
 
 
+def spec_class(name: str) -> type[CellSpec]:
+    """The spec class of family ``name``."""
+    return _entry(name).spec_class
+
+
 def cell_options(name: str) -> set[str]:
     """The equation-changing options a family takes (beyond input_size, hidden_size, bias)."""
     entry = _entry(name)
