@@ -5,7 +5,9 @@ Times ``rnnkit.Recurrent(cell, I, H, backend=NAME, batch_first=False)`` against 
 interleaved (anchor, ours, anchor, ours, ... per repetition), and prints the median times and the
 ratio ``ours / anchor`` (a time ratio: above 1 means rnnkit is slower).
 
-Variants: the plain ``lstm``, ``gru`` and ``rnn_tanh`` cells, plus LSTM variants that torch.nn cannot
+Variants: every registered cell family in its default options (``rnnkit.cells.cell_names()``; a cell
+without a torch.nn equivalent, e.g. ``indrnn``, is timed against ``torch.nn.RNN`` of its size, with
+no weight sharing or output comparison), plus LSTM variants that torch.nn cannot
 run (``lstm+layer_norm``, ``lstm+peephole``, ``lstm+zoneout`` (p=0.1), ``lstm+recurrent_dropout``
 (p=0.25, train mode)). A variant is compared to plain ``torch.nn.LSTM`` at the same size: that is the
 speed a fast executor for the variant has to reach (target: at most 1.25x torch.nn.LSTM).
@@ -59,6 +61,7 @@ from torch import Tensor, nn
 
 import rnnkit
 from rnnkit import Recurrent
+from rnnkit.cells import cell_names
 from rnnkit.errors import BackendUnavailable
 from rnnkit.executors import backend_names
 
@@ -90,6 +93,17 @@ GRIDS: dict[str, tuple[Size, ...]] = {
 }
 
 
+# torch.nn modules computing a registered cell's equations; any other cell is timed against the
+# Elman RNN of its size (the speed of the simplest recurrence a fast executor competes with)
+TORCH_EQUIVALENTS: dict[str, tuple[type[nn.RNNBase], dict[str, Any]]] = {
+    "lstm": (nn.LSTM, {}),
+    "gru": (nn.GRU, {}),
+    "rnn_tanh": (nn.RNN, {}),
+    "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}),
+}
+OTHER_ANCHOR: tuple[type[nn.RNNBase], dict[str, Any]] = (nn.RNN, {})
+
+
 @dataclass(frozen=True)
 class Variant:
     """An rnnkit configuration and the torch.nn module it is compared to."""
@@ -100,15 +114,20 @@ class Variant:
     needs_train: bool = False  # the option only acts in train mode
 
     @property
+    def equivalent(self) -> bool:
+        """Whether the anchor computes the same function (then weights are shared and compared)."""
+        return self.cell in TORCH_EQUIVALENTS
+
+    @property
     def anchor_class(self) -> type[nn.RNNBase]:
-        return {"lstm": nn.LSTM, "gru": nn.GRU, "rnn_tanh": nn.RNN, "rnn_relu": nn.RNN}[self.cell]
+        return TORCH_EQUIVALENTS.get(self.cell, OTHER_ANCHOR)[0]
 
     @property
     def anchor_name(self) -> str:
         return f"torch.nn.{self.anchor_class.__name__}"
 
     def make_anchor(self, size: Size) -> nn.RNNBase:
-        extra = {"nonlinearity": "relu"} if self.cell == "rnn_relu" else {}
+        extra = TORCH_EQUIVALENTS.get(self.cell, OTHER_ANCHOR)[1]
         return self.anchor_class(size.I, size.H, batch_first=False, **extra)
 
     def make_ours(self, size: Size, backend: str) -> Recurrent:
@@ -117,9 +136,10 @@ class Variant:
         )
 
 
-VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
+def _variants() -> dict[str, Variant]:
+    """The option variants below, then every registered cell family in its default options (a cell
+    registered with ``rnnkit.cells.register_cell`` before this runs is measured too)."""
+    listed = (
         Variant("lstm", "lstm"),
         Variant("gru", "gru"),
         Variant("rnn_tanh", "rnn_tanh"),
@@ -128,7 +148,13 @@ VARIANTS: dict[str, Variant] = {
         Variant("lstm+zoneout", "lstm", (("zoneout", 0.1),)),
         Variant("lstm+recurrent_dropout", "lstm", (("recurrent_dropout", 0.25),), needs_train=True),
     )
-}
+    variants = {v.name: v for v in listed}
+    for name in cell_names():
+        variants.setdefault(name, Variant(name, name))
+    return variants
+
+
+VARIANTS: dict[str, Variant] = _variants()
 
 
 @dataclass
@@ -353,7 +379,7 @@ def measure_group(
     anchor = variant.make_anchor(size)
     set_mode(anchor, mode, variant)
     x = make_input(size, mode, args.seed)
-    plain = not variant.options
+    plain = not variant.options and variant.equivalent
 
     rows: list[Row] = []
     timed: list[Entry] = []
@@ -363,7 +389,8 @@ def measure_group(
         rows.append(row)
         try:
             ours = variant.make_ours(size, backend)
-            copy_weights(anchor, ours)
+            if variant.equivalent:
+                copy_weights(anchor, ours)
             set_mode(ours, mode, variant)
             row.executor = executor_label(ours, x)
         except BackendUnavailable as err:

@@ -8,10 +8,14 @@ For each cell variant, in one process and interleaved (anchor, ours, ... per rep
 - ``python``: the same module's Python step path (the cells' ``step``; what ``step()`` runs when
   gradients are needed),
 - ``cell``: ``torch.nn.LSTMCell``/``GRUCell``/``RNNCell`` called once per step from Python, fed its
-  own last state likewise (the anchor: the target is ``ours`` at least 3x faster at B=1, H=256),
-- ``mv``: a bare ``torch.mv(W_hh, h)``: one matrix-vector product with the recurrent weight, the
-  memory-traffic floor of one projection (a full LSTM step reads ``W_ih`` and ``W_hh``, so about
-  2x this is the floor for I = H).
+  own last state likewise (the anchor: the target is ``ours`` at least 3x faster at B=1, H=256); a
+  cell torch.nn has no equivalent of is timed against ``RNNCell`` (``LSTMCell`` for two states),
+- ``mv``: a bare ``torch.mv(W_hh, h)``: one matrix-vector product with the recurrent weight (with
+  ``W_ih`` for a cell whose ``W_hh`` is a vector, IndRNN), the memory-traffic floor of one
+  projection (a full LSTM step reads ``W_ih`` and ``W_hh``, so about 2x this is the floor for I = H).
+
+Variants: the option variants listed below, then every registered cell family in its default
+options (``rnnkit.cells.cell_names()``).
 
 Each repetition times ``--steps`` consecutive steps; the script prints the median microseconds per
 step and the ratios ``cell / ours`` (speed-up) and ``ours / mv``.
@@ -34,8 +38,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from rnnkit import Recurrent
+from rnnkit.cells import cell_names
 
-VARIANTS: dict[str, tuple[str, dict]] = {
+LISTED: dict[str, tuple[str, dict]] = {
     "lstm": ("lstm", {}),
     "lstm+layer_norm": ("lstm", {"layer_norm": True}),
     "lstm+peephole": ("lstm", {"peephole": True}),
@@ -43,7 +48,13 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "gru": ("gru", {}),
     "rnn_tanh": ("rnn_tanh", {}),
 }
+VARIANTS: dict[str, tuple[str, dict]] = {**LISTED, **{
+    name: (name, {}) for name in cell_names() if name not in LISTED}}
 ANCHORS = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn_tanh": torch.nn.RNNCell}
+
+
+def anchor_for(cell_name: str, n_state: int) -> type[torch.nn.Module]:
+    return ANCHORS.get(cell_name, torch.nn.LSTMCell if n_state > 1 else torch.nn.RNNCell)
 
 
 def per_step_us(fn: Callable[[], None], steps: int) -> float:
@@ -58,14 +69,16 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     torch.manual_seed(args.seed)
     B, I, H = args.batch, args.input, args.hidden
     ours = Recurrent(cell_name, I, H, **options).eval()
-    anchor = ANCHORS[cell_name](I, H)
     x = torch.randn(B, I)
     n_state = len(ours.cell.state_sizes())
+    anchor = anchor_for(cell_name, n_state)(I, H)
     state = tuple(torch.zeros(1, B, H) for _ in range(n_state))
     ours_state = state if n_state > 1 else state[0]
     cell_state = tuple(s[0] for s in state) if n_state > 1 else state[0][0]
     w_hh = ours.weight_hh_l0.detach().clone()
-    h = torch.randn(H)
+    if w_hh.dim() < 2:  # an element-wise recurrence: the input projection's matrix instead
+        w_hh = ours.weight_ih_l0.detach().clone()
+    h = torch.randn(w_hh.shape[1])
     hx = ours._prepare_state(ours_state, B, x.unsqueeze(0), True)
 
     # ours and the anchor each feed their last state back in, as a stream does

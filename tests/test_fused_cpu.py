@@ -624,3 +624,81 @@ def test_modrelu_at_zero_preactivation_matches_reference():
     with torch.no_grad():
         y, _ = fused.eval().step(x[0])
     assert (y == 0).all()
+
+
+# ---- which kernel runs a cell (rnnkit.executors.kernel_families) --------------------------------
+def test_subclass_that_changes_equations_gets_no_inherited_kernel():
+    """A subclass inheriting kernel_family() may compute something else: no kernel runs it (auto
+    falls back to the reference loop, whose answer is the subclass's own), until it declares one."""
+    from dataclasses import dataclass
+
+    from rnnkit.cells.elman import ElmanSpec
+
+    @dataclass(frozen=True)
+    class DoubledElman(ElmanSpec):  # h = tanh(2 (x W_ih^T + h W_hh^T + b)): not the Elman kernel
+        def gates(self, params, gx_t, state, recurrent_mask=None):
+            h = state[0] if recurrent_mask is None else state[0] * recurrent_mask
+            pre = gx_t + torch.nn.functional.linear(h, params["weight_hh"], params.get("bias_hh"))
+            return {"h": torch.tanh(2 * pre)}
+
+    @dataclass(frozen=True)
+    class DeclaredElman(ElmanSpec):  # declares that its equations are the elman_tanh kernel's
+        def kernel_family(self):
+            return "elman_tanh"
+
+    @dataclass(frozen=True)
+    class UnknownFamily(ElmanSpec):
+        def kernel_family(self):
+            return "no_such_kernel"
+
+    request = RunRequest(torch.device("cpu"), torch.float32)
+    assert "no fused CPU kernel" in fused.supports(DoubledElman(3, 4), request)
+    assert choose(DoubledElman(3, 4), request)[0].name == "reference"
+    assert fused.supports(DeclaredElman(3, 4), request) is None
+    assert "no 'no_such_kernel' kernel" in fused.supports(UnknownFamily(3, 4), request)
+
+
+def test_kernel_takes_parameters_by_name_and_refuses_unknown_names():
+    from rnnkit.executors.fused_cpu import _extension
+
+    module, _ = _extension()
+    gx, h0 = torch.randn(2, 1, 3), torch.zeros(1, 3)
+    params = {"weight_hh": torch.randn(3, 3), "bias_hh": torch.randn(3)}
+    y = module.forward("elman_tanh", {}, gx, h0, None, params, None, None, None, None, False, False,
+                       False)[0]
+    torch.testing.assert_close(y[0], torch.tanh(gx[0] + params["bias_hh"]))
+    with pytest.raises(RuntimeError, match="no kernel parameter named 'weight_peephole_x'"):
+        module.forward("elman_tanh", {}, gx, h0, None, {**params, "weight_peephole_x": h0}, None,
+                       None, None, None, False, False, False)
+    with pytest.raises(RuntimeError, match="no kernel family 'nope'"):
+        module.forward("nope", {}, gx, h0, None, params, None, None, None, None, False, False, False)
+    assert module.families()["indrnn"] == {"states": 1, "raw_input": 0}
+    assert module.families()["lstm"] == {"states": 2, "raw_input": 1}
+
+
+def test_indrnn_layer_runs_fused_and_matches_reference():
+    """Recurrent('indrnn') with auto dispatch: two bidirectional layers, clamped u, zoneout, lengths
+    and an initial state run on fused_cpu; outputs and every gradient equal the reference's."""
+    from rnnkit.layers.recurrent import Recurrent
+
+    torch.manual_seed(0)
+    options = {"num_layers": 2, "bidirectional": True, "recurrent_max": 0.7, "zoneout": 0.2,
+               "nonlinearity": "tanh"}
+    layer = Recurrent("indrnn", 5, 6, **options)
+    assert all(e.name == "fused_cpu" for row in layer.plan().executors for e in row)
+    ref = Recurrent("indrnn", 5, 6, backend="reference", **options)
+    with torch.no_grad():
+        layer.weight_hh_l0.mul_(2)  # some |u| above recurrent_max: the clamp acts
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(7, 3, 5, requires_grad=True)
+    h0 = torch.randn(4, 3, 6, requires_grad=True)
+    lengths = torch.tensor([7, 3, 5])
+    layer.eval()
+    ref.eval()
+    results = []
+    for m in (layer, ref):
+        y, h = m(x, h0, lengths=lengths)
+        loss = (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum() + h.square().sum()
+        results.append((y, h, *torch.autograd.grad(loss, [x, h0, *m.parameters()])))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-4)

@@ -60,6 +60,17 @@ inline void recurrent_side(T* a, int64_t Gt, const T* lw, const T* lb, const T* 
   }
 }
 
+// weight_hh is (G, P), or (G,) for an element-wise recurrence (G == H == P there)
+template <class F>
+void check_recurrent_weight(const Tensor& w, int64_t Gt, int64_t P) {
+  if constexpr (F::kDiagonal) {
+    TORCH_CHECK(w.dim() == 1 && w.size(0) == Gt, "fused_cpu: weight_hh must be a vector of ", Gt);
+  } else {
+    TORCH_CHECK(w.dim() == 2 && w.size(0) == Gt && w.size(1) == P, "fused_cpu: weight_hh must be (",
+                Gt, ", ", P, ")");
+  }
+}
+
 template <class F, typename T>
 const T* recurrent_diagonal(const KernelParams& p, const Options& o, std::vector<T>& buf) {
   if constexpr (F::kDiagonal) return F::template diagonal_weight<T>(p, o, buf);
@@ -75,6 +86,7 @@ SequenceResult single_state_forward(const SequenceArgs& A) {
   const int64_t L = gx.size(0), B = gx.size(1), Gt = gx.size(2);
   const int64_t P = A.h0.size(1), H = Gt / F::kGates;
   TORCH_CHECK(P == H && Gt == F::kGates * H, "fused_cpu: gx (T, B, G) and h0 (B, H) disagree");
+  check_recurrent_weight<F>(*p.weight_hh, Gt, P);
   const bool ln = has(p.layer_norm_hh_weight);
   const bool rm = has(A.rmask);
   auto opts = gx.options();
@@ -158,6 +170,8 @@ BackwardResult single_state_backward(const BackwardArgs& A) {
   const KernelParams& p = A.params;
   const int64_t L = HP.size(0), B = HP.size(1), P = HP.size(2);
   const int64_t H = P, Gt = F::kGates * H;
+  TORCH_CHECK(has(p.weight_hh), "fused_cpu: weight_hh is required");
+  check_recurrent_weight<F>(*p.weight_hh, Gt, P);
   const bool ln = has(p.layer_norm_hh_weight);
   const bool rm = has(A.rmask);
   auto opts = HP.options();
