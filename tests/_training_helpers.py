@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from rnnkit.training.adding import AddingConfig
+from rnnkit.apps.adding.task import AddingConfig
 from rnnkit.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def tiny(**overrides) -> tuple[TrainConfig, AddingConfig]:
 def one_epoch_adding_run(root: Path, **sizes) -> Path:
     """A real one-epoch adding run in ``root/run`` (about a second), for tests that read, resume or
     damage a run directory; ``sizes`` override :func:`tiny`'s (default 64 train / 32 validation)."""
-    from rnnkit.training.adding_cli import run_adding
+    from rnnkit.apps.adding.cli import run_adding
 
     cfg, data = tiny(max_epochs=1, **{"train_size": 64, "val_size": 32, **sizes})
     run_adding(cfg, data, root / "run")

@@ -40,8 +40,8 @@ PHASES = ("partial", "before_rename", "after_rename")
 # ---- the three apps, each a function (run_dir, resume) -> None run in the child -------------------
 def _adding(epochs: int) -> Callable[[Path, bool], None]:
     def run(run_dir: Path, resume: bool) -> None:
-        from rnnkit.training.adding import AddingConfig
-        from rnnkit.training.adding_cli import run_adding
+        from rnnkit.apps.adding.cli import run_adding
+        from rnnkit.apps.adding.task import AddingConfig
         from rnnkit.training.config import TrainConfig
 
         cfg = TrainConfig(max_epochs=epochs, batch_size=16, lr=1e-2, clip_norm=1.0, tensorboard=True, plots=True,
@@ -189,10 +189,10 @@ def _imported() -> None:
     import lightning.pytorch  # noqa: F401
     import statsmodels.api  # noqa: F401
 
+    import rnnkit.apps.adding.cli
     import rnnkit.apps.forecast.cli
     import rnnkit.apps.forecast.options
     import rnnkit.apps.text.task
-    import rnnkit.training.adding_cli
     import rnnkit.training.runner  # noqa: F401
 
 

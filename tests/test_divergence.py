@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from _training_helpers import tiny
+from rnnkit.apps.adding.cli import run_adding
 from rnnkit.cli import main
-from rnnkit.training.adding_cli import run_adding
 from rnnkit.training.divergence import diverged
 
 FLAGS = ["--seq-len", "10", "--hidden", "8", "--train-size", "64", "--val-size", "32", "--threads", "1",

@@ -102,7 +102,7 @@ def test_memory_benchmark_sigterm_keeps_the_row(bench, tmp_path):
 
 
 def test_cosine_schedule_factor():
-    from rnnkit.bench.memory_tasks import cosine_factor as f
+    from rnnkit.apps.memory.tasks import cosine_factor as f
 
     assert f(0, 100, 0.01) == pytest.approx(1.0)
     assert f(50, 100, 0.01) == pytest.approx(0.505)
@@ -160,7 +160,7 @@ def test_memory_benchmark_exprnn_cell(bench):
     (row,) = rows
     assert row.cell == "exprnn" and row.executor == "fused_cpu" and row.steps == 3
     assert math.isfinite(row.final)
-    from rnnkit.bench.memory_tasks import Model
+    from rnnkit.apps.memory.tasks import Model
 
     torch.manual_seed(0)
     model = Model("rnn_modrelu", 10, 10, 8, 1, {"orthogonal": True}, 25, True)

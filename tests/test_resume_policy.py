@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from _training_helpers import one_epoch_adding_run, tiny
+from rnnkit.apps.adding.cli import run_adding
 from rnnkit.cli import main
-from rnnkit.training.adding_cli import run_adding
 from rnnkit.training.resume_policy import RESUMABLE_TRAIN
 
 CKPT = Path("checkpoints") / "last.ckpt"

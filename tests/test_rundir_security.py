@@ -16,10 +16,10 @@ import torch
 
 import rnnkit
 from _training_helpers import one_epoch_adding_run, tiny
+from rnnkit.apps.adding.cli import run_adding
 from rnnkit.cli import main
 from rnnkit.io.confine import OutsideRunDir, inside_run_dir, remove_in_run_dir
 from rnnkit.io.registry import BUILTIN_MODULES, UnknownModel, build_model
-from rnnkit.training.adding_cli import run_adding
 
 CKPT = Path("checkpoints") / "last.ckpt"
 

@@ -11,10 +11,10 @@ import torch
 
 import rnnkit
 from _training_helpers import check_run_dir, tiny
+from rnnkit.apps.adding.cli import run_adding
+from rnnkit.apps.adding.task import AddingRegressor, AddingTask
 from rnnkit.errors import UserError
 from rnnkit.training import NonFiniteLoss
-from rnnkit.training.adding import AddingRegressor, AddingTask
-from rnnkit.training.adding_cli import run_adding
 from rnnkit.training.cli_support import parse_set, resolve_run
 from rnnkit.training.runner import fit, seed_everything
 
@@ -115,7 +115,7 @@ def test_nan_guard_skip_policy(tmp_path):
 
 
 def test_config_file_and_flags_precedence(tmp_path):
-    from rnnkit.training.adding import AddingConfig
+    from rnnkit.apps.adding.task import AddingConfig
 
     f = tmp_path / "run.yaml"
     f.write_text("lr: 0.5\nhidden: 16\nbatch-size: 8\n")

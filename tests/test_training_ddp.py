@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from _training_helpers import PY, cli_flags, env, final_losses, tiny
-from rnnkit.training.adding_cli import run_adding
+from rnnkit.apps.adding.cli import run_adding
 
 
 def test_torchrun_two_processes_match_one(tmp_path):

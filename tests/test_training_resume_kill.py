@@ -17,7 +17,7 @@ import time
 import pytest
 
 from _training_helpers import PY, check_run_dir, cli_flags, env, final_losses, tiny
-from rnnkit.training.adding_cli import run_adding
+from rnnkit.apps.adding.cli import run_adding
 
 CFG = dict(max_epochs=12, train_size=256, val_size=64, tensorboard=True, plots=True)
 LONG = dict(CFG, max_epochs=30, train_size=512)  # the slow test: several seconds of training to hit

@@ -1,5 +1,6 @@
 """rnnkit: recurrent neural networks for PyTorch, complete and fast."""
 
+from rnnkit._version import __version__
 from rnnkit.explain import explain
 from rnnkit.io import load, register_model, save
 from rnnkit.layers.conversion import from_torch, to_torch
@@ -9,7 +10,6 @@ from rnnkit.layers.torch_cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.layers.torch_rnn import GRU, LSTM, RNN
 from rnnkit.quantization import quantize_dynamic
 
-__version__ = "0.1.0"
 __all__ = [
     "GRU",
     "LSTM",

@@ -40,7 +40,7 @@ from rnnkit.validation.schema import opt
 
 #: name -> ("module:attribute" or a Typer app, help text); the built-in ones first
 _APPS: dict[str, tuple[Any, str | None]] = {
-    "adding": ("rnnkit.training.adding_cli:app", None),
+    "adding": ("rnnkit.apps.adding.cli:app", None),
 }
 _DEMOS: dict[str, Callable[[Path, bool], list[str]]] = {}
 
@@ -212,7 +212,7 @@ def info() -> None:
 # ---- bench ---------------------------------------------------------------------------------
 def bench_memory(ctx: typer.Context) -> None:
     """Long-range memory tasks (adding, copy memory, selective copy) per cell; --help for the options."""
-    from rnnkit.bench.memory_tasks import main as run
+    from rnnkit.apps.memory.tasks import main as run
 
     try:
         run(list(ctx.args), prog="rnnkit bench memory")
@@ -381,8 +381,8 @@ def _demo_training(out: Path, quick: bool) -> list[str]:
     import shutil
 
     import rnnkit
-    from rnnkit.training.adding import AddingConfig
-    from rnnkit.training.adding_cli import run_adding
+    from rnnkit.apps.adding.cli import run_adding
+    from rnnkit.apps.adding.task import AddingConfig
     from rnnkit.training.config import TrainConfig
 
     shutil.rmtree(out, ignore_errors=True)

@@ -48,7 +48,7 @@ class ModelEntry:
 #: rnnkit's models outside ``rnnkit.layers``: name -> the module that registers it (imported on demand,
 #: so ``rnnkit.load`` works without importing the app first). The only modules ``build_model`` imports.
 BUILTIN_MODULES: dict[str, str] = {
-    "adding_regressor": "rnnkit.training.adding",
+    "adding_regressor": "rnnkit.apps.adding.task",
     "text.recurrent_lm": "rnnkit.apps.text.model",
     "text.transformer_lm": "rnnkit.apps.text.model",
     "forecast.net": "rnnkit.apps.forecast.model",

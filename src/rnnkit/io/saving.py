@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnkit._version import __version__
 from rnnkit.errors import UserError
 from rnnkit.io.atomic import write_bytes_atomic, write_json_atomic
 from rnnkit.io.registry import build_model, model_config
@@ -46,9 +47,7 @@ def weights_bytes(model: nn.Module, metadata: dict[str, str] | None = None) -> b
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
-    import rnnkit
-
-    return write_bytes_atomic(path, weights_bytes(model, {"rnnkit_version": rnnkit.__version__}))
+    return write_bytes_atomic(path, weights_bytes(model, {"rnnkit_version": __version__}))
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
@@ -58,11 +57,9 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
 
 def save(model: nn.Module, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """Write ``config.json`` (``{"model": ..., **extra}``) and ``model.safetensors`` into ``directory``."""
-    import rnnkit
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = {"rnnkit_version": rnnkit.__version__, "model": model_spec(model), **(extra or {})}
+    config = {"rnnkit_version": __version__, "model": model_spec(model), **(extra or {})}
     save_weights(model, directory / WEIGHTS_FILE)
     write_json_atomic(directory / CONFIG_FILE, config)
     return directory

@@ -19,7 +19,7 @@ from rnnkit.validation.checks import check_mapping, show, unknown_option
 RUN_KEYS = {"rnnkit_version", "model", "app", "task", "train", "resumes", "init_from", "data_info", "stats"}
 #: app name -> "module:Class" of its task options (imported when a run of that app is read)
 TASK_CONFIGS: dict[str, str] = {
-    "adding": "rnnkit.training.adding:AddingConfig",
+    "adding": "rnnkit.apps.adding.task:AddingConfig",
     "text": "rnnkit.apps.text.task:TextConfig",
     "forecast": "rnnkit.apps.forecast.options:ForecastConfig",
 }

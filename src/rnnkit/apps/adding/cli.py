@@ -56,7 +56,7 @@ def train(
                                                    rich_help_panel=TRAIN)] = None,
 ) -> None:
     """Train a recurrent regressor on the adding problem into a run directory."""
-    from rnnkit.training.adding import AddingConfig
+    from rnnkit.apps.adding.task import AddingConfig
     from rnnkit.training.cli_support import print_result, resolve_run
 
     if (out is None) == (resume is None):
@@ -77,8 +77,8 @@ def train(
 
 def run_adding(cfg, data, run_dir: Path, resume: bool = False, init_from: Path | None = None) -> dict:
     """Build and train the adding task (used by the CLI and the tests)."""
+    from rnnkit.apps.adding.task import AddingRegressor, AddingTask
     from rnnkit.io.size_limits import check_size
-    from rnnkit.training.adding import AddingRegressor, AddingTask
     from rnnkit.training.config import as_dict
     from rnnkit.training.runner import fit, seed_everything
 

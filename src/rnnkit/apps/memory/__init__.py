@@ -1,0 +1,1 @@
+"""Long-term memory benchmarks (adding, copy, selective copy) across cells: ``rnnkit bench memory``."""
