@@ -110,6 +110,13 @@ def test_train_evaluate_transcribe_load(data, streaming_run, capsys):
     assert code == 0
     res = json.loads(out)
     assert res["utterances"] == 4 and res["voices"] <= 2 and "wer" in res and "real_time_factor" in res
+    words = (data / "d" / "words.txt").read_text().split()
+    assert words == sorted(["oh", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    code, out, _ = _run(capsys, "speech", "evaluate", run, csv_file, "--split", "test", "--beam", "3", "--lexicon",
+                        data / "d" / "words.txt", "--hypotheses", data / "hyps.tsv")
+    assert code == 0 and json.loads(out)["lexicon"].endswith("words.txt")
+    for line in (data / "hyps.tsv").read_text().splitlines():  # every hypothesis word is a lexicon word
+        assert set(line.split("\t")[1].split()) <= set(words)
     wavs = sorted((data / "d" / "wavs" / "test").glob("*.wav"))
     code, out, _ = _run(capsys, "speech", "transcribe", run, *wavs[:2])
     assert code == 0 and [ln.split("\t")[0] for ln in out.splitlines()] == [str(w) for w in wavs[:2]]
@@ -276,3 +283,20 @@ def test_streaming_model_learns_digits_on_held_out_voices(tmp_path, capsys):
     assert main(["speech", "evaluate", str(run), str(d / "transcripts.csv"), "--split", "test"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["wer"] < 0.5, res
+
+
+@needs_espeak
+def test_init_from_another_run(data, streaming_run, capsys):
+    import rnnkit
+
+    csv_file = data / "d" / "transcripts.csv"
+    run = data / "continued"
+    # two steps at learning rate ~0: the weights stay those of the run it starts from
+    code, _, err = _run(capsys, "speech", "train", csv_file, "--out", run, "--mode", "streaming", "--init-from",
+                        streaming_run, *TINY, "--lr", "1e-12", "--set", "schedule=constant", "--set", "warmup_steps=0")
+    assert code == 0, err
+    a, b = rnnkit.load(streaming_run).state_dict(), rnnkit.load(run).state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    code, _, err = _run(capsys, "speech", "train", csv_file, "--out", data / "mismatch", "--mode", "streaming",
+                        "--init-from", streaming_run, *TINY, "--hidden", "12")
+    _one_line_error(code, err, "shape")

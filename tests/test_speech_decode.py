@@ -69,3 +69,50 @@ def test_vocabulary_round_trip_and_refusals():
         check_text("oh 7", "f.csv:3")
     with pytest.raises(UserError, match="empty"):
         check_text("  ", "f.csv:3")
+
+
+def _frames(rows, V=5):
+    """Rows of {token: probability} over blank, space, apostrophe, a, b (the rest spread evenly)."""
+    out = []
+    for r in rows:
+        rest = (1 - sum(r.values())) / (V - len(r))
+        out.append([r.get(i, rest) for i in range(V)])
+    return _lp(out)
+
+
+def test_lexicon_keeps_the_beam_inside_the_word_list():
+    from rnnkit.apps.speech.ctc_decode import Lexicon
+
+    alphabet = " 'ab"
+    # greedy reads "b"; with only "a" in the lexicon the best allowed prefix is "a"
+    lp = _frames([{4: .5, 3: .3}, {0: .9}])
+    assert greedy(lp) == [4]
+    only_a = Lexicon(["a"], alphabet)
+    best = prefix_beam_search(lp, beam=4, lexicon=only_a)[0]
+    assert best[0] == [3]
+    # its probability: every alignment of "a" over the two frames: a_, aa and _a (frame 1 gives the
+    # tokens other than the blank .1 / 4 each, frame 0 the blank .2 / 3)
+    p_a = .3 * .9 + .3 * (.1 / 4) + (.2 / 3) * (.1 / 4)
+    assert math.isclose(best[1], math.log(p_a), rel_tol=1e-9)
+    # "ab" is no word of {a, b}: the only way from "a" to "b" is through a space
+    lp = _frames([{3: .9}, {4: .6, 1: .3}, {4: .9}])
+    assert greedy(lp) == [3, 4]
+    words = prefix_beam_search(lp, beam=8, lexicon=Lexicon(["a", "b"], alphabet))
+    assert words[0][0] in ([3, 1, 4], [3])
+    assert all(p != [3, 4] for p, _ in words)
+    assert decode(lp, 1, Lexicon(["ab"], alphabet)) == [3, 4]
+
+
+def test_lexicon_refusals(tmp_path):
+    from rnnkit.apps.speech.ctc_decode import Lexicon, load_lexicon
+    from rnnkit.apps.speech.vocab import ALPHABET
+
+    with pytest.raises(UserError, match="not found"):
+        load_lexicon(tmp_path / "nope.txt", ALPHABET)
+    (tmp_path / "w.txt").write_text("oh\nseven 7\n")
+    with pytest.raises(UserError, match="character '7'"):
+        load_lexicon(tmp_path / "w.txt", ALPHABET)
+    (tmp_path / "e.txt").write_text("\n\n")
+    with pytest.raises(UserError, match="empty"):
+        load_lexicon(tmp_path / "e.txt", ALPHABET)
+    assert len(Lexicon(["oh", "oh", "seven"], ALPHABET).words) == 2

@@ -71,6 +71,8 @@ def train(
     csv_file: Annotated[Path, typer.Argument(help="transcripts.csv (path,text,split; train and valid rows)")],
     out: Annotated[Path, typer.Option(help="run directory to create")],
     config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="start from this speech run's weights (same model "
+                                                        "options)", rich_help_panel=TRAIN)] = None,
     mode: Annotated[str | None, typer.Option(help="offline | streaming [offline]", rich_help_panel=MODEL)] = None,
     arch: Annotated[str | None, typer.Option(help="rnn | transformer [rnn]", rich_help_panel=MODEL)] = None,
     cell: Annotated[str | None, typer.Option(help="lstm | gru | mingru | ... [lstm]", rich_help_panel=MODEL)] = None,
@@ -110,7 +112,7 @@ def train(
         layers_.append((str(config), read_config_file(config)))
     layers_.append(("--", flags))
     cfg, opts = resolve_layers(SpeechConfig, layers_)
-    metrics = run_speech(cfg.validate(), opts, out, csv_file)
+    metrics = run_speech(cfg.validate(), opts, out, csv_file, init_from=init_from)
     v = metrics["speech"]["valid"]
     if not cfg.quiet:
         typer.echo(f"{metrics['status']}: step {metrics['global_step']} in {metrics['train_seconds']:.0f} s; "
@@ -128,6 +130,8 @@ def evaluate(
     split: Annotated[str | None, typer.Option(help="only the rows of this split (e.g. test)")] = None,
     beam: Annotated[int, typer.Option(help="prefix beam search width (1: greedy)")] = 1,
     hypotheses: Annotated[Path | None, typer.Option(help="also write path<TAB>hypothesis lines here")] = None,
+    lexicon: Annotated[Path | None, typer.Option(help="word list: the beam search only spells its words "
+                                                      "(synth writes DIR/words.txt)")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """WER and CER (jiwer) of a run on the rows of a transcript CSV."""
@@ -136,6 +140,7 @@ def evaluate(
 
     import torch
 
+    from rnnkit.apps.speech.ctc_decode import load_lexicon
     from rnnkit.apps.speech.dataset import load_audio, read_transcripts
     from rnnkit.apps.speech.metrics import error_rates
     from rnnkit.apps.speech.task import transcribe_waves
@@ -144,6 +149,7 @@ def evaluate(
     if not 1 <= beam <= 100:
         raise UserError(f"--beam must be from 1 to 100, got {beam}")
     model, _ = _load_run(run_dir)
+    words = load_lexicon(lexicon, model.alphabet) if lexicon is not None else None
     rows = read_transcripts(csv_file, ("path", "text") + (("split",) if split else ()), model.alphabet)
     if split is not None:
         rows = [r for r in rows if r.split == split]
@@ -153,11 +159,12 @@ def evaluate(
         torch.set_num_threads(threads)
     waves = load_audio(rows, model.sample_rate)
     t0 = time.perf_counter()
-    hyps = transcribe_waves(model, waves, beam)
+    hyps = transcribe_waves(model, waves, beam, lexicon=words)
     seconds = time.perf_counter() - t0
     audio = sum(w.size for w in waves) / model.sample_rate
     result = {"file": str(csv_file), "split": split, **error_rates([r.text for r in rows], hyps), "beam": beam,
-              "voices": len({r.voice for r in rows}), "audio_seconds": round(audio, 1),
+              "lexicon": str(lexicon) if lexicon else None, "voices": len({r.voice for r in rows}),
+              "audio_seconds": round(audio, 1),
               "decode_seconds": round(seconds, 2), "real_time_factor": round(seconds / max(audio, 1e-9), 4)}
     if hypotheses is not None:
         write_text_atomic(hypotheses, "".join(f"{r.path}\t{h}\n" for r, h in zip(rows, hyps, strict=True)))
@@ -172,6 +179,7 @@ def transcribe(
                                                           "standard input")] = False,
     chunk_ms: Annotated[int, typer.Option(help="--stream: milliseconds of audio per read")] = 20,
     beam: Annotated[int, typer.Option(help="prefix beam search width for files (1: greedy)")] = 1,
+    lexicon: Annotated[Path | None, typer.Option(help="files: a word list for the beam search")] = None,
 ) -> None:
     """Transcribe WAV files (one `path<TAB>text` line each) or, with --stream, audio from standard input
     (partial hypotheses as they change, then the final one and the latency)."""
@@ -190,9 +198,12 @@ def transcribe(
         return
     if not files:
         raise UserError("give WAV files to transcribe, or --stream to read standard input")
+    from rnnkit.apps.speech.ctc_decode import load_lexicon
+
     model, _ = _load_run(run_dir)
+    words = load_lexicon(lexicon, model.alphabet) if lexicon is not None else None
     waves = [read_wav(f, model.sample_rate) for f in files]  # every file checked before any output
-    for f, text in zip(files, transcribe_waves(model, waves, beam), strict=True):
+    for f, text in zip(files, transcribe_waves(model, waves, beam, lexicon=words), strict=True):
         typer.echo(f"{f}\t{text}")
 
 

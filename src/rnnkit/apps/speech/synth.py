@@ -9,9 +9,10 @@ test: no voice of those splits speaks any training utterance.
 
 Tasks: ``digits`` (connected digit strings of 1 to 7 digits, "oh" and "zero" both used, as in
 TIDIGITS) and ``commands`` (a small vocabulary of command sentences). Output: ``DIR/wavs/SPLIT/*.wav``
-(16-bit PCM, mono, 16 kHz) and ``DIR/transcripts.csv`` (path relative to DIR, text, voice, split, and
-the synthesis parameters). Everything is drawn from a NumPy generator seeded by ``(seed, utterance)``,
-so a seed gives the same files byte for byte (with the same espeak-ng).
+(16-bit PCM, mono, 16 kHz), ``DIR/transcripts.csv`` (path relative to DIR, text, voice, split, and the
+synthesis parameters) and ``DIR/words.txt`` (the task's words, for ``--lexicon``). Everything is drawn
+from a NumPy generator seeded by ``(seed, utterance)``, so a seed gives the same files byte for byte
+(with the same espeak-ng).
 """
 
 from __future__ import annotations
@@ -188,6 +189,8 @@ def synth_dataset(out: str | Path, task: str = "digits", n: int = 1000, seed: in
     for u in utts:
         w.writerow([u.path, u.text, u.voice, u.split, u.wpm, u.pitch, u.gap,
                     "" if u.snr_db is None else u.snr_db, "" if u.rt60 is None else u.rt60])
+    vocabulary = DIGITS if task == "digits" else sorted({w for c in COMMANDS for w in c.split()})
+    write_text_atomic(out / "words.txt", "".join(w + "\n" for w in sorted(vocabulary)))
     write_text_atomic(out / "transcripts.csv", buf.getvalue())
     counts = {s: sum(u.split == s for u in utts) for s in SPLITS}
     return {"out": str(out), "task": task, "utterances": counts, "voices": {s: len(v) for s, v in by_split.items()},

@@ -141,8 +141,9 @@ def featurize(model, waves) -> list[Tensor]:
 
 
 @torch.no_grad()
-def transcribe_waves(model, waves, beam: int = 1, batch_size: int = 32) -> list[str]:
-    """Hypotheses for sample arrays, in order (batched by length; beam search per utterance)."""
+def transcribe_waves(model, waves, beam: int = 1, batch_size: int = 32, lexicon=None) -> list[str]:
+    """Hypotheses for sample arrays, in order (batched by length; beam search per utterance, constrained
+    to ``lexicon``'s words when given)."""
     from rnnkit.apps.speech.ctc_decode import decode
     from rnnkit.apps.speech.vocab import decode as to_text
 
@@ -156,12 +157,14 @@ def transcribe_waves(model, waves, beam: int = 1, batch_size: int = 32) -> list[
         x = torch.nn.utils.rnn.pad_sequence([feats[i] for i in idx], batch_first=True)
         log_probs, out_lengths = model(x, lengths)
         for j, i in enumerate(idx):
-            out[i] = to_text(decode(log_probs[j, : int(out_lengths[j])], beam), model.alphabet)
+            out[i] = to_text(decode(log_probs[j, : int(out_lengths[j])], beam, lexicon), model.alphabet)
     return out
 
 
-def run_speech(cfg: TrainConfig, opts: SpeechConfig, run_dir: Path, csv_path: Path) -> dict[str, Any]:
-    """Train into ``run_dir`` on the CSV's train rows; score its valid rows."""
+def run_speech(cfg: TrainConfig, opts: SpeechConfig, run_dir: Path, csv_path: Path,
+               init_from: Path | None = None) -> dict[str, Any]:
+    """Train into ``run_dir`` on the CSV's train rows; score its valid rows. ``init_from``: start from
+    another speech run's weights (and feature statistics)."""
     from rnnkit.apps.speech.dataset import load_audio, read_transcripts
     from rnnkit.apps.speech.metrics import error_rates
     from rnnkit.apps.speech.transformer import param_count
@@ -176,6 +179,10 @@ def run_speech(cfg: TrainConfig, opts: SpeechConfig, run_dir: Path, csv_path: Pa
     check_size(opts.hidden, opts.layers, input_size=opts.hidden, batch=cfg.batch_size)
     if (run_dir / "config.json").exists():
         raise UserError(f"{run_dir} already holds a run: choose another --out")
+    if init_from is not None:
+        from rnnkit.validation.run_config import read_run_config
+
+        read_run_config(init_from, "speech")  # a speech run; fit checks the tensors' names and shapes
     rows = read_transcripts(csv_path, ("path", "text", "split"), ALPHABET)
     train_rows = [r for r in rows if r.split == "train"]
     valid_rows = [r for r in rows if r.split == "valid"]
@@ -205,7 +212,7 @@ def run_speech(cfg: TrainConfig, opts: SpeechConfig, run_dir: Path, csv_path: Pa
               f"{stats['train_voices']}/{stats['valid_voices']} voices); {opts.mode} {opts.arch} "
               f"({opts.cell if opts.arch == 'rnn' else 'transformer'}), {param_count(model):,} parameters")
     task = SpeechTask(model, cfg, opts, train, valid)
-    metrics = fit(task, run_dir, {"app": "speech", "task": as_dict(opts), "stats": stats})
+    metrics = fit(task, run_dir, {"app": "speech", "task": as_dict(opts), "stats": stats}, init_from=init_from)
     threads = torch.get_num_threads()
     t1 = time.perf_counter()
     try:
