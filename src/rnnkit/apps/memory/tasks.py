@@ -21,7 +21,8 @@ Cells (``--cells``): ``elman`` (rnn_tanh), ``lstm`` (torch init), ``lstm_chrono`
 T_max = the sequence length or ``--chrono-tmax``), ``gru``, ``mingru``, ``minlstm``,
 ``mingru_chrono``, ``minlstm_chrono``, ``exprnn`` (the modReLU Elman cell with an orthogonal
 ``W_hh = exp(A - A^T)`` started from 2x2 rotations: :func:`rnnkit.orthogonal_recurrence`, the expRNN
-of Lezcano-Casado & Martinez-Rubio 2019). The classic cells have one layer (as Bai et al.); the min
+of Lezcano-Casado & Martinez-Rubio 2019), and every other registered family under its registry name
+(``indrnn``, ``rnn_relu``, ``rnn_modrelu``, a cell you register). The classic cells have one layer (as Bai et al.); the min
 cells two (``--min-layers``): one minGRU layer's gates read only its input, so a single layer cannot
 keep time during the recall phase (Feng et al. stack them).
 
@@ -52,6 +53,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import rnnkit
+from rnnkit.cells.registry import cell_names
 from rnnkit.errors import UserError
 from rnnkit.tasks import (
     ADDING_BASELINE_MSE,
@@ -62,7 +64,7 @@ from rnnkit.tasks import (
     selective_copy_symbols,
 )
 
-CELLS = {
+_PRESETS = {
     "elman": ("rnn_tanh", {}),
     "lstm": ("lstm", {}),
     "lstm_chrono": ("lstm", {"init": "chrono"}),
@@ -74,6 +76,9 @@ CELLS = {
     # Elman with modReLU and an orthogonal W_hh = exp(A - A^T) from rotation blocks (expRNN)
     "exprnn": ("rnn_modrelu", {"orthogonal": True}),
 }
+# every registered family runs under its own name too (IndRNN, rnn_relu, a user's registered cell)
+CELLS = {**_PRESETS, **{name: (name, {}) for name in cell_names()
+                        if name not in {cell for cell, options in _PRESETS.values() if not options}}}
 DEFAULT_CELLS = ["elman", "lstm", "lstm_chrono", "gru", "mingru", "minlstm", "exprnn"]
 DEFAULT_TASKS = ["adding:200", "adding:600", "adding:1000", "copy:100", "copy:500", "copy:1000",
                  "selective:256"]
