@@ -95,6 +95,16 @@ def test_other_architectures_train(tmp_path, capsys, arch):
     assert len(report["metrics"]) == 1 and report["cases"] == 2
 
 
+def test_a_run_stopped_before_its_first_validation_finishes(tmp_path, capsys):
+    """Early stopping watches val_loss: a run cut by max_steps before any validation (was: a Lightning
+    RuntimeError, 'metric val_loss which is not available') still writes its model and report."""
+    data = tiny_csv(tmp_path / "d.csv")
+    out = tmp_path / "r"
+    run(["classify", "train", "--out", str(out), "--data", str(data), *TINY, "--early-stopping", "2",
+         "--set", "max_steps=1", "--set", "baseline=none"], capsys)
+    assert (out / "model.safetensors").is_file() and (out / "metrics.json").is_file()
+
+
 def test_ts_files_train_and_evaluate(tmp_path, capsys):
     head = "@problemName toy\n@univariate true\n@classLabel true a b\n@data\n"
     rng = np.random.default_rng(0)

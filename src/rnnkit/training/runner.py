@@ -86,8 +86,11 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, run_config: dict[str, Any]):
                         monitor=None, every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False),
     ]
     if cfg.early_stopping_patience is not None:
+        # strict=False: an epoch without a validation (a run stopped by max_steps or the time budget
+        # before its first one) has no val_loss yet and is not a reason to stop or to crash
         callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.early_stopping_patience,
-                                       min_delta=cfg.early_stopping_min_delta, check_on_train_epoch_end=True))
+                                       min_delta=cfg.early_stopping_min_delta, check_on_train_epoch_end=True,
+                                       strict=False))
     if cfg.diagnostics_every > 0:
         from rnnkit.training.diagnostics_callback import DIAGNOSTICS_DIR, DiagnosticsCallback
 
