@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rnnkit
-from _training_helpers import check_run_dir, tiny
+from _training_helpers import check_run_dir, one_epoch_adding_run, tiny
 from rnnkit.apps.adding.cli import run_adding
 from rnnkit.apps.adding.task import AddingRegressor, AddingTask
 from rnnkit.errors import UserError
@@ -177,3 +177,12 @@ def test_cosine_follows_a_time_budget_when_it_runs_ahead_of_the_steps():
     opt.step()
     sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_a_run_that_trains_zero_steps_says_so(tmp_path, capsys):
+    """A training set smaller than one batch (full batches only) trains nothing: the status is
+    'no_steps' and a line says why, never 'completed'."""
+    run = one_epoch_adding_run(tmp_path, train_size=16)  # batch 32
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "no_steps"
+    assert "trained 0 steps" in capsys.readouterr().err

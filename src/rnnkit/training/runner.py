@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import random
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,13 @@ def _fit_locked(task: SequenceTask, run_dir: Path, run_config: dict[str, Any] | 
         torch.set_num_threads(threads)  # fit may run inside a larger program (tests, the demo)
     if trainer.interrupted:
         status = "interrupted"
+    elif trainer.global_step == 0 and not resume:
+        # e.g. a training set smaller than one batch (full batches only): nothing was learnt
+        status = "no_steps"
+        if trainer.is_global_zero:
+            print(f"rnnkit: {run_dir} trained 0 steps (fewer training examples than one batch, or "
+                          "max_steps/max_epochs 0): the model is its initialisation; lower --batch-size or "
+                          "add data", file=sys.stderr)
     elif any(getattr(cb, "stopped_epoch", 0) for cb in trainer.callbacks if type(cb).__name__ == "EarlyStopping"):
         status = "early_stopped"
     if trainer.is_global_zero:
