@@ -22,9 +22,9 @@ T_max = the sequence length or ``--chrono-tmax``), ``gru``, ``mingru``, ``minlst
 ``mingru_chrono``, ``minlstm_chrono``, ``exprnn`` (the modReLU Elman cell with an orthogonal
 ``W_hh = exp(A - A^T)`` started from 2x2 rotations: :func:`rnnkit.orthogonal_recurrence`, the expRNN
 of Lezcano-Casado & Martinez-Rubio 2019), and every other registered family under its registry name
-(``indrnn``, ``rnn_relu``, ``rnn_modrelu``, a cell you register). The classic cells have one layer (as Bai et al.); the min
-cells two (``--min-layers``): one minGRU layer's gates read only its input, so a single layer cannot
-keep time during the recall phase (Feng et al. stack them).
+(``indrnn``, ``rnn_relu``, ``rnn_modrelu``, a cell you register). The classic cells have one layer
+(as Bai et al.); the min cells two (``--min-layers``): one minGRU layer's gates read only its input,
+so a single layer cannot keep time during the recall phase (Feng et al. stack them).
 
 Run (the full grid takes many hours on 2 cores)::
 
