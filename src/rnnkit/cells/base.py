@@ -153,6 +153,11 @@ class CellSpec(ABC):
         raise ValueError(f"forget_bias applies to the LSTM's forget gate, not to {self.name!r}")
 
     # ---- math ---------------------------------------------------------------------------
+    def recurrent_weight(self, params: Params) -> Tensor | None:
+        """``weight_hh`` as the step uses it (a family that constrains it, e.g. IndRNN's clamp,
+        overrides this); kernels take it from here, so autograd sees the constraint. None without one."""
+        return params.get("weight_hh")
+
     def project_input(self, params: Params, x: Tensor) -> Tensor:
         """Input projection for every step at once: ``x (..., I) -> gx (..., G*H)``."""
         return torch.nn.functional.linear(x, params["weight_ih"], params.get("bias_ih"))

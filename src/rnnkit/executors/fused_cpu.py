@@ -95,9 +95,8 @@ def kernel_params(cell: CellSpec, params: Params, raw_input: bool) -> Params:
     as the step uses it (IndRNN's ``recurrent_weight`` clamps it; autograd sees the clamp)."""
     out = {name: t for name, t in params.items()
            if name != "weight_ih" and (raw_input or name not in _INPUT_SIDE)}
-    recurrent_weight = getattr(cell, "recurrent_weight", None)
-    if recurrent_weight is not None:
-        out["weight_hh"] = recurrent_weight(params)
+    if "weight_hh" in out:
+        out["weight_hh"] = cell.recurrent_weight(params)
     return out
 
 
