@@ -105,6 +105,21 @@ def test_a_run_stopped_before_its_first_validation_finishes(tmp_path, capsys):
     assert (out / "model.safetensors").is_file() and (out / "metrics.json").is_file()
 
 
+def test_a_damaged_task_option_in_config_json_is_one_line(tmp_path, capsys):
+    """evaluate reads config.json through the same schema as the flags: a range or a type edited
+    out of bounds is refused in one line naming the file and the key."""
+    data = tiny_csv(tmp_path / "d.csv")
+    out = tmp_path / "r"
+    run(["classify", "train", "--out", str(out), "--data", str(data), *TINY, "--set", "baseline=none"], capsys)
+    saved = json.loads((out / "config.json").read_text())
+    for key, value, message in (("hidden", -3, "hidden = -3"), ("dropout", "x", "dropout"),
+                                ("pooling", "median", "pooling = 'median'")):
+        bad = {**saved, "task": {**saved["task"], key: value}}
+        (out / "config.json").write_text(json.dumps(bad))
+        err = fails(["classify", "evaluate", str(out), "-q"], capsys, message)
+        assert "config.json" in err
+
+
 def test_ts_files_train_and_evaluate(tmp_path, capsys):
     head = "@problemName toy\n@univariate true\n@classLabel true a b\n@data\n"
     rng = np.random.default_rng(0)
@@ -139,7 +154,8 @@ def test_bad_inputs_one_line_exit_2_nothing_clobbered(tmp_path, capsys):
     missing_col = tmp_path / "cols.csv"
     missing_col.write_text(good.read_text().replace("case_id,", "id,", 1))
     fails(["classify", "train", "--out", str(out), "--data", str(missing_col), *TINY], capsys, "no 'case_id' column")
-    fails(["classify", "train", "--out", str(out), "--data", str(good), "--arch", "cnn", *TINY], capsys, "unknown arch")
+    fails(["classify", "train", "--out", str(out), "--data", str(good), "--arch", "cnn", *TINY], capsys,
+          "'cnn' is not allowed")
     fails(["classify", "train", "--out", str(out), "--data", str(tmp_path / "none.csv"), *TINY], capsys, "not found")
     assert not out.exists()
 

@@ -22,6 +22,7 @@ TASK_CONFIGS: dict[str, str] = {
     "adding": "rnnkit.apps.adding.task:AddingConfig",
     "text": "rnnkit.apps.text.task:TextConfig",
     "forecast": "rnnkit.apps.forecast.options:ForecastConfig",
+    "classify": "rnnkit.apps.classify.options:ClassifyConfig",
 }
 
 

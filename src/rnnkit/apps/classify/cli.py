@@ -50,7 +50,7 @@ def _setup(out: Path, data: Path | None, example: bool, config: Path | None, fla
     from rnnkit.training.cli_support import resolve_run
     from rnnkit.training.config import read_config_file
 
-    from .pipeline import ClassifyConfig
+    from .options import ClassifyConfig  # the class with its options declared (rnnkit.validation)
 
     if data is not None and example:
         raise UserError("give --data FILE or --example, not both")
@@ -133,16 +133,14 @@ def _load_run(run_dir: Path, data: Path | None):
     import rnnkit
     from rnnkit.io.confine import config_path
     from rnnkit.io.saving import read_app_config
+    from rnnkit.validation.run_config import read_run_config
 
     from . import model as _model  # noqa: F401  (registers classify.net)
-    from .pipeline import ClassifyConfig
+    from .options import ClassifyConfig
 
-    saved = read_app_config(run_dir, "classify")
-    task = saved.get("task")
-    try:
-        ccfg = ClassifyConfig(**task).validate()
-    except TypeError as exc:  # not a mapping, or keys this version does not know
-        raise UserError(f"{run_dir}/config.json: 'task' does not describe a classify run") from exc
+    read_app_config(run_dir, "classify")  # whose run it is, before its options are checked
+    saved = read_run_config(run_dir, "classify")  # every key typed and range-checked (the schema)
+    ccfg = ClassifyConfig(**saved["task"]).validate()
     path = data if data is not None else config_path(run_dir, ccfg.data, "task.data", "--data FILE")
     model = rnnkit.load(run_dir)
     if type(model).__name__ != "Classifier":
