@@ -152,3 +152,16 @@ def test_bad_transformer_options_are_one_line_exit_2(trained, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_threads_and_a_bad_thread_count(trained, capsys):
+    run, root = trained
+    threads = torch.get_num_threads()
+    try:
+        assert main(["translate", "evaluate", str(run), str(root / "valid.tsv"), "--threads", "1"]) == 0
+        capsys.readouterr()
+        code = main(["translate", "translate", str(run), str(root / "valid.tsv"), "--threads", "0"])
+        err = capsys.readouterr().err
+        assert code == 2 and "--threads must be from 1 to 1024" in err and len(err.strip().splitlines()) == 1
+    finally:
+        torch.set_num_threads(threads)

@@ -54,6 +54,16 @@ def _search_options(beam: int, alpha: float, max_len_ratio: float, n_best: int =
         raise UserError("--alpha must be at least 0 and --max-len-ratio positive")
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if not 1 <= threads <= 1024:
+        raise UserError(f"--threads must be from 1 to 1024, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 @app.command()
 def train(
     train_file: Annotated[Path, typer.Argument(help="TSV of source<TAB>target pairs")],
@@ -140,6 +150,7 @@ def evaluate(
     max_len_ratio: Annotated[float | None, typer.Option(help="[the run's]")] = None,
     header: Annotated[bool | None, typer.Option("--header/--no-header", help="[the run's]")] = None,
     batch_size: Annotated[int, typer.Option(help="sentences per search batch")] = 64,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads [torch's default]")] = None,
     hypotheses: Annotated[Path | None, typer.Option(help="also write the translations here, one per line")] = None,
 ) -> None:
     """BLEU, chrF (sacrebleu, signatures printed) and exact match of a run on a TSV of pairs; for a
@@ -158,6 +169,7 @@ def evaluate(
     _search_options(beam, alpha, ratio)
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    _set_threads(threads)
     pairs = read_pairs(test_file, opts.header if header is None else header)
     t0 = time.perf_counter()
     hyps = [h[0] for h in translate(model, vocab, [s for s, _ in pairs], beam, alpha, ratio, opts.max_len,
@@ -181,6 +193,7 @@ def translate_cmd(
     max_len_ratio: Annotated[float | None, typer.Option(help="[the run's]")] = None,
     n_best: Annotated[int, typer.Option(help="translations per sentence (tab-separated, best first)")] = 1,
     batch_size: Annotated[int, typer.Option(help="sentences per search batch")] = 64,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads [torch's default]")] = None,
 ) -> None:
     """Translate sentences (one per line, from FILE or standard input): one output line per input line."""
     from rnnkit.apps.translate.data import read_sentences
@@ -192,6 +205,7 @@ def translate_cmd(
     _search_options(beam, alpha, ratio, n_best)
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    _set_threads(threads)
     if file is None:
         from rnnkit.io.text_file import decode_utf8
 
