@@ -10,7 +10,6 @@ large corpus is validated often; the state carries across such epochs too.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from rnnkit.errors import UserError
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.task import SequenceTask
 from rnnkit.training.tbptt import StatefulStreams
+from rnnkit.training.time_budget import TimeBudget
 
 ARCHS = ("rnn", "transformer")
 
@@ -129,7 +129,7 @@ class _EpochWindows(Dataset):
         return self.streams[(self.start(self.epoch) + j) % len(self.streams)]
 
 
-class TextTask(SequenceTask):
+class TextTask(TimeBudget, SequenceTask):
     stateful = True
     time_dim = 0
 
@@ -140,8 +140,6 @@ class TextTask(SequenceTask):
         self.train_ids, self.valid_ids = train_ids, valid_ids
         self.tokens_per_char = tokens_per_char
         self._windows: _EpochWindows | None = None
-        self._t0 = 0.0
-        self.stopped_by_time = False
 
     def compute_loss(self, batch: Tensor, state: Any) -> tuple[Tensor, Any]:
         x, y = batch[:-1], batch[1:]
@@ -168,8 +166,8 @@ class TextTask(SequenceTask):
         return DataLoader(StatefulStreams(self.valid_ids, rows, self.text.bptt, 1, rank, world),
                           batch_size=None, shuffle=False)
 
-    def on_train_start(self) -> None:
-        self._t0 = time.perf_counter()
+    def budget_minutes(self) -> float | None:
+        return self.text.minutes
 
     def on_train_epoch_start(self) -> None:
         carry = self._carry
@@ -179,15 +177,6 @@ class TextTask(SequenceTask):
             if self._windows.start(self.current_epoch) != 0:
                 self._carry = carry  # the stream goes on where the last epoch stopped
 
-    def budget_progress(self) -> float:
-        if self.text.minutes is None or not self._t0:
-            return 0.0
-        return (time.perf_counter() - self._t0) / (60 * self.text.minutes)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.budget_progress() >= 1.0:
-            self.stopped_by_time = True
-            self.trainer.should_stop = True
 
 
 def valid_rows(n_tokens: int, batch_size: int, bptt: int, world: int = 1) -> int:
