@@ -21,7 +21,7 @@ espeak-ng:
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,deploy]'
 	touch $(STAMP)
 
 # C++ extensions: rebuilt by torch when a source changes; a failure is reported, not fatal

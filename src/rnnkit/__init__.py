@@ -1,6 +1,7 @@
 """rnnkit: recurrent neural networks for PyTorch, complete and fast."""
 
 from rnnkit._version import __version__
+from rnnkit.deploy import export_onnx
 from rnnkit.explain import explain
 from rnnkit.io import load, register_model, save
 from rnnkit.layers.conversion import from_torch, to_torch
@@ -20,6 +21,7 @@ __all__ = [
     "Recurrent",
     "__version__",
     "explain",
+    "export_onnx",
     "from_torch",
     "load",
     "orthogonal_recurrence",

@@ -1,0 +1,349 @@
+"""ONNX export of :class:`rnnkit.Recurrent` stacks with explicit state inputs and outputs.
+
+The graph is built directly from the module's cell specs and parameters (``onnx.helper``), not traced:
+each layer is one of ONNX's own recurrent operators (``LSTM``, ``GRU``, ``RNN``), whose equations are
+torch.nn's once the gate blocks are reordered (torch i,f,g,o -> ONNX i,o,f,c; torch r,z,n -> ONNX
+z,r,h with ``linear_before_reset=1``). The batch and time axes are symbolic (``batch``, ``time``).
+
+Sequence graph: ``input`` (T, B, I) (or (B, T, I) with ``batch_first``), ``h0`` (L*D, B, H_out)
+[, ``c0`` (L*D, B, H)] -> ``output``, ``h_n`` [, ``c_n``], torch.nn's shapes.
+Step graph (``step=True``): ``input`` (B, I) is one time step; same state names; ``output`` (B, H_out).
+Feeding ``h_n``/``c_n`` back as ``h0``/``c0`` streams a sequence.
+
+Only what the ONNX operators compute exactly is exported; any other family or option raises
+:class:`OnnxExportError` naming it (never a silently different graph).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnkit.cells.base import CellSpec
+from rnnkit.cells.registry import options_of
+from rnnkit.errors import UserError
+from rnnkit.executors.native import torch_mode
+from rnnkit.layers.recurrent import Recurrent
+
+#: opsets the graph is built for: LSTM/GRU/RNN as used here exist since 14; Squeeze/Unsqueeze take
+#: their axes as an input since 13
+MIN_OPSET = 14
+DEFAULT_OPSET = 17
+
+#: ONNX operator per torch mode, and the family options (beyond torch.nn's) the operator computes
+_OPERATORS: dict[str, tuple[str, frozenset[str]]] = {
+    "LSTM": ("LSTM", frozenset({"peephole"})),
+    "GRU": ("GRU", frozenset()),
+    "RNN_TANH": ("RNN", frozenset()),
+    "RNN_RELU": ("RNN", frozenset()),
+}
+#: torch's gate blocks in ONNX's order
+_GATE_ORDER = {"LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2), "RNN_TANH": (0,), "RNN_RELU": (0,)}
+
+
+class OnnxExportError(UserError, ValueError):
+    """The module (or the requested export) has no exact ONNX graph here; the message says why."""
+
+
+def supported_families() -> tuple[str, ...]:
+    """Registered cell names the ONNX export handles (in their plain configuration)."""
+    return ("gru", "lstm", "rnn_relu", "rnn_tanh")
+
+
+def _require_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as e:
+        raise OnnxExportError(
+            "ONNX export needs the onnx package: pip install 'rnnkit[deploy]' (onnx, onnxscript, onnxruntime)"
+        ) from e
+    return onnx
+
+
+def check_exportable(module: torch.nn.Module, *, step: bool = False) -> None:
+    """Raise :class:`OnnxExportError` if ``module`` cannot be exported exactly (``step``: as a
+    single-step graph)."""
+    if not isinstance(module, Recurrent):
+        raise OnnxExportError(
+            f"export_onnx takes an rnnkit.Recurrent (or rnnkit.LSTM/GRU/RNN), got {type(module).__name__}"
+        )
+    name = module.cell_name
+    if module.training:
+        stochastic = [
+            f"{n}={getattr(module, n)}"
+            for n in ("variational_dropout", "recurrent_dropout", "weight_drop")
+            if getattr(module, n) > 0
+        ]
+        if module.dropout > 0 and module.num_layers > 1:
+            stochastic.append(f"dropout={module.dropout}")
+        if any(module.zoneout):
+            stochastic.append(f"zoneout={module.zoneout}")
+        if stochastic:
+            raise OnnxExportError(
+                f"the {name!r} layer is in training mode with {', '.join(stochastic)} (random masks "
+                "drawn per call): a training-only configuration has no inference graph; call .eval() first"
+            )
+    if any(module.zoneout):
+        raise OnnxExportError(
+            f"zoneout={module.zoneout} on the {name!r} layer: its inference form (the expectation "
+            "inside the loop) is not exported to ONNX yet"
+        )
+    for layer, cell in enumerate(module.cells):
+        _check_cell(cell, name, layer)
+    dtype = module.weight_ih_l0.dtype
+    if dtype != torch.float32:
+        raise OnnxExportError(
+            f"ONNX export supports float32 parameters, the {name!r} layer has {dtype}; call .float() first"
+        )
+    if step and module.bidirectional:
+        raise OnnxExportError(
+            "a step graph runs forward in time; a bidirectional layer's reverse direction needs the "
+            "whole sequence: export the sequence graph (step=False)"
+        )
+
+
+def _check_cell(cell: CellSpec, name: str, layer: int) -> None:
+    mode = torch_mode(cell)
+    if mode not in _OPERATORS:
+        raise OnnxExportError(
+            f"cell family {name!r} ({type(cell).__name__}) is not supported by the ONNX export yet; "
+            f"supported: {', '.join(supported_families())}"
+        )
+    allowed = _OPERATORS[mode][1]
+    defaults = {f.name: f.default for f in dataclasses.fields(cell)}
+    for option, value in options_of(cell).items():
+        if value != defaults.get(option) and option not in allowed:
+            raise OnnxExportError(
+                f"option {option}={value!r} of the {name!r} cell (layer {layer}) is not supported by "
+                f"the ONNX export yet (ONNX's {_OPERATORS[mode][0]} operator does not compute it)"
+            )
+
+
+def _check_opset(opset: int | None, onnx: Any) -> int:
+    newest = onnx.defs.onnx_opset_version()
+    if opset is None:
+        return DEFAULT_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise OnnxExportError(
+            f"unsupported ONNX opset {opset!r}: choose {MIN_OPSET} to {newest} (default {DEFAULT_OPSET})"
+        )
+    return opset
+
+
+class _GraphBuilder:
+    """Nodes and initialisers with unique names."""
+
+    def __init__(self, onnx: Any) -> None:
+        self.onnx = onnx
+        self.helper = onnx.helper
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._count = 0
+
+    def fresh(self, stem: str) -> str:
+        self._count += 1
+        return f"{stem}_{self._count}"
+
+    def const(self, stem: str, value: Tensor | Sequence[int]) -> str:
+        name = self.fresh(stem)
+        if isinstance(value, Tensor):
+            array = value.detach().to("cpu", torch.float32).contiguous().numpy()
+        else:
+            import numpy as np
+
+            array = np.asarray(list(value), dtype=np.int64)
+        self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+        return name
+
+    def node(self, op: str, inputs: Sequence[str], n_out: int = 1, outputs: Sequence[str] | None = None,
+             **attrs: Any) -> list[str]:
+        outs = list(outputs) if outputs is not None else [self.fresh(op.lower()) for _ in range(n_out)]
+        self.nodes.append(self.helper.make_node(op, list(inputs), outs, name=self.fresh(f"n_{op}"), **attrs))
+        return outs
+
+
+def _blocks(t: Tensor, order: tuple[int, ...]) -> Tensor:
+    """The gate blocks of ``t`` (rows, stacked along dim 0) in ``order``."""
+    chunks = t.chunk(len(order), dim=0)
+    return torch.cat([chunks[i] for i in order], dim=0)
+
+
+def _layer(g: _GraphBuilder, module: Recurrent, layer: int, x: str, h0: str, c0: str | None
+           ) -> tuple[str, str, str | None]:
+    """One layer (both directions) as an ONNX recurrent operator: x (T, B, In) -> (T, B, D*H)."""
+    cell = module.cells[layer]
+    mode = torch_mode(cell)
+    assert mode is not None
+    op, _ = _OPERATORS[mode]
+    order = _GATE_ORDER[mode]
+    D = module.num_directions
+    params = [module.layer_params(layer, d) for d in range(D)]
+    with torch.no_grad():
+        W = g.const(f"W_l{layer}", torch.stack([_blocks(p["weight_ih"], order) for p in params]))
+        R = g.const(f"R_l{layer}", torch.stack([_blocks(p["weight_hh"], order) for p in params]))
+        B = ""
+        if "bias_ih" in params[0]:
+            B = g.const(f"B_l{layer}", torch.stack([
+                torch.cat([_blocks(p["bias_ih"], order), _blocks(p["bias_hh"], order)]) for p in params
+            ]))
+        P = ""
+        if getattr(cell, "peephole", False):
+            P = g.const(f"P_l{layer}", torch.stack([
+                torch.cat([p["weight_peephole_i"], p["weight_peephole_o"], p["weight_peephole_f"]])
+                for p in params
+            ]))
+    attrs: dict[str, Any] = {
+        "hidden_size": cell.hidden_size,
+        "direction": "bidirectional" if D == 2 else "forward",
+    }
+    if op == "GRU":
+        attrs["linear_before_reset"] = 1
+    if op == "RNN":
+        attrs["activations"] = ["Tanh" if mode == "RNN_TANH" else "Relu"] * D
+    start, end = g.const("start", [layer * D]), g.const("end", [(layer + 1) * D])
+    axis0 = g.const("axis0", [0])
+    h0_l = g.node("Slice", [h0, start, end, axis0])[0]
+    inputs = [x, W, R, B, "", h0_l]
+    c0_l = None
+    if op == "LSTM":
+        assert c0 is not None
+        c0_l = g.node("Slice", [c0, start, end, axis0])[0]
+        inputs += [c0_l, P]
+    while inputs[-1] == "":
+        inputs.pop()
+    outs = g.node(op, inputs, n_out=3 if op == "LSTM" else 2, **attrs)
+    y = outs[0]  # (T, D, B, H)
+    if D == 1:
+        y = g.node("Squeeze", [y, g.const("axis1", [1])])[0]
+    else:
+        y = g.node("Transpose", [y], perm=[0, 2, 1, 3])[0]
+        y = g.node("Reshape", [y, g.const("shape", [0, 0, -1])])[0]
+    return y, outs[1], outs[2] if op == "LSTM" else None
+
+
+def build_onnx_model(module: Recurrent, *, opset: int | None = None, step: bool = False) -> Any:
+    """The ONNX ``ModelProto`` of ``module`` (see the module docstring for inputs and outputs)."""
+    onnx = _require_onnx()
+    check_exportable(module, step=step)
+    opset = _check_opset(opset, onnx)
+    helper, F = onnx.helper, onnx.TensorProto.FLOAT
+    g = _GraphBuilder(onnx)
+    has_c = module._state_is_tuple
+    LD = module.num_layers * module.num_directions
+    h_out, H = module.cells[0].state_sizes()[0], module.hidden_size
+
+    if step:
+        x_shape: list[Any] = ["batch", module.input_size]
+        out_shape: list[Any] = ["batch", module.output_size]
+    elif module.batch_first:
+        x_shape, out_shape = ["batch", "time", module.input_size], ["batch", "time", module.output_size]
+    else:
+        x_shape, out_shape = ["time", "batch", module.input_size], ["time", "batch", module.output_size]
+    inputs = [helper.make_tensor_value_info("input", F, x_shape),
+              helper.make_tensor_value_info("h0", F, [LD, "batch", h_out])]
+    outputs = [helper.make_tensor_value_info("output", F, out_shape),
+               helper.make_tensor_value_info("h_n", F, [LD, "batch", h_out])]
+    if has_c:
+        inputs.append(helper.make_tensor_value_info("c0", F, [LD, "batch", H]))
+        outputs.append(helper.make_tensor_value_info("c_n", F, [LD, "batch", H]))
+
+    x = "input"
+    if step:
+        x = g.node("Unsqueeze", [x, g.const("axis0", [0])])[0]
+    elif module.batch_first:
+        x = g.node("Transpose", [x], perm=[1, 0, 2])[0]
+    hs, cs = [], []
+    for layer in range(module.num_layers):
+        y, h_n, c_n = _layer(g, module, layer, x, "h0", "c0" if has_c else None)
+        if module.residual and layer > 0:
+            y = g.node("Add", [y, x])[0]
+        x = y
+        hs.append(h_n)
+        if c_n is not None:
+            cs.append(c_n)
+    if step:
+        g.node("Squeeze", [x, g.const("axis0", [0])], outputs=["output"])
+    elif module.batch_first:
+        g.node("Transpose", [x], perm=[1, 0, 2], outputs=["output"])
+    else:
+        g.node("Identity", [x], outputs=["output"])
+    for final, parts in (("h_n", hs), ("c_n", cs)):
+        if parts:
+            g.node("Concat", parts, outputs=[final], axis=0)
+
+    graph = helper.make_graph(g.nodes, f"rnnkit_{module.cell_name}{'_step' if step else ''}",
+                              inputs, outputs, initializer=g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="rnnkit")
+    model.ir_version = min(model.ir_version, 10)  # onnxruntime releases lag onnx's newest IR version
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def export_onnx(
+    module: torch.nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    example_input: Tensor | None = None,
+    opset: int | None = None,
+    step: bool = False,
+) -> Any:
+    """Write ``module`` as an ONNX file at ``path`` and return the ``onnx.ModelProto``.
+
+    The sequence graph (or, with ``step=True``, one time step) with explicit state inputs ``h0``
+    [``c0``] and outputs ``h_n`` [``c_n``], dynamic batch and time. Supported: the plain ``lstm``
+    (also with ``peephole``), ``gru``, ``rnn_tanh``, ``rnn_relu`` families, any number of layers,
+    bidirectional (sequence graph only), ``batch_first``, ``residual``, without bias; in eval mode
+    (or train mode without stochastic regularisers). Anything else raises :class:`OnnxExportError`.
+
+    ``example_input``: if given, the written file is run in onnxruntime on it (zero initial state)
+    and compared with ``module``; a difference above 1e-4 raises (needs onnxruntime).
+    """
+    model = build_onnx_model(module, opset=opset, step=step)  # type: ignore[arg-type]
+    onnx = _require_onnx()
+    onnx.save(model, os.fspath(path))
+    if example_input is not None:
+        _verify(module, os.fspath(path), example_input, step)  # type: ignore[arg-type]
+    return model
+
+
+def onnx_session(path: str | os.PathLike[str]) -> Any:
+    """An onnxruntime CPU session for an exported file."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise OnnxExportError("running an ONNX file needs onnxruntime: pip install 'rnnkit[deploy]'") from e
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+
+
+def _verify(module: Recurrent, path: str, example_input: Tensor, step: bool) -> None:
+    x = example_input.detach().to("cpu", torch.float32)
+    want_dim = 2 if step else 3
+    if x.dim() != want_dim:
+        raise OnnxExportError(
+            f"example_input must be {want_dim}-D for the {'step' if step else 'sequence'} graph, got {x.dim()}-D"
+        )
+    batch = x.shape[0] if step or module.batch_first else x.shape[1]
+    sizes = module._state_sizes
+    LD = module.num_layers * module.num_directions
+    state = tuple(torch.zeros(LD, batch, n) for n in sizes)
+    with torch.no_grad():
+        if step:
+            y, final = module(x.unsqueeze(1 if module.batch_first else 0), state if len(state) > 1 else state[0])
+            y = y.squeeze(1 if module.batch_first else 0)
+        else:
+            y, final = module(x, state if len(state) > 1 else state[0])
+    finals = final if isinstance(final, tuple) else (final,)
+    feeds = {"input": x.numpy(), **{k: s.numpy() for k, s in zip(("h0", "c0"), state, strict=False)}}
+    got = onnx_session(path).run(None, feeds)
+    for name, a, b in zip(("output", "h_n", "c_n"), got, (y, *finals), strict=False):
+        err = float((torch.from_numpy(a) - b).abs().max())
+        if err > 1e-4:
+            raise OnnxExportError(f"the exported graph's {name} differs from the module by {err:.3g} on example_input")
