@@ -1,0 +1,207 @@
+"""ONNX export (rnnkit.export_onnx): every exported configuration run in onnxruntime equals the PyTorch
+module (outputs and final states) at lengths and batch sizes other than the export example; the step
+graph iterated equals the sequence graph; every family/option the export does not compute raises."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.cells.registry import cell_names, option_examples
+
+pytest.importorskip("onnx", reason="the deploy extra (onnx) is not installed: pip install 'rnnkit[deploy]'")
+pytest.importorskip("onnxruntime", reason="the deploy extra (onnxruntime) is not installed")
+
+from rnnkit.deploy import OnnxExportError, onnx_export, onnx_session
+
+I, H = 5, 6
+EXAMPLE = (4, 3)  # (T, B) of the export example
+SHAPES = [(7, 2), (13, 5)]  # checked: both differ from the example
+TOL = 1e-5
+SUPPORTED_OPTIONS = {"lstm": {"peephole"}}  # family options the ONNX operators compute
+
+# (cell, Recurrent keywords) exported and checked
+CASES = [
+    ("lstm", {}),
+    ("lstm", {"peephole": True}),
+    ("lstm", {"num_layers": 2, "bidirectional": True}),
+    ("lstm", {"num_layers": 3, "residual": True, "batch_first": True}),
+    ("lstm", {"num_layers": 2, "dropout": 0.3}),  # eval: inter-layer dropout is off
+    ("gru", {}),
+    ("gru", {"num_layers": 2, "bias": False}),
+    ("gru", {"num_layers": 2, "bidirectional": True, "batch_first": True}),
+    ("rnn_tanh", {"num_layers": 2}),
+    ("rnn_relu", {"bidirectional": True}),
+    ("rnn_relu", {"num_layers": 2, "batch_first": True}),
+]
+
+
+def _ids(case):
+    cell, kw = case
+    return cell + "".join(f"-{k}={v}" for k, v in kw.items())
+
+
+def _module(cell: str, kw: dict, seed: int = 0) -> rnnkit.Recurrent:
+    torch.manual_seed(seed)
+    kw = dict(kw)
+    layers = kw.pop("num_layers", 1)
+    return rnnkit.Recurrent(cell, I, H, layers, **kw).eval()
+
+
+def _random_state(m: rnnkit.Recurrent, batch: int, g: torch.Generator) -> tuple[torch.Tensor, ...]:
+    LD = m.num_layers * m.num_directions
+    return tuple(torch.randn(LD, batch, n, generator=g) * 0.5 for n in m._state_sizes)
+
+
+def _torch_run(m: rnnkit.Recurrent, x: torch.Tensor, state: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    with torch.no_grad():
+        y, final = m(x, state if len(state) > 1 else state[0])
+    return [y, *(final if isinstance(final, tuple) else (final,))]
+
+
+def _feeds(x: torch.Tensor, state: tuple[torch.Tensor, ...]) -> dict:
+    return {"input": x.numpy(), **{k: s.numpy() for k, s in zip(("h0", "c0"), state, strict=False)}}
+
+
+def _max_errors(got, want) -> list[float]:
+    assert len(got) == len(want)
+    errors = []
+    for a, b in zip(got, want, strict=True):
+        assert tuple(a.shape) == tuple(b.shape)
+        errors.append(float((torch.from_numpy(a) - b).abs().max()))
+    return errors
+
+
+def _sequence_input(m: rnnkit.Recurrent, T: int, B: int, g: torch.Generator) -> torch.Tensor:
+    return torch.randn(*((B, T) if m.batch_first else (T, B)), I, generator=g)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_sequence_graph_matches_module(case, tmp_path: Path):
+    m = _module(*case)
+    g = torch.Generator().manual_seed(1)
+    path = tmp_path / "seq.onnx"
+    rnnkit.export_onnx(m, path, example_input=_sequence_input(m, *EXAMPLE, g))
+    session = onnx_session(path)
+    assert [i.name for i in session.get_inputs()] == ["input", "h0", "c0"][: 1 + len(m._state_sizes)]
+    assert [o.name for o in session.get_outputs()] == ["output", "h_n", "c_n"][: 1 + len(m._state_sizes)]
+    for T, B in SHAPES:
+        x, state = _sequence_input(m, T, B, g), _random_state(m, B, g)
+        errors = _max_errors(session.run(None, _feeds(x, state)), _torch_run(m, x, state))
+        assert max(errors) < TOL, (T, B, errors)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c[1].get("bidirectional")], ids=_ids)
+def test_step_graph_iterated_equals_sequence_graph(case, tmp_path: Path):
+    m = _module(*case)
+    g = torch.Generator().manual_seed(2)
+    rnnkit.export_onnx(m, tmp_path / "seq.onnx")
+    rnnkit.export_onnx(m, tmp_path / "step.onnx", step=True, example_input=torch.randn(EXAMPLE[1], I, generator=g))
+    seq, step = onnx_session(tmp_path / "seq.onnx"), onnx_session(tmp_path / "step.onnx")
+    for T, B in SHAPES:
+        x, state = _sequence_input(m, T, B, g), _random_state(m, B, g)
+        whole = seq.run(None, _feeds(x, state))
+        outs, s = [], state
+        for t in range(T):
+            x_t = x[:, t] if m.batch_first else x[t]
+            y_t, *finals = step.run(None, _feeds(x_t, s))
+            outs.append(torch.from_numpy(y_t))
+            s = tuple(torch.from_numpy(f) for f in finals)
+        stepped = [torch.stack(outs, dim=1 if m.batch_first else 0), *s]
+        errors = _max_errors(whole, stepped)
+        assert max(errors) < TOL, (T, B, errors)
+        assert max(_max_errors(whole, _torch_run(m, x, state))) < TOL
+
+
+def test_torch_compatible_classes_and_train_mode_without_masks(tmp_path: Path):
+    """rnnkit.LSTM (the torch.nn drop-in) exports; train mode with nothing stochastic is the same graph."""
+    torch.manual_seed(0)
+    m = rnnkit.LSTM(I, H, num_layers=2)  # training mode, dropout 0
+    g = torch.Generator().manual_seed(3)
+    rnnkit.export_onnx(m, tmp_path / "lstm.onnx")
+    x, state = torch.randn(6, 4, I, generator=g), _random_state(m, 4, g)
+    got = onnx_session(tmp_path / "lstm.onnx").run(None, _feeds(x, state))
+    assert max(_max_errors(got, _torch_run(m, x, state))) < TOL
+
+
+def _all_variants():
+    for name in cell_names():
+        for options in option_examples(name):
+            yield name, options
+
+
+@pytest.mark.parametrize("name,options", list(_all_variants()),
+                         ids=[f"{n}-{o}" for n, o in _all_variants()])
+def test_every_registered_family_and_option_exports_exactly_or_raises(name, options, tmp_path: Path):
+    torch.manual_seed(0)
+    m = rnnkit.Recurrent(name, I, H, **options).eval()
+    supported = name in onnx_export.supported_families() and set(options) <= SUPPORTED_OPTIONS.get(name, set())
+    if not supported:
+        with pytest.raises(OnnxExportError) as info:
+            rnnkit.export_onnx(m, tmp_path / "x.onnx")
+        message = str(info.value)
+        assert name in message
+        assert name not in onnx_export.supported_families() or any(o in message for o in options)
+        assert not (tmp_path / "x.onnx").exists()
+        return
+    g = torch.Generator().manual_seed(4)
+    rnnkit.export_onnx(m, tmp_path / "x.onnx")
+    x, state = torch.randn(9, 2, I, generator=g), _random_state(m, 2, g)
+    got = onnx_session(tmp_path / "x.onnx").run(None, _feeds(x, state))
+    assert max(_max_errors(got, _torch_run(m, x, state))) < TOL
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"recurrent_dropout": 0.2}, r"training mode.*recurrent_dropout"),
+    ({"variational_dropout": 0.2}, r"training mode.*variational_dropout"),
+    ({"weight_drop": 0.2}, r"training mode.*weight_drop"),
+    ({"num_layers": 2, "dropout": 0.2}, r"training mode.*dropout=0.2.*\.eval\(\)"),
+    ({"zoneout": 0.1}, r"training mode.*zoneout"),
+])
+def test_training_only_configurations_raise(kw, match, tmp_path: Path):
+    m = _module("lstm", kw).train()
+    with pytest.raises(OnnxExportError, match=match):
+        rnnkit.export_onnx(m, tmp_path / "x.onnx")
+    if "zoneout" not in kw:  # in eval mode these regularisers are off: the plain graph
+        rnnkit.export_onnx(m.eval(), tmp_path / "x.onnx")
+
+
+def test_other_refusals(tmp_path: Path):
+    with pytest.raises(OnnxExportError, match=r"zoneout.*not exported"):
+        rnnkit.export_onnx(_module("gru", {"zoneout": 0.1}), tmp_path / "x.onnx")
+    with pytest.raises(OnnxExportError, match=r"float32.*float64"):
+        rnnkit.export_onnx(_module("lstm", {}).double(), tmp_path / "x.onnx")
+    with pytest.raises(OnnxExportError, match="bidirectional"):
+        rnnkit.export_onnx(_module("gru", {"bidirectional": True}), tmp_path / "x.onnx", step=True)
+    with pytest.raises(OnnxExportError, match=r"rnnkit.Recurrent.*Linear"):
+        rnnkit.export_onnx(torch.nn.Linear(2, 2), tmp_path / "x.onnx")
+    for bad in (5, 13, 999, "17", True):
+        with pytest.raises(OnnxExportError, match="unsupported ONNX opset"):
+            rnnkit.export_onnx(_module("lstm", {}), tmp_path / "x.onnx", opset=bad)
+    with pytest.raises(OnnxExportError, match="3-D"):
+        rnnkit.export_onnx(_module("lstm", {}), tmp_path / "x.onnx", example_input=torch.randn(3, I))
+
+
+@pytest.mark.parametrize("opset", [14, 18, 21])
+def test_opsets(opset, tmp_path: Path):
+    m = _module("lstm", {"num_layers": 2})
+    model = rnnkit.export_onnx(m, tmp_path / "x.onnx", opset=opset, example_input=torch.randn(3, 2, I))
+    assert model.opset_import[0].version == opset
+
+
+def test_example_input_check_catches_a_wrong_graph(tmp_path: Path, monkeypatch):
+    """The check ``example_input`` runs can fail: with the GRU's gate blocks left in torch's order the
+    graph computes something else, and the export says so."""
+    monkeypatch.setitem(onnx_export._GATE_ORDER, "GRU", (0, 1, 2))
+    with pytest.raises(OnnxExportError, match="differs from the module"):
+        rnnkit.export_onnx(_module("gru", {}), tmp_path / "x.onnx", example_input=torch.randn(5, 2, I))
+
+
+def test_missing_onnx_is_a_clear_error(tmp_path: Path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
+    with pytest.raises(OnnxExportError, match=r"rnnkit\[deploy\]"):
+        rnnkit.export_onnx(_module("lstm", {}), tmp_path / "x.onnx")
