@@ -1,0 +1,104 @@
+"""onnxruntime vs rnnkit eager for an exported model: ``python -m rnnkit.deploy.benchmark``.
+
+For a 2-layer LSTM (default) at a few shapes, the sequence graph against ``module(x, state)`` under
+``torch.inference_mode`` and the step graph against ``module.step``, both on the same number of
+threads. Runs are interleaved (ort, eager, ort, eager, ...) so load changes hit both; the table gives
+medians and the median of the per-round ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+import rnnkit
+from rnnkit.deploy.onnx_export import export_onnx, onnx_session
+
+
+def _time(fn: Callable[[], object], inner: int) -> float:
+    start = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - start) / inner
+
+
+def _compare(ort_fn: Callable[[], object], eager_fn: Callable[[], object], rounds: int, inner: int
+             ) -> tuple[float, float, float]:
+    ort_fn()
+    eager_fn()  # warm-up (rnnkit builds its kernels/steppers on the first call)
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(_time(ort_fn, inner))
+        b.append(_time(eager_fn, inner))
+    ratio = statistics.median(x / y for x, y in zip(a, b, strict=True))
+    return statistics.median(a), statistics.median(b), ratio
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cell", default="lstm")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--shapes", default="100x1x64x128,100x16x128x128,200x64x256x256",
+                        help="TxBxIxH, comma-separated")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    shapes = _parse_shapes(args.shapes)
+    print(f"# {args.cell}, {args.layers} layers, {args.threads} thread(s), torch {torch.__version__}, "
+          f"onnxruntime {_ort_version()}; medians of {args.rounds} interleaved rounds")
+    print(f"{'graph':8} {'T':>4} {'B':>3} {'I':>4} {'H':>4} {'ort ms':>9} {'eager ms':>9} {'ort/eager':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for T, B, I, H in shapes:
+            torch.manual_seed(0)
+            m = rnnkit.Recurrent(args.cell, I, H, args.layers).eval()
+            x = torch.randn(T, B, I)
+            state = tuple(torch.zeros(args.layers, B, n) for n in m._state_sizes)
+            st = state if len(state) > 1 else state[0]
+            seq_path, step_path = Path(tmp) / "seq.onnx", Path(tmp) / "step.onnx"
+            export_onnx(m, seq_path)
+            export_onnx(m, step_path, step=True)
+            seq, step = onnx_session(seq_path), onnx_session(step_path)
+            names = ("h0", "c0")
+            feeds = {"input": x.numpy(), **{k: s.numpy() for k, s in zip(names, state, strict=False)}}
+            step_feeds = {"input": x[0].numpy(), **{k: s.numpy() for k, s in zip(names, state, strict=False)}}
+
+            def eager_seq(m=m, x=x, st=st):
+                with torch.inference_mode():
+                    return m(x, st)
+
+            def eager_step(m=m, x_t=x[0], st=st):
+                with torch.inference_mode():
+                    return m.step(x_t, st)
+
+            inner = max(1, int(2e7 // (T * B * H * H * args.layers)))
+            o, e, r = _compare(lambda s=seq, f=feeds: s.run(None, f), eager_seq, args.rounds, inner)
+            print(f"{'sequence':8} {T:4d} {B:3d} {I:4d} {H:4d} {o * 1e3:9.3f} {e * 1e3:9.3f} {r:9.2f}")
+            o, e, r = _compare(lambda s=step, f=step_feeds: s.run(None, f), eager_step, args.rounds, 200)
+            print(f"{'step':8} {'1':>4} {B:3d} {I:4d} {H:4d} {o * 1e3:9.3f} {e * 1e3:9.3f} {r:9.2f}")
+
+
+def _parse_shapes(text: str) -> list[tuple[int, int, int, int]]:
+    shapes = []
+    for part in text.split(","):
+        dims = [int(d) for d in part.split("x")]
+        if len(dims) != 4:
+            raise SystemExit(f"a shape is TxBxIxH, got {part!r}")
+        shapes.append((dims[0], dims[1], dims[2], dims[3]))
+    return shapes
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+if __name__ == "__main__":
+    main()
