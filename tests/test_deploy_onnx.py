@@ -205,3 +205,52 @@ def test_missing_onnx_is_a_clear_error(tmp_path: Path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
     with pytest.raises(OnnxExportError, match=r"rnnkit\[deploy\]"):
         rnnkit.export_onnx(_module("lstm", {}), tmp_path / "x.onnx")
+
+
+# ---- the CLI: rnnkit export RUN_DIR --format onnx [--step] --out FILE ------------------------------------
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from rnnkit.cli import main
+
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("step", [False, True])
+def test_cli_export_runs_in_onnxruntime(step: bool, tmp_path: Path, capsys):
+    m = _module("gru", {"num_layers": 2, "batch_first": True})
+    rnnkit.save(m, tmp_path / "run")
+    out = tmp_path / "g.onnx"
+    code, stdout, err = _cli(["export", str(tmp_path / "run"), "--format", "onnx", "--out", str(out)]
+                             + (["--step"] if step else []), capsys)
+    assert code == 0, err
+    assert "wrote" in stdout and "checked in onnxruntime" in stdout
+    g = torch.Generator().manual_seed(5)
+    x, state = torch.randn(3, 8, I, generator=g), _random_state(m, 3, g)
+    whole = _torch_run(m, x, state)
+    if step:
+        got = onnx_session(out).run(None, _feeds(x[:, 0], state))
+        one = _torch_run(m, x[:, :1], state)
+        assert max(_max_errors(got, [one[0][:, 0], *one[1:]])) < TOL
+    else:
+        assert max(_max_errors(onnx_session(out).run(None, _feeds(x, state)), whole)) < TOL
+
+
+@pytest.mark.parametrize("setup,args,match", [
+    ("mingru", [], "cell family 'mingru'"),
+    ("lstm", ["--format", "pt2"], "--format 'pt2' is not available"),
+    ("lstm", ["--opset", "3"], "unsupported ONNX opset 3"),
+    ("bilstm", ["--step"], "bidirectional"),
+    (None, [], "config.json not found"),
+])
+def test_cli_export_user_errors_are_one_line(setup, args, match, tmp_path: Path, capsys):
+    run = tmp_path / "run"
+    if setup == "bilstm":
+        rnnkit.save(_module("lstm", {"bidirectional": True}), run)
+    elif setup is not None:
+        rnnkit.save(_module(setup, {}), run)
+    code, _, err = _cli(["export", str(run), "--out", str(tmp_path / "x.onnx"), *args], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert match in err
+    assert not (tmp_path / "x.onnx").exists()

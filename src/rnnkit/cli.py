@@ -34,6 +34,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rnnkit.deploy.cli import export_command
 from rnnkit.errors import UserError
 from rnnkit.validation.boundary import one_line, user_message
 from rnnkit.validation.schema import opt
@@ -125,6 +126,7 @@ def build_app() -> typer.Typer:
     root.command("info")(info)
     root.command("demo")(demo)
     root.command("diagnose")(diagnose)
+    root.command("export")(export_command)
     bench = typer.Typer(help="Benchmarks that ship with rnnkit.", no_args_is_help=True)
     bench.command("memory", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
                                               "help_option_names": []}, add_help_option=False)(bench_memory)

@@ -1,0 +1,61 @@
+"""``rnnkit export RUN_DIR --format onnx [--step] [--out FILE]`` (mounted by :mod:`rnnkit.cli`).
+
+Only typer and pathlib at import time: every command module is imported to build ``rnnkit --help``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rnnkit.errors import UserError
+
+FORMATS = ("onnx",)
+#: the check run on every CLI export: a random input of this (time, batch) through onnxruntime
+CHECK_SHAPE = (5, 3)
+
+
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory or an rnnkit.save directory")],
+    format: Annotated[str, typer.Option("--format", help="export format: onnx")] = "onnx",
+    step: Annotated[bool, typer.Option("--step", help="a single-step graph (streaming) instead of the sequence")
+                    ] = False,
+    out: Annotated[Path | None, typer.Option(help="output file (default RUN_DIR/model[_step].onnx)")] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default 17)")] = None,
+) -> None:
+    """Export a saved model to ONNX with explicit state inputs/outputs (docs/deploy.md).
+
+    The file is checked in onnxruntime against the model on a random input before the command ends."""
+    if format not in FORMATS:
+        raise UserError(f"--format {format!r} is not available; choose one of: {', '.join(FORMATS)}")
+    import torch
+
+    import rnnkit
+    from rnnkit.deploy.onnx_export import check_exportable, export_onnx
+
+    model = rnnkit.load(run_dir)
+    check_exportable(model, step=step)  # before anything is written
+    _require_onnxruntime()
+    target = out if out is not None else run_dir / ("model_step.onnx" if step else "model.onnx")
+    if target.is_dir():
+        raise UserError(f"--out {target} is a directory; give a file name")
+    T, B = CHECK_SHAPE
+    g = torch.Generator().manual_seed(0)
+    I = model.input_size  # type: ignore[attr-defined]
+    if step:
+        example = torch.randn(B, I, generator=g)
+    else:
+        example = torch.randn(*((B, T) if model.batch_first else (T, B)), I, generator=g)  # type: ignore[attr-defined]
+    export_onnx(model, target, example_input=example, opset=opset, step=step)
+    graph = "step" if step else "sequence"
+    typer.echo(f"wrote {target} ({graph} graph of {type(model).__name__} {model.cell_name!r}; "  # type: ignore[attr-defined]
+               f"checked in onnxruntime against the model)")
+
+
+def _require_onnxruntime() -> None:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise UserError("rnnkit export checks the file in onnxruntime: pip install 'rnnkit[deploy]'") from e
