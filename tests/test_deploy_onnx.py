@@ -1,9 +1,15 @@
 """ONNX export (rnnkit.export_onnx): every exported configuration run in onnxruntime equals the PyTorch
 module (outputs and final states) at lengths and batch sizes other than the export example; the step
-graph iterated equals the sequence graph; every family/option the export does not compute raises."""
+graph iterated equals the sequence graph; what the export does not compute raises.
+
+Tolerance: 1e-5 against the float32 module. Where the module's own float32 rounding is larger (layer
+norm over few units amplifies it), the file must be within 1e-5 of the float64 module and no further
+from the float32 module than that module is from float64 (plus 1e-5)."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -11,6 +17,7 @@ import pytest
 import torch
 
 import rnnkit
+from rnnkit.cells.lstm import LSTMSpec
 from rnnkit.cells.registry import cell_names, option_examples
 
 pytest.importorskip("onnx", reason="the deploy extra (onnx) is not installed: pip install 'rnnkit[deploy]'")
@@ -22,7 +29,6 @@ I, H = 5, 6
 EXAMPLE = (4, 3)  # (T, B) of the export example
 SHAPES = [(7, 2), (13, 5)]  # checked: both differ from the example
 TOL = 1e-5
-SUPPORTED_OPTIONS = {"lstm": {"peephole"}}  # family options the ONNX operators compute
 
 # (cell, Recurrent keywords) exported and checked
 CASES = [
@@ -37,6 +43,17 @@ CASES = [
     ("rnn_tanh", {"num_layers": 2}),
     ("rnn_relu", {"bidirectional": True}),
     ("rnn_relu", {"num_layers": 2, "batch_first": True}),
+    # lowered to ONNX Scan over the family's step
+    ("lstm", {"num_layers": 2, "proj_size": 3, "layer_norm": True, "peephole": True, "bidirectional": True}),
+    ("lstm", {"num_layers": 2, "zoneout": (0.2, 0.1), "batch_first": True}),
+    ("gru", {"layer_norm": True, "num_layers": 2, "residual": True}),
+    ("rnn_modrelu", {"num_layers": 2, "bidirectional": True}),
+    ("indrnn", {"recurrent_max": 0.9, "nonlinearity": "tanh", "num_layers": 2}),
+    ("indrnn", {"bias": False, "zoneout": 0.3}),
+    ("mingru", {"num_layers": 2, "bidirectional": True}),
+    ("mingru", {"activation": "identity", "num_layers": 2}),
+    ("minlstm", {"num_layers": 2, "batch_first": True}),
+    ("minlstm", {"activation": "identity", "zoneout": 0.2}),
 ]
 
 
@@ -76,6 +93,20 @@ def _max_errors(got, want) -> list[float]:
     return errors
 
 
+def _check_close(got, m: rnnkit.Recurrent, x: torch.Tensor, state: tuple[torch.Tensor, ...], what) -> None:
+    """``got`` (onnxruntime's outputs) against the float32 module, or where that module's own rounding
+    exceeds the tolerance, against the float64 module (see the module docstring)."""
+    errors = _max_errors(got, _torch_run(m, x, state))
+    if max(errors) < TOL:
+        return
+    m64 = copy.deepcopy(m).double()
+    exact = _torch_run(m64, x.double(), tuple(s.double() for s in state))
+    own = [float((a - b).abs().max()) for a, b in zip(_torch_run(m, x, state), exact, strict=True)]
+    to_exact = [float((torch.from_numpy(a).double() - b).abs().max()) for a, b in zip(got, exact, strict=True)]
+    assert max(to_exact) < TOL, (what, errors, to_exact)
+    assert all(e <= o + TOL for e, o in zip(errors, own, strict=True)), (what, errors, own)
+
+
 def _sequence_input(m: rnnkit.Recurrent, T: int, B: int, g: torch.Generator) -> torch.Tensor:
     return torch.randn(*((B, T) if m.batch_first else (T, B)), I, generator=g)
 
@@ -91,8 +122,7 @@ def test_sequence_graph_matches_module(case, tmp_path: Path):
     assert [o.name for o in session.get_outputs()] == ["output", "h_n", "c_n"][: 1 + len(m._state_sizes)]
     for T, B in SHAPES:
         x, state = _sequence_input(m, T, B, g), _random_state(m, B, g)
-        errors = _max_errors(session.run(None, _feeds(x, state)), _torch_run(m, x, state))
-        assert max(errors) < TOL, (T, B, errors)
+        _check_close(session.run(None, _feeds(x, state)), m, x, state, (T, B))
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c[1].get("bidirectional")], ids=_ids)
@@ -114,7 +144,7 @@ def test_step_graph_iterated_equals_sequence_graph(case, tmp_path: Path):
         stepped = [torch.stack(outs, dim=1 if m.batch_first else 0), *s]
         errors = _max_errors(whole, stepped)
         assert max(errors) < TOL, (T, B, errors)
-        assert max(_max_errors(whole, _torch_run(m, x, state))) < TOL
+        _check_close(whole, m, x, state, (T, B))
 
 
 def test_torch_compatible_classes_and_train_mode_without_masks(tmp_path: Path):
@@ -136,23 +166,30 @@ def _all_variants():
 
 @pytest.mark.parametrize("name,options", list(_all_variants()),
                          ids=[f"{n}-{o}" for n, o in _all_variants()])
-def test_every_registered_family_and_option_exports_exactly_or_raises(name, options, tmp_path: Path):
+def test_every_registered_family_and_option_exports(name, options, tmp_path: Path):
+    assert name in onnx_export.supported_families()
     torch.manual_seed(0)
     m = rnnkit.Recurrent(name, I, H, **options).eval()
-    supported = name in onnx_export.supported_families() and set(options) <= SUPPORTED_OPTIONS.get(name, set())
-    if not supported:
-        with pytest.raises(OnnxExportError) as info:
-            rnnkit.export_onnx(m, tmp_path / "x.onnx")
-        message = str(info.value)
-        assert name in message
-        assert name not in onnx_export.supported_families() or any(o in message for o in options)
-        assert not (tmp_path / "x.onnx").exists()
-        return
     g = torch.Generator().manual_seed(4)
     rnnkit.export_onnx(m, tmp_path / "x.onnx")
     x, state = torch.randn(9, 2, I, generator=g), _random_state(m, 2, g)
-    got = onnx_session(tmp_path / "x.onnx").run(None, _feeds(x, state))
-    assert max(_max_errors(got, _torch_run(m, x, state))) < TOL
+    _check_close(onnx_session(tmp_path / "x.onnx").run(None, _feeds(x, state)), m, x, state, options)
+
+
+@dataclasses.dataclass(frozen=True)
+class _SquaredLSTM(LSTMSpec):
+    """A user's variant: other equations under an inherited kernel family and torch mode."""
+
+    def gates(self, params, gx_t, state, recurrent_mask=None):
+        gates = super().gates(params, gx_t, state, recurrent_mask)
+        return {**gates, "c": gates["c"] ** 2}
+
+
+def test_a_family_without_a_lowering_raises(tmp_path: Path):
+    m = rnnkit.Recurrent(_SquaredLSTM, I, H).eval()
+    with pytest.raises(OnnxExportError, match=r"cell family 'lstm' \(_SquaredLSTM\) is not supported"):
+        rnnkit.export_onnx(m, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -166,13 +203,12 @@ def test_training_only_configurations_raise(kw, match, tmp_path: Path):
     m = _module("lstm", kw).train()
     with pytest.raises(OnnxExportError, match=match):
         rnnkit.export_onnx(m, tmp_path / "x.onnx")
-    if "zoneout" not in kw:  # in eval mode these regularisers are off: the plain graph
-        rnnkit.export_onnx(m.eval(), tmp_path / "x.onnx")
+    rnnkit.export_onnx(m.eval(), tmp_path / "x.onnx")  # eval: off, or zoneout's expectation
 
 
 def test_other_refusals(tmp_path: Path):
-    with pytest.raises(OnnxExportError, match=r"zoneout.*not exported"):
-        rnnkit.export_onnx(_module("gru", {"zoneout": 0.1}), tmp_path / "x.onnx")
+    with pytest.raises(OnnxExportError, match=r"LayerNormalization.*opset >= 17"):
+        rnnkit.export_onnx(_module("gru", {"layer_norm": True}), tmp_path / "x.onnx", opset=16)
     with pytest.raises(OnnxExportError, match=r"float32.*float64"):
         rnnkit.export_onnx(_module("lstm", {}).double(), tmp_path / "x.onnx")
     with pytest.raises(OnnxExportError, match="bidirectional"):
@@ -237,7 +273,7 @@ def test_cli_export_runs_in_onnxruntime(step: bool, tmp_path: Path, capsys):
 
 
 @pytest.mark.parametrize("setup,args,match", [
-    ("mingru", [], "cell family 'mingru'"),
+    ("float64", [], "supports float32 parameters"),
     ("lstm", ["--format", "pt2"], "--format 'pt2' is not available"),
     ("lstm", ["--opset", "3"], "unsupported ONNX opset 3"),
     ("bilstm", ["--step"], "bidirectional"),
@@ -247,6 +283,8 @@ def test_cli_export_user_errors_are_one_line(setup, args, match, tmp_path: Path,
     run = tmp_path / "run"
     if setup == "bilstm":
         rnnkit.save(_module("lstm", {"bidirectional": True}), run)
+    elif setup == "float64":
+        rnnkit.save(_module("gru", {}).double(), run)
     elif setup is not None:
         rnnkit.save(_module(setup, {}), run)
     code, _, err = _cli(["export", str(run), "--out", str(tmp_path / "x.onnx"), *args], capsys)

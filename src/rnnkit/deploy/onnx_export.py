@@ -50,9 +50,13 @@ class OnnxExportError(UserError, ValueError):
     """The module (or the requested export) has no exact ONNX graph here; the message says why."""
 
 
+#: kernel families with an ONNX Scan lowering of their step (every option of theirs)
+_SCAN_FAMILIES = ("lstm", "gru", "elman_tanh", "elman_relu", "elman_modrelu", "indrnn", "mingru", "minlstm")
+
+
 def supported_families() -> tuple[str, ...]:
-    """Registered cell names the ONNX export handles (in their plain configuration)."""
-    return ("gru", "lstm", "rnn_relu", "rnn_tanh")
+    """Registered cell names the ONNX export handles, with every option."""
+    return ("gru", "indrnn", "lstm", "mingru", "minlstm", "rnn_modrelu", "rnn_relu", "rnn_tanh")
 
 
 def _require_onnx() -> Any:
@@ -88,11 +92,6 @@ def check_exportable(module: torch.nn.Module, *, step: bool = False) -> None:
                 f"the {name!r} layer is in training mode with {', '.join(stochastic)} (random masks "
                 "drawn per call): a training-only configuration has no inference graph; call .eval() first"
             )
-    if any(module.zoneout):
-        raise OnnxExportError(
-            f"zoneout={module.zoneout} on the {name!r} layer: its inference form (the expectation "
-            "inside the loop) is not exported to ONNX yet"
-        )
     for layer, cell in enumerate(module.cells):
         _check_cell(cell, name, layer)
     dtype = module.weight_ih_l0.dtype
@@ -107,21 +106,30 @@ def check_exportable(module: torch.nn.Module, *, step: bool = False) -> None:
         )
 
 
-def _check_cell(cell: CellSpec, name: str, layer: int) -> None:
+def _family(cell: CellSpec) -> str | None:
+    """The kernel family ``cell``'s own class declares (an inheriting subclass may have changed the
+    equations: it gets none, as in the executors)."""
+    return cell.kernel_family() if "kernel_family" in vars(type(cell)) else None
+
+
+def _route(cell: CellSpec, zoneout: bool) -> str:
+    """"op" (ONNX's LSTM/GRU/RNN operator computes it) or "scan" (an ONNX Scan over the family's step)."""
     mode = torch_mode(cell)
-    if mode not in _OPERATORS:
+    if mode in _OPERATORS and not zoneout:
+        allowed = _OPERATORS[mode][1]
+        defaults = {f.name: f.default for f in dataclasses.fields(cell)}
+        if all(v == defaults.get(k) or k in allowed for k, v in options_of(cell).items()):
+            return "op"
+    return "scan"
+
+
+def _check_cell(cell: CellSpec, name: str, layer: int) -> None:
+    family = _family(cell)
+    if family not in _SCAN_FAMILIES:
         raise OnnxExportError(
             f"cell family {name!r} ({type(cell).__name__}) is not supported by the ONNX export yet; "
             f"supported: {', '.join(supported_families())}"
         )
-    allowed = _OPERATORS[mode][1]
-    defaults = {f.name: f.default for f in dataclasses.fields(cell)}
-    for option, value in options_of(cell).items():
-        if value != defaults.get(option) and option not in allowed:
-            raise OnnxExportError(
-                f"option {option}={value!r} of the {name!r} cell (layer {layer}) is not supported by "
-                f"the ONNX export yet (ONNX's {_OPERATORS[mode][0]} operator does not compute it)"
-            )
 
 
 def _check_opset(opset: int | None, onnx: Any) -> int:
@@ -143,11 +151,19 @@ class _GraphBuilder:
         self.helper = onnx.helper
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
-        self._count = 0
+        self._counter = [0]
+
+    def sub(self) -> _GraphBuilder:
+        """A builder for a subgraph (a Scan body): its own nodes; constants go to the outer graph's
+        initialisers, which a subgraph may read by name."""
+        inner = _GraphBuilder(self.onnx)
+        inner.initializers = self.initializers
+        inner._counter = self._counter
+        return inner
 
     def fresh(self, stem: str) -> str:
-        self._count += 1
-        return f"{stem}_{self._count}"
+        self._counter[0] += 1
+        return f"{stem}_{self._counter[0]}"
 
     def const(self, stem: str, value: Tensor | Sequence[int]) -> str:
         name = self.fresh(stem)
@@ -226,11 +242,164 @@ def _layer(g: _GraphBuilder, module: Recurrent, layer: int, x: str, h0: str, c0:
     return y, outs[1], outs[2] if op == "LSTM" else None
 
 
+def _linear(g: _GraphBuilder, x: str, weight: Tensor, bias: Tensor | None, stem: str) -> str:
+    """``x @ weight^T (+ bias)`` over the last axis."""
+    y = g.node("MatMul", [x, g.const(f"{stem}_T", weight.t())])[0]
+    return y if bias is None else g.node("Add", [y, g.const(f"{stem}_b", bias)])[0]
+
+
+def _layer_norm(g: _GraphBuilder, x: str, params: dict[str, Tensor], prefix: str) -> str:
+    """LayerNormalization over the last axis, eps 1e-5 (rnnkit.cells.base.layer_norm)."""
+    w, b = g.const(f"{prefix}_w", params[f"{prefix}_weight"]), g.const(f"{prefix}_b", params[f"{prefix}_bias"])
+    return g.node("LayerNormalization", [x, w, b], axis=-1, epsilon=1e-5)[0]
+
+
+def _normed_linear(g: _GraphBuilder, x: str, params: dict[str, Tensor], which: str, norm: bool) -> str:
+    """rnnkit.cells.base.normed_linear: ``W x + b``, or ``LN(W x) + b``."""
+    bias = params.get(f"bias_{which}")
+    if not norm:
+        return _linear(g, x, params[f"weight_{which}"], bias, which)
+    y = _layer_norm(g, _linear(g, x, params[f"weight_{which}"], None, which), params, f"layer_norm_{which}")
+    return y if bias is None else g.node("Add", [y, g.const(f"b_{which}", bias)])[0]
+
+
+def _split(g: _GraphBuilder, x: str, n: int, size: int) -> list[str]:
+    """``n`` blocks of ``size`` along the last axis."""
+    axis = g.const("axis", [-1])
+    return [g.node("Slice", [x, g.const("s", [k * size]), g.const("e", [(k + 1) * size]), axis])[0]
+            for k in range(n)]
+
+
+def _op(g: _GraphBuilder, op: str, *xs: str) -> str:
+    return g.node(op, list(xs))[0]
+
+
+def _candidate(g: _GraphBuilder, cell: CellSpec, pre: str) -> str:
+    """minGRU/minLSTM's candidate: ``g(x) = x + 0.5 (x >= 0), sigmoid(x) (x < 0)`` or the identity."""
+    if getattr(cell, "activation", "g") == "identity":
+        return pre
+    positive = g.node("GreaterOrEqual", [pre, g.const("zero", torch.zeros(()))])[0]
+    return g.node("Where", [positive, _op(g, "Add", pre, g.const("half", torch.tensor(0.5))),
+                            _op(g, "Sigmoid", pre)])[0]
+
+
+def _softplus(g: _GraphBuilder, x: str) -> str:
+    return _op(g, "Softplus", x)
+
+
+def _step_body(g: _GraphBuilder, cell: CellSpec, params: dict[str, Tensor], gx: str, state: list[str]
+               ) -> list[str]:
+    """One step of ``cell`` (its family's equations, as in ``cells/<family>.py``): new state components."""
+    family = _family(cell)
+    H = cell.hidden_size
+    if family in ("elman_tanh", "elman_relu", "elman_modrelu"):
+        pre = _op(g, "Add", gx, _linear(g, state[0], params["weight_hh"], params.get("bias_hh"), "hh"))
+        if family == "elman_tanh":
+            return [_op(g, "Tanh", pre)]
+        if family == "elman_relu":
+            return [_op(g, "Relu", pre)]
+        shifted = _op(g, "Relu", _op(g, "Add", _op(g, "Abs", pre), g.const("modrelu_b", params["modrelu_bias"])))
+        return [_op(g, "Mul", _op(g, "Sign", pre), shifted)]
+    if family == "indrnn":
+        u = cell.recurrent_weight(params)
+        assert u is not None
+        pre = _op(g, "Add", gx, _op(g, "Mul", g.const("u", u), state[0]))
+        if "bias_hh" in params:
+            pre = _op(g, "Add", pre, g.const("b_hh", params["bias_hh"]))
+        return [_op(g, "Relu" if getattr(cell, "nonlinearity", "relu") == "relu" else "Tanh", pre)]
+    if family == "gru":
+        gh = _normed_linear(g, state[0], params, "hh", getattr(cell, "layer_norm", False))
+        xr, xz, xn = _split(g, gx, 3, H)
+        hr, hz, hn = _split(g, gh, 3, H)
+        r = _op(g, "Sigmoid", _op(g, "Add", xr, hr))
+        z = _op(g, "Sigmoid", _op(g, "Add", xz, hz))
+        n = _op(g, "Tanh", _op(g, "Add", xn, _op(g, "Mul", r, hn)))
+        return [_op(g, "Add", n, _op(g, "Mul", z, _op(g, "Sub", state[0], n)))]  # (1-z) n + z h
+    if family == "lstm":
+        h, c = state
+        gh = _normed_linear(g, h, params, "hh", getattr(cell, "layer_norm", False))
+        i, f, gg, o = _split(g, _op(g, "Add", gx, gh), 4, H)
+        if getattr(cell, "peephole", False):
+            i = _op(g, "Add", i, _op(g, "Mul", g.const("p_i", params["weight_peephole_i"]), c))
+            f = _op(g, "Add", f, _op(g, "Mul", g.const("p_f", params["weight_peephole_f"]), c))
+        c_new = _op(g, "Add", _op(g, "Mul", _op(g, "Sigmoid", f), c),
+                    _op(g, "Mul", _op(g, "Sigmoid", i), _op(g, "Tanh", gg)))
+        if getattr(cell, "peephole", False):
+            o = _op(g, "Add", o, _op(g, "Mul", g.const("p_o", params["weight_peephole_o"]), c_new))
+        c_out = _layer_norm(g, c_new, params, "layer_norm_c") if getattr(cell, "layer_norm", False) else c_new
+        h_new = _op(g, "Mul", _op(g, "Sigmoid", o), _op(g, "Tanh", c_out))
+        if getattr(cell, "proj_size", 0) > 0:
+            h_new = _linear(g, h_new, params["weight_hr"], None, "hr")
+        return [h_new, c_new]
+    if family == "mingru":  # a = sigmoid(-pz), b = sigmoid(pz) * cand(ph)
+        pz, ph = _split(g, gx, 2, H)
+        a = _op(g, "Sigmoid", _op(g, "Neg", pz))
+        b = _op(g, "Mul", _op(g, "Sigmoid", pz), _candidate(g, cell, ph))
+        return [_op(g, "Add", _op(g, "Mul", a, state[0]), b)]
+    if family == "minlstm":  # d = softplus(-pi) - softplus(-pf); a = sigmoid(d), b = sigmoid(-d) cand(ph)
+        pf, pi, ph = _split(g, gx, 3, H)
+        d = _op(g, "Sub", _softplus(g, _op(g, "Neg", pi)), _softplus(g, _op(g, "Neg", pf)))
+        a = _op(g, "Sigmoid", d)
+        b = _op(g, "Mul", _op(g, "Sigmoid", _op(g, "Neg", d)), _candidate(g, cell, ph))
+        return [_op(g, "Add", _op(g, "Mul", a, state[0]), b)]
+    raise OnnxExportError(f"no ONNX lowering for kernel family {family!r}")  # _check_cell keeps this out
+
+
+def _scan_layer(g: _GraphBuilder, module: Recurrent, layer: int, x: str, h0: str, c0: str | None
+                ) -> tuple[str, str, str | None]:
+    """One layer (both directions) as ONNX Scans over the family's step: x (T, B, In) -> (T, B, D*H)."""
+    onnx, helper, F = g.onnx, g.helper, g.onnx.TensorProto.FLOAT
+    cell = module.cells[layer]
+    D = module.num_directions
+    sizes = cell.state_sizes()
+    zoneout = module.zoneout
+    outs, finals = [], [[] for _ in sizes]
+    for direction in range(D):
+        with torch.no_grad():
+            params = {k: v.detach() for k, v in module.layer_params(layer, direction).items()}
+            index = layer * D + direction
+            start, end, axis0 = g.const("start", [index]), g.const("end", [index + 1]), g.const("axis0", [0])
+            init = [g.node("Squeeze", [g.node("Slice", [s0, start, end, axis0])[0], axis0])[0]
+                    for s0 in ([h0, c0] if len(sizes) == 2 else [h0]) if s0 is not None]
+            norm_ih = getattr(cell, "layer_norm", False) and _family(cell) in ("lstm", "gru")
+            gx = _normed_linear(g, x, params, "ih", norm_ih)  # every step's input projection at once
+            body = g.sub()
+            state_in = [body.fresh(f"state{k}_in") for k in range(len(sizes))]
+            gx_t = body.fresh("gx_t")
+            new = _step_body(body, cell, params, gx_t, state_in)
+            state_out = []
+            for k, (n, old) in enumerate(zip(new, state_in, strict=True)):
+                if zoneout[k] > 0:  # evaluation zoneout: lerp(new, old, p)
+                    p = body.const("zoneout", torch.tensor(zoneout[k]))
+                    n = _op(body, "Add", n, _op(body, "Mul", p, _op(body, "Sub", old, n)))
+                state_out.append(body.node("Identity", [n], outputs=[body.fresh(f"state{k}_out")])[0])
+            y_t = body.node("Identity", [state_out[0]], outputs=[body.fresh("y_t")])[0]
+            graph = helper.make_graph(
+                body.nodes, body.fresh("step"),
+                [helper.make_tensor_value_info(n, F, ["batch", size]) for n, size in zip(state_in, sizes, strict=True)]
+                + [helper.make_tensor_value_info(gx_t, F, ["batch", None])],
+                [helper.make_tensor_value_info(n, F, ["batch", size]) for n, size in zip(state_out, sizes, strict=True)]
+                + [helper.make_tensor_value_info(y_t, F, ["batch", sizes[0]])],
+            )
+            reverse = [1] if direction == 1 else [0]
+            results = g.node("Scan", [*init, gx], n_out=len(sizes) + 1, body=graph, num_scan_inputs=1,
+                             scan_input_directions=reverse, scan_output_directions=reverse)
+        outs.append(results[-1])
+        for k in range(len(sizes)):
+            finals[k].append(g.node("Unsqueeze", [results[k], g.const("axis0", [0])])[0])
+    del onnx
+    y = outs[0] if D == 1 else g.node("Concat", outs, axis=-1)[0]
+    parts = [f[0] if D == 1 else g.node("Concat", f, axis=0)[0] for f in finals]
+    return y, parts[0], parts[1] if len(parts) > 1 else None
+
+
 def build_onnx_model(module: Recurrent, *, opset: int | None = None, step: bool = False) -> Any:
     """The ONNX ``ModelProto`` of ``module`` (see the module docstring for inputs and outputs)."""
     onnx = _require_onnx()
     check_exportable(module, step=step)
     opset = _check_opset(opset, onnx)
+    if opset < 17 and any(getattr(c, "layer_norm", False) for c in module.cells):
+        raise OnnxExportError(f"layer_norm is exported as LayerNormalization, which needs opset >= 17 (got {opset})")
     helper, F = onnx.helper, onnx.TensorProto.FLOAT
     g = _GraphBuilder(onnx)
     has_c = module._state_is_tuple
@@ -259,7 +428,8 @@ def build_onnx_model(module: Recurrent, *, opset: int | None = None, step: bool 
         x = g.node("Transpose", [x], perm=[1, 0, 2])[0]
     hs, cs = [], []
     for layer in range(module.num_layers):
-        y, h_n, c_n = _layer(g, module, layer, x, "h0", "c0" if has_c else None)
+        run = _layer if _route(module.cells[layer], any(module.zoneout)) == "op" else _scan_layer
+        y, h_n, c_n = run(g, module, layer, x, "h0", "c0" if has_c else None)
         if module.residual and layer > 0:
             y = g.node("Add", [y, x])[0]
         x = y
