@@ -125,6 +125,21 @@ def test_sequence_graph_matches_module(case, tmp_path: Path):
         _check_close(session.run(None, _feeds(x, state)), m, x, state, (T, B))
 
 
+@pytest.mark.parametrize("case", CASES[:11:2], ids=_ids)
+def test_scan_lowering_of_plain_families(case, tmp_path: Path):
+    """lowering="scan" writes the plain families' equations too: same results as ONNX's operators."""
+    m = _module(*case)
+    g = torch.Generator().manual_seed(6)
+    auto = rnnkit.export_onnx(m, tmp_path / "auto.onnx")
+    assert {n.op_type for n in auto.graph.node} & {"LSTM", "GRU", "RNN"} and "Scan" not in {
+        n.op_type for n in auto.graph.node}
+    model = rnnkit.export_onnx(m, tmp_path / "scan.onnx", lowering="scan")
+    assert {n.op_type for n in model.graph.node} & {"LSTM", "GRU", "RNN"} == set()
+    assert "Scan" in {n.op_type for n in model.graph.node}
+    x, state = _sequence_input(m, 11, 3, g), _random_state(m, 3, g)
+    _check_close(onnx_session(tmp_path / "scan.onnx").run(None, _feeds(x, state)), m, x, state, "scan")
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if not c[1].get("bidirectional")], ids=_ids)
 def test_step_graph_iterated_equals_sequence_graph(case, tmp_path: Path):
     m = _module(*case)

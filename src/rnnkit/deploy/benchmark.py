@@ -45,25 +45,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cell", default="lstm")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lowering", default="auto", choices=("auto", "scan"))
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a cell option, e.g. layer_norm=1 (integers; repeatable)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--shapes", default="100x1x64x128,100x16x128x128,200x64x256x256",
                         help="TxBxIxH, comma-separated")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     shapes = _parse_shapes(args.shapes)
-    print(f"# {args.cell}, {args.layers} layers, {args.threads} thread(s), torch {torch.__version__}, "
+    options = {k: int(v) for k, v in (o.split("=", 1) for o in args.option)}
+    print(f"# {args.cell} {options or ''}, {args.layers} layers, lowering {args.lowering}, "
+          f"{args.threads} thread(s), torch {torch.__version__}, "
           f"onnxruntime {_ort_version()}; medians of {args.rounds} interleaved rounds")
     print(f"{'graph':8} {'T':>4} {'B':>3} {'I':>4} {'H':>4} {'ort ms':>9} {'eager ms':>9} {'ort/eager':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for T, B, I, H in shapes:
             torch.manual_seed(0)
-            m = rnnkit.Recurrent(args.cell, I, H, args.layers).eval()
+            m = rnnkit.Recurrent(args.cell, I, H, args.layers, **options).eval()
             x = torch.randn(T, B, I)
             state = tuple(torch.zeros(args.layers, B, n) for n in m._state_sizes)
             st = state if len(state) > 1 else state[0]
             seq_path, step_path = Path(tmp) / "seq.onnx", Path(tmp) / "step.onnx"
-            export_onnx(m, seq_path)
-            export_onnx(m, step_path, step=True)
+            export_onnx(m, seq_path, lowering=args.lowering)
+            export_onnx(m, step_path, step=True, lowering=args.lowering)
             seq, step = onnx_session(seq_path), onnx_session(step_path)
             names = ("h0", "c0")
             feeds = {"input": x.numpy(), **{k: s.numpy() for k, s in zip(names, state, strict=False)}}

@@ -1,17 +1,22 @@
 """ONNX export of :class:`rnnkit.Recurrent` stacks with explicit state inputs and outputs.
 
-The graph is built directly from the module's cell specs and parameters (``onnx.helper``), not traced:
-each layer is one of ONNX's own recurrent operators (``LSTM``, ``GRU``, ``RNN``), whose equations are
-torch.nn's once the gate blocks are reordered (torch i,f,g,o -> ONNX i,o,f,c; torch r,z,n -> ONNX
-z,r,h with ``linear_before_reset=1``). The batch and time axes are symbolic (``batch``, ``time``).
+The graph is built directly from the module's cell specs and parameters (``onnx.helper``), not traced.
+A layer of a plain family (``lstm`` also with peepholes, ``gru``, ``rnn_tanh``, ``rnn_relu``) is one of
+ONNX's own recurrent operators (``LSTM``, ``GRU``, ``RNN``), whose equations are torch.nn's once the
+gate blocks are reordered (torch i,f,g,o -> ONNX i,o,f,c; torch r,z,n -> ONNX z,r,h with
+``linear_before_reset=1``). Every other layer is the input projection for all steps (one MatMul, with
+LayerNormalization for ``layer_norm``) and an ONNX ``Scan`` over its family's step, written here
+from the equations in ``cells/<family>.py``; zoneout at evaluation is the lerp to the previous state.
+The batch and time axes are symbolic (``batch``, ``time``).
 
 Sequence graph: ``input`` (T, B, I) (or (B, T, I) with ``batch_first``), ``h0`` (L*D, B, H_out)
 [, ``c0`` (L*D, B, H)] -> ``output``, ``h_n`` [, ``c_n``], torch.nn's shapes.
 Step graph (``step=True``): ``input`` (B, I) is one time step; same state names; ``output`` (B, H_out).
 Feeding ``h_n``/``c_n`` back as ``h0``/``c0`` streams a sequence.
 
-Only what the ONNX operators compute exactly is exported; any other family or option raises
-:class:`OnnxExportError` naming it (never a silently different graph).
+Only the equations written here are exported: a family without a lowering (a user's spec class, or a
+subclass that does not declare its own kernel family) raises :class:`OnnxExportError` naming it, as
+do training-only configurations; never a silently different graph.
 """
 
 from __future__ import annotations
@@ -92,8 +97,8 @@ def check_exportable(module: torch.nn.Module, *, step: bool = False) -> None:
                 f"the {name!r} layer is in training mode with {', '.join(stochastic)} (random masks "
                 "drawn per call): a training-only configuration has no inference graph; call .eval() first"
             )
-    for layer, cell in enumerate(module.cells):
-        _check_cell(cell, name, layer)
+    for cell in module.cells:
+        _check_cell(cell, name)
     dtype = module.weight_ih_l0.dtype
     if dtype != torch.float32:
         raise OnnxExportError(
@@ -112,10 +117,14 @@ def _family(cell: CellSpec) -> str | None:
     return cell.kernel_family() if "kernel_family" in vars(type(cell)) else None
 
 
-def _route(cell: CellSpec, zoneout: bool) -> str:
-    """"op" (ONNX's LSTM/GRU/RNN operator computes it) or "scan" (an ONNX Scan over the family's step)."""
+LOWERINGS = ("auto", "scan")
+
+
+def _route(cell: CellSpec, zoneout: bool, lowering: str = "auto") -> str:
+    """"op" (ONNX's LSTM/GRU/RNN operator computes it) or "scan" (an ONNX Scan over the family's step);
+    ``lowering="scan"`` takes the Scan for every layer."""
     mode = torch_mode(cell)
-    if mode in _OPERATORS and not zoneout:
+    if lowering == "auto" and mode in _OPERATORS and not zoneout:
         allowed = _OPERATORS[mode][1]
         defaults = {f.name: f.default for f in dataclasses.fields(cell)}
         if all(v == defaults.get(k) or k in allowed for k, v in options_of(cell).items()):
@@ -123,7 +132,7 @@ def _route(cell: CellSpec, zoneout: bool) -> str:
     return "scan"
 
 
-def _check_cell(cell: CellSpec, name: str, layer: int) -> None:
+def _check_cell(cell: CellSpec, name: str) -> None:
     family = _family(cell)
     if family not in _SCAN_FAMILIES:
         raise OnnxExportError(
@@ -348,7 +357,7 @@ def _step_body(g: _GraphBuilder, cell: CellSpec, params: dict[str, Tensor], gx: 
 def _scan_layer(g: _GraphBuilder, module: Recurrent, layer: int, x: str, h0: str, c0: str | None
                 ) -> tuple[str, str, str | None]:
     """One layer (both directions) as ONNX Scans over the family's step: x (T, B, In) -> (T, B, D*H)."""
-    onnx, helper, F = g.onnx, g.helper, g.onnx.TensorProto.FLOAT
+    helper, F = g.helper, g.onnx.TensorProto.FLOAT
     cell = module.cells[layer]
     D = module.num_directions
     sizes = cell.state_sizes()
@@ -387,15 +396,17 @@ def _scan_layer(g: _GraphBuilder, module: Recurrent, layer: int, x: str, h0: str
         outs.append(results[-1])
         for k in range(len(sizes)):
             finals[k].append(g.node("Unsqueeze", [results[k], g.const("axis0", [0])])[0])
-    del onnx
     y = outs[0] if D == 1 else g.node("Concat", outs, axis=-1)[0]
     parts = [f[0] if D == 1 else g.node("Concat", f, axis=0)[0] for f in finals]
     return y, parts[0], parts[1] if len(parts) > 1 else None
 
 
-def build_onnx_model(module: Recurrent, *, opset: int | None = None, step: bool = False) -> Any:
+def build_onnx_model(module: Recurrent, *, opset: int | None = None, step: bool = False,
+                     lowering: str = "auto") -> Any:
     """The ONNX ``ModelProto`` of ``module`` (see the module docstring for inputs and outputs)."""
     onnx = _require_onnx()
+    if lowering not in LOWERINGS:
+        raise OnnxExportError(f"lowering must be one of {', '.join(map(repr, LOWERINGS))}, got {lowering!r}")
     check_exportable(module, step=step)
     opset = _check_opset(opset, onnx)
     if opset < 17 and any(getattr(c, "layer_norm", False) for c in module.cells):
@@ -428,7 +439,7 @@ def build_onnx_model(module: Recurrent, *, opset: int | None = None, step: bool 
         x = g.node("Transpose", [x], perm=[1, 0, 2])[0]
     hs, cs = [], []
     for layer in range(module.num_layers):
-        run = _layer if _route(module.cells[layer], any(module.zoneout)) == "op" else _scan_layer
+        run = _layer if _route(module.cells[layer], any(module.zoneout), lowering) == "op" else _scan_layer
         y, h_n, c_n = run(g, module, layer, x, "h0", "c0" if has_c else None)
         if module.residual and layer > 0:
             y = g.node("Add", [y, x])[0]
@@ -461,19 +472,25 @@ def export_onnx(
     example_input: Tensor | None = None,
     opset: int | None = None,
     step: bool = False,
+    lowering: str = "auto",
 ) -> Any:
     """Write ``module`` as an ONNX file at ``path`` and return the ``onnx.ModelProto``.
 
     The sequence graph (or, with ``step=True``, one time step) with explicit state inputs ``h0``
-    [``c0``] and outputs ``h_n`` [``c_n``], dynamic batch and time. Supported: the plain ``lstm``
-    (also with ``peephole``), ``gru``, ``rnn_tanh``, ``rnn_relu`` families, any number of layers,
-    bidirectional (sequence graph only), ``batch_first``, ``residual``, without bias; in eval mode
-    (or train mode without stochastic regularisers). Anything else raises :class:`OnnxExportError`.
+    [``c0``] and outputs ``h_n`` [``c_n``], dynamic batch and time. Supported: every registered family
+    with every option (``lstm``, ``gru``, ``rnn_tanh``/``relu``/``modrelu``, ``indrnn``, ``mingru``,
+    ``minlstm``), any number of layers, bidirectional (sequence graph only), ``batch_first``,
+    ``residual``, without bias, zoneout (its evaluation form); in eval mode (or train mode without
+    stochastic regularisers); float32. Not: ``lengths``/packed sequences (the graph runs every step).
+    Anything else raises :class:`OnnxExportError`.
+
+    ``lowering``: "auto" (ONNX's LSTM/GRU/RNN operators where they compute the layer, else a Scan) or
+    "scan" (a Scan for every layer; for comparison).
 
     ``example_input``: if given, the written file is run in onnxruntime on it (zero initial state)
     and compared with ``module``; a difference above 1e-4 raises (needs onnxruntime).
     """
-    model = build_onnx_model(module, opset=opset, step=step)  # type: ignore[arg-type]
+    model = build_onnx_model(module, opset=opset, step=step, lowering=lowering)  # type: ignore[arg-type]
     onnx = _require_onnx()
     onnx.save(model, os.fspath(path))
     if example_input is not None:
