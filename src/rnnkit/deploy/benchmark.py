@@ -47,14 +47,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lowering", default="auto", choices=("auto", "scan"))
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="a cell option, e.g. layer_norm=1 (integers; repeatable)")
+                        help="a cell option, e.g. layer_norm=true (repeatable)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--shapes", default="100x1x64x128,100x16x128x128,200x64x256x256",
                         help="TxBxIxH, comma-separated")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     shapes = _parse_shapes(args.shapes)
-    options = {k: int(v) for k, v in (o.split("=", 1) for o in args.option)}
+    options = {k: _value(v) for k, v in (o.split("=", 1) for o in args.option)}
     print(f"# {args.cell} {options or ''}, {args.layers} layers, lowering {args.lowering}, "
           f"{args.threads} thread(s), torch {torch.__version__}, "
           f"onnxruntime {_ort_version()}; medians of {args.rounds} interleaved rounds")
@@ -97,6 +97,17 @@ def _parse_shapes(text: str) -> list[tuple[int, int, int, int]]:
             raise SystemExit(f"a shape is TxBxIxH, got {part!r}")
         shapes.append((dims[0], dims[1], dims[2], dims[3]))
     return shapes
+
+
+def _value(text: str) -> bool | int | float | str:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _ort_version() -> str:
