@@ -130,3 +130,13 @@ def test_auto_head_rule():
     assert resolve_head(ForecastConfig(horizon=12), covs) == "direct"  # covariates
     assert resolve_head(ForecastConfig(horizon=12, arch="transformer"), plain) == "direct"
     assert resolve_head(ForecastConfig(horizon=12, head="direct"), plain) == "direct"
+
+
+def test_a_column_named_like_an_internal_one_is_refused_in_one_line(tmp_path):
+    """Found by tests/test_fuzz_inputs.py: a long CSV with an 'id' column beside the default
+    --id-col series_id crashed in pandas ('column label id is not unique')."""
+    p = tmp_path / "s.csv"
+    p.write_text("id,timestamp,value\na,2000-01-01,1\na,2000-02-01,2\na,2000-03-01,3\n")
+    with pytest.raises(UserError, match="column 'id' is not the --id-col"):
+        load_series(p)
+    assert load_series(p, id_col="id").ids == ["a"]

@@ -126,7 +126,13 @@ def read_frame(path: Path, fmt: str = "auto", id_col: str = "series_id", time_co
                             f"{', '.join(df.columns)} (name them with --time-col/--target/--id-col)")
         if id_col not in df.columns:
             df[id_col] = path.stem  # one series
-    df = df.rename(columns={id_col: "id", time_col: "time", target: "value"})
+    chosen = {id_col: "id", time_col: "time", target: "value"}
+    clash = [c for c in df.columns if c in ("id", "time", "value") and c not in chosen]
+    if clash:  # the names the rest of the app reads: another column under one of them would shadow it
+        raise UserError(f"{path}: column {clash[0]!r} is not the --id-col/--time-col/--target column "
+                        f"({id_col}, {time_col}, {target}) but has one of their internal names; rename it or "
+                        "pass it as one of those options")
+    df = df.rename(columns=chosen)
     df["id"] = df["id"].astype(str)
     return df, fmt
 
