@@ -307,3 +307,20 @@ def test_cli_export_user_errors_are_one_line(setup, args, match, tmp_path: Path,
     assert len(err.strip().splitlines()) == 1, err
     assert match in err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_orthogonal_parametrization_exports_its_current_weight(tmp_path: Path):
+    m = _module("rnn_modrelu", {"num_layers": 2})
+    rnnkit.orthogonal_recurrence(m)
+    g = torch.Generator().manual_seed(7)
+    rnnkit.export_onnx(m, tmp_path / "o.onnx")
+    x, state = torch.randn(12, 3, I, generator=g), _random_state(m, 3, g)
+    _check_close(onnx_session(tmp_path / "o.onnx").run(None, _feeds(x, state)), m, x, state, "orthogonal")
+
+
+def test_cli_without_onnxruntime_is_one_line(tmp_path: Path, capsys, monkeypatch):
+    rnnkit.save(_module("gru", {}), tmp_path / "run")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    code, _, err = _cli(["export", str(tmp_path / "run"), "--out", str(tmp_path / "x.onnx")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "rnnkit[deploy]" in err, err
+    assert not (tmp_path / "x.onnx").exists()
