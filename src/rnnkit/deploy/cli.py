@@ -24,6 +24,8 @@ def export_command(
                     ] = False,
     out: Annotated[Path | None, typer.Option(help="output file (default RUN_DIR/model[_step].onnx)")] = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default 17)")] = None,
+    lengths: Annotated[bool, typer.Option("--lengths", help="add an int64 input `lengths` (B,) to the sequence graph")
+                       ] = False,
 ) -> None:
     """Export a saved model to ONNX with explicit state inputs/outputs (docs/deploy.md).
 
@@ -37,6 +39,8 @@ def export_command(
 
     model = rnnkit.load(run_dir)
     check_exportable(model, step=step)  # before anything is written
+    if step and lengths:
+        raise UserError("--lengths belongs to the sequence graph, not to --step")
     _require_onnxruntime()
     target = out if out is not None else run_dir / ("model_step.onnx" if step else "model.onnx")
     if target.is_dir():
@@ -48,7 +52,7 @@ def export_command(
         example = torch.randn(B, I, generator=g)
     else:
         example = torch.randn(*((B, T) if model.batch_first else (T, B)), I, generator=g)  # type: ignore[attr-defined]
-    export_onnx(model, target, example_input=example, opset=opset, step=step)
+    export_onnx(model, target, example_input=example, opset=opset, step=step, lengths=lengths)
     graph = "step" if step else "sequence"
     typer.echo(f"wrote {target} ({graph} graph of {type(model).__name__} {model.cell_name!r}; "  # type: ignore[attr-defined]
                f"checked in onnxruntime against the model)")

@@ -198,8 +198,8 @@ def _blocks(t: Tensor, order: tuple[int, ...]) -> Tensor:
     return torch.cat([chunks[i] for i in order], dim=0)
 
 
-def _layer(g: _GraphBuilder, module: Recurrent, layer: int, x: str, h0: str, c0: str | None
-           ) -> tuple[str, str, str | None]:
+def _layer(g: _GraphBuilder, module: Recurrent, layer: int, x: str, h0: str, c0: str | None,
+           lengths: _Lengths | None = None) -> tuple[str, str, str | None]:
     """One layer (both directions) as an ONNX recurrent operator: x (T, B, In) -> (T, B, D*H)."""
     cell = module.cells[layer]
     mode = torch_mode(cell)
@@ -233,7 +233,7 @@ def _layer(g: _GraphBuilder, module: Recurrent, layer: int, x: str, h0: str, c0:
     start, end = g.const("start", [layer * D]), g.const("end", [(layer + 1) * D])
     axis0 = g.const("axis0", [0])
     h0_l = g.node("Slice", [h0, start, end, axis0])[0]
-    inputs = [x, W, R, B, "", h0_l]
+    inputs = [x, W, R, B, lengths.int32 if lengths is not None else "", h0_l]
     c0_l = None
     if op == "LSTM":
         assert c0 is not None
@@ -354,8 +354,32 @@ def _step_body(g: _GraphBuilder, cell: CellSpec, params: dict[str, Tensor], gx: 
     raise OnnxExportError(f"no ONNX lowering for kernel family {family!r}")  # _check_cell keeps this out
 
 
-def _scan_layer(g: _GraphBuilder, module: Recurrent, layer: int, x: str, h0: str, c0: str | None
-                ) -> tuple[str, str, str | None]:
+@dataclasses.dataclass(frozen=True)
+class _Lengths:
+    """The graph's ``lengths`` input as the layers take it: int32 (B,) for ONNX's operators
+    (``sequence_lens``) and a (T, B, 1) bool ``t < length`` for the Scans."""
+
+    int32: str
+    valid: str
+
+
+def _lengths(g: _GraphBuilder, x: str) -> _Lengths:
+    """From the int64 input ``lengths`` (B,) and the time-major input ``x`` (T, B, I)."""
+    import numpy as np
+
+    int32 = g.node("Cast", ["lengths"], to=g.onnx.TensorProto.INT32)[0]
+    T = g.node("Squeeze", [g.node("Gather", [g.node("Shape", [x])[0], g.const("index0", [0])], axis=0)[0],
+                           g.const("axis0", [0])])[0]
+    zero, one = g.fresh("zero_i"), g.fresh("one_i")
+    g.initializers += [g.onnx.numpy_helper.from_array(np.array(0, np.int64), zero),
+                       g.onnx.numpy_helper.from_array(np.array(1, np.int64), one)]
+    steps = g.node("Unsqueeze", [g.node("Range", [zero, T, one])[0], g.const("axis1", [1])])[0]  # (T, 1)
+    valid = g.node("Less", [steps, g.node("Unsqueeze", ["lengths", g.const("axis0", [0])])[0]])[0]  # (T, B)
+    return _Lengths(int32, g.node("Unsqueeze", [valid, g.const("axis2", [2])])[0])
+
+
+def _scan_layer(g: _GraphBuilder, module: Recurrent, layer: int, x: str, h0: str, c0: str | None,
+                lengths: _Lengths | None = None) -> tuple[str, str, str | None]:
     """One layer (both directions) as ONNX Scans over the family's step: x (T, B, In) -> (T, B, D*H)."""
     helper, F = g.helper, g.onnx.TensorProto.FLOAT
     cell = module.cells[layer]
@@ -375,24 +399,35 @@ def _scan_layer(g: _GraphBuilder, module: Recurrent, layer: int, x: str, h0: str
             body = g.sub()
             state_in = [body.fresh(f"state{k}_in") for k in range(len(sizes))]
             gx_t = body.fresh("gx_t")
+            valid_t = body.fresh("valid_t")
             new = _step_body(body, cell, params, gx_t, state_in)
             state_out = []
             for k, (n, old) in enumerate(zip(new, state_in, strict=True)):
                 if zoneout[k] > 0:  # evaluation zoneout: lerp(new, old, p)
                     p = body.const("zoneout", torch.tensor(zoneout[k]))
                     n = _op(body, "Add", n, _op(body, "Mul", p, _op(body, "Sub", old, n)))
+                if lengths is not None:  # at or past a sequence's length its state stays
+                    n = _op(body, "Where", valid_t, n, old)
                 state_out.append(body.node("Identity", [n], outputs=[body.fresh(f"state{k}_out")])[0])
-            y_t = body.node("Identity", [state_out[0]], outputs=[body.fresh("y_t")])[0]
+            if lengths is None:
+                y_t = body.node("Identity", [state_out[0]], outputs=[body.fresh("y_t")])[0]
+            else:  # and outputs zeros
+                zero = body.const("zero", torch.zeros(()))
+                y_t = body.node("Where", [valid_t, state_out[0], zero], outputs=[body.fresh("y_t")])[0]
             graph = helper.make_graph(
                 body.nodes, body.fresh("step"),
                 [helper.make_tensor_value_info(n, F, ["batch", size]) for n, size in zip(state_in, sizes, strict=True)]
-                + [helper.make_tensor_value_info(gx_t, F, ["batch", None])],
+                + [helper.make_tensor_value_info(gx_t, F, ["batch", None])]
+                + ([helper.make_tensor_value_info(valid_t, g.onnx.TensorProto.BOOL, ["batch", 1])]
+                   if lengths is not None else []),
                 [helper.make_tensor_value_info(n, F, ["batch", size]) for n, size in zip(state_out, sizes, strict=True)]
                 + [helper.make_tensor_value_info(y_t, F, ["batch", sizes[0]])],
             )
             reverse = [1] if direction == 1 else [0]
-            results = g.node("Scan", [*init, gx], n_out=len(sizes) + 1, body=graph, num_scan_inputs=1,
-                             scan_input_directions=reverse, scan_output_directions=reverse)
+            scanned = [gx] if lengths is None else [gx, lengths.valid]
+            results = g.node("Scan", [*init, *scanned], n_out=len(sizes) + 1, body=graph,
+                             num_scan_inputs=len(scanned), scan_input_directions=reverse * len(scanned),
+                             scan_output_directions=reverse)
         outs.append(results[-1])
         for k in range(len(sizes)):
             finals[k].append(g.node("Unsqueeze", [results[k], g.const("axis0", [0])])[0])
@@ -402,12 +437,14 @@ def _scan_layer(g: _GraphBuilder, module: Recurrent, layer: int, x: str, h0: str
 
 
 def build_onnx_model(module: Recurrent, *, opset: int | None = None, step: bool = False,
-                     lowering: str = "auto") -> Any:
+                     lowering: str = "auto", lengths: bool = False) -> Any:
     """The ONNX ``ModelProto`` of ``module`` (see the module docstring for inputs and outputs)."""
     onnx = _require_onnx()
     if lowering not in LOWERINGS:
         raise OnnxExportError(f"lowering must be one of {', '.join(map(repr, LOWERINGS))}, got {lowering!r}")
     check_exportable(module, step=step)
+    if step and lengths:
+        raise OnnxExportError("lengths belong to the sequence graph; a step graph's caller decides which rows to step")
     opset = _check_opset(opset, onnx)
     if opset < 17 and any(getattr(c, "layer_norm", False) for c in module.cells):
         raise OnnxExportError(f"layer_norm is exported as LayerNormalization, which needs opset >= 17 (got {opset})")
@@ -431,6 +468,8 @@ def build_onnx_model(module: Recurrent, *, opset: int | None = None, step: bool 
     if has_c:
         inputs.append(helper.make_tensor_value_info("c0", F, [LD, "batch", H]))
         outputs.append(helper.make_tensor_value_info("c_n", F, [LD, "batch", H]))
+    if lengths:
+        inputs.append(helper.make_tensor_value_info("lengths", onnx.TensorProto.INT64, ["batch"]))
 
     x = "input"
     if step:
@@ -438,9 +477,10 @@ def build_onnx_model(module: Recurrent, *, opset: int | None = None, step: bool 
     elif module.batch_first:
         x = g.node("Transpose", [x], perm=[1, 0, 2])[0]
     hs, cs = [], []
+    valid = _lengths(g, x) if lengths else None
     for layer in range(module.num_layers):
         run = _layer if _route(module.cells[layer], any(module.zoneout), lowering) == "op" else _scan_layer
-        y, h_n, c_n = run(g, module, layer, x, "h0", "c0" if has_c else None)
+        y, h_n, c_n = run(g, module, layer, x, "h0", "c0" if has_c else None, valid)
         if module.residual and layer > 0:
             y = g.node("Add", [y, x])[0]
         x = y
@@ -473,6 +513,7 @@ def export_onnx(
     opset: int | None = None,
     step: bool = False,
     lowering: str = "auto",
+    lengths: bool = False,
 ) -> Any:
     """Write ``module`` as an ONNX file at ``path`` and return the ``onnx.ModelProto``.
 
@@ -481,20 +522,24 @@ def export_onnx(
     with every option (``lstm``, ``gru``, ``rnn_tanh``/``relu``/``modrelu``, ``indrnn``, ``mingru``,
     ``minlstm``), any number of layers, bidirectional (sequence graph only), ``batch_first``,
     ``residual``, without bias, zoneout (its evaluation form); in eval mode (or train mode without
-    stochastic regularisers); float32. Not: ``lengths``/packed sequences (the graph runs every step).
-    Anything else raises :class:`OnnxExportError`.
+    stochastic regularisers); float32. Anything else raises :class:`OnnxExportError`.
+
+    ``lengths=True`` adds an int64 input ``lengths`` (B,) to the sequence graph, with
+    ``forward(..., lengths=)``'s meaning: steps at or past a sequence's length leave its state
+    unchanged and output zeros (a reverse direction starts at each sequence's own last step).
 
     ``lowering``: "auto" (ONNX's LSTM/GRU/RNN operators where they compute the layer, else a Scan) or
     "scan" (a Scan for every layer; for comparison).
 
-    ``example_input``: if given, the written file is run in onnxruntime on it (zero initial state)
-    and compared with ``module``; a difference above 1e-4 raises (needs onnxruntime).
+    ``example_input``: if given, the written file is run in onnxruntime on it (zero initial state,
+    full lengths) and compared with ``module``; a difference above 1e-4 raises (needs onnxruntime).
     """
-    model = build_onnx_model(module, opset=opset, step=step, lowering=lowering)  # type: ignore[arg-type]
+    model = build_onnx_model(module, opset=opset, step=step, lowering=lowering,  # type: ignore[arg-type]
+                             lengths=lengths)
     onnx = _require_onnx()
     onnx.save(model, os.fspath(path))
     if example_input is not None:
-        _verify(module, os.fspath(path), example_input, step)  # type: ignore[arg-type]
+        _verify(module, os.fspath(path), example_input, step, lengths)  # type: ignore[arg-type]
     return model
 
 
@@ -510,7 +555,7 @@ def onnx_session(path: str | os.PathLike[str]) -> Any:
     return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
 
 
-def _verify(module: Recurrent, path: str, example_input: Tensor, step: bool) -> None:
+def _verify(module: Recurrent, path: str, example_input: Tensor, step: bool, lengths: bool) -> None:
     x = example_input.detach().to("cpu", torch.float32)
     want_dim = 2 if step else 3
     if x.dim() != want_dim:
@@ -529,6 +574,8 @@ def _verify(module: Recurrent, path: str, example_input: Tensor, step: bool) -> 
             y, final = module(x, state if len(state) > 1 else state[0])
     finals = final if isinstance(final, tuple) else (final,)
     feeds = {"input": x.numpy(), **{k: s.numpy() for k, s in zip(("h0", "c0"), state, strict=False)}}
+    if lengths:  # the example's sequences at full length
+        feeds["lengths"] = torch.full((batch,), x.shape[1 if module.batch_first else 0], dtype=torch.int64).numpy()
     got = onnx_session(path).run(None, feeds)
     for name, a, b in zip(("output", "h_n", "c_n"), got, (y, *finals), strict=False):
         err = float((torch.from_numpy(a) - b).abs().max())
