@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.cells.base import CellSpec
-from rnnkit.cells.registry import options_of
+from rnnkit.cells.registry import cell_names, make_cell, options_of
 from rnnkit.errors import UserError
 from rnnkit.executors.native import torch_mode
 from rnnkit.layers.recurrent import Recurrent
@@ -60,8 +60,9 @@ _SCAN_FAMILIES = ("lstm", "gru", "elman_tanh", "elman_relu", "elman_modrelu", "i
 
 
 def supported_families() -> tuple[str, ...]:
-    """Registered cell names the ONNX export handles, with every option."""
-    return ("gru", "indrnn", "lstm", "mingru", "minlstm", "rnn_modrelu", "rnn_relu", "rnn_tanh")
+    """Registered cell names the ONNX export handles (with every option): those whose spec class
+    declares a kernel family lowered here."""
+    return tuple(n for n in cell_names() if _family(make_cell(n, 1, 2)) in _SCAN_FAMILIES)
 
 
 def _require_onnx() -> Any:
