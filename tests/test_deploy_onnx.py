@@ -324,7 +324,7 @@ def test_cli_export_runs_in_onnxruntime(step: bool, tmp_path: Path, capsys):
 
 @pytest.mark.parametrize("setup,args,match", [
     ("float64", [], "supports float32 parameters"),
-    ("lstm", ["--format", "pt2"], "--format 'pt2' is not available"),
+    ("lstm", ["--format", "tflite"], "--format 'tflite' is not available"),
     ("lstm", ["--opset", "3"], "unsupported ONNX opset 3"),
     ("bilstm", ["--step"], "bidirectional"),
     (None, [], "config.json not found"),

@@ -12,29 +12,35 @@ import typer
 
 from rnnkit.errors import UserError
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "pt2")
 #: the check run on every CLI export: a random input of this (time, batch) through onnxruntime
 CHECK_SHAPE = (5, 3)
 
 
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="a run directory or an rnnkit.save directory")],
-    format: Annotated[str, typer.Option("--format", help="export format: onnx")] = "onnx",
+    format: Annotated[str, typer.Option("--format", help="onnx, or pt2 (a torch.export archive)")] = "onnx",
     step: Annotated[bool, typer.Option("--step", help="a single-step graph (streaming) instead of the sequence")
                     ] = False,
-    out: Annotated[Path | None, typer.Option(help="output file (default RUN_DIR/model[_step].onnx)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output file (default RUN_DIR/model[_step].onnx or model.pt2)")
+                   ] = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default 17)")] = None,
     lengths: Annotated[bool, typer.Option("--lengths", help="add an int64 input `lengths` (B,) to the sequence graph")
                        ] = False,
 ) -> None:
-    """Export a saved model to ONNX with explicit state inputs/outputs (docs/deploy.md).
+    """Export a saved model with explicit state inputs/outputs (docs/deploy.md).
 
-    The file is checked in onnxruntime against the model on a random input before the command ends."""
+    onnx: the file is checked in onnxruntime against the model on a random input before the command
+    ends. pt2: torch.export's archive, checked against the model on another length and batch size."""
     if format not in FORMATS:
         raise UserError(f"--format {format!r} is not available; choose one of: {', '.join(FORMATS)}")
     import torch
 
     import rnnkit
+
+    if format == "pt2":
+        _export_pt2(run_dir, out, step, lengths, opset)
+        return
     from rnnkit.deploy.onnx_export import check_exportable, export_onnx
 
     model = rnnkit.load(run_dir)
@@ -56,6 +62,22 @@ def export_command(
     graph = "step" if step else "sequence"
     typer.echo(f"wrote {target} ({graph} graph of {type(model).__name__} {model.cell_name!r}; "  # type: ignore[attr-defined]
                f"checked in onnxruntime against the model)")
+
+
+def _export_pt2(run_dir: Path, out: Path | None, step: bool, lengths: bool, opset: int | None) -> None:
+    import rnnkit
+    from rnnkit.deploy.pt2_export import export_pt2
+
+    for flag, given in (("--step", step), ("--lengths", lengths), ("--opset", opset is not None)):
+        if given:
+            raise UserError(f"{flag} applies to --format onnx, not pt2")
+    model = rnnkit.load(run_dir)
+    target = out if out is not None else run_dir / "model.pt2"
+    if target.is_dir():
+        raise UserError(f"--out {target} is a directory; give a file name")
+    export_pt2(model, target)
+    typer.echo(f"wrote {target} (torch.export program of {type(model).__name__} {model.cell_name!r}; "  # type: ignore[attr-defined]
+               "checked against the model; `import rnnkit` before torch.export.load)")
 
 
 def _require_onnxruntime() -> None:

@@ -78,9 +78,29 @@ def _require_onnx() -> Any:
 def check_exportable(module: torch.nn.Module, *, step: bool = False) -> None:
     """Raise :class:`OnnxExportError` if ``module`` cannot be exported exactly (``step``: as a
     single-step graph)."""
+    check_inference(module, "export_onnx")
+    assert isinstance(module, Recurrent)
+    name = module.cell_name
+    for cell in module.cells:
+        _check_cell(cell, name)
+    dtype = module.weight_ih_l0.dtype
+    if dtype != torch.float32:
+        raise OnnxExportError(
+            f"ONNX export supports float32 parameters, the {name!r} layer has {dtype}; call .float() first"
+        )
+    if step and module.bidirectional:
+        raise OnnxExportError(
+            "a step graph runs forward in time; a bidirectional layer's reverse direction needs the "
+            "whole sequence: export the sequence graph (step=False)"
+        )
+
+
+def check_inference(module: torch.nn.Module, what: str) -> None:
+    """Raise :class:`OnnxExportError` unless ``module`` is an ``rnnkit.Recurrent`` whose forward pass is
+    deterministic (eval mode, or train mode without stochastic regularisers)."""
     if not isinstance(module, Recurrent):
         raise OnnxExportError(
-            f"export_onnx takes an rnnkit.Recurrent (or rnnkit.LSTM/GRU/RNN), got {type(module).__name__}"
+            f"{what} takes an rnnkit.Recurrent (or rnnkit.LSTM/GRU/RNN), got {type(module).__name__}"
         )
     name = module.cell_name
     if module.training:
@@ -98,18 +118,6 @@ def check_exportable(module: torch.nn.Module, *, step: bool = False) -> None:
                 f"the {name!r} layer is in training mode with {', '.join(stochastic)} (random masks "
                 "drawn per call): a training-only configuration has no inference graph; call .eval() first"
             )
-    for cell in module.cells:
-        _check_cell(cell, name)
-    dtype = module.weight_ih_l0.dtype
-    if dtype != torch.float32:
-        raise OnnxExportError(
-            f"ONNX export supports float32 parameters, the {name!r} layer has {dtype}; call .float() first"
-        )
-    if step and module.bidirectional:
-        raise OnnxExportError(
-            "a step graph runs forward in time; a bidirectional layer's reverse direction needs the "
-            "whole sequence: export the sequence graph (step=False)"
-        )
 
 
 def _family(cell: CellSpec) -> str | None:
