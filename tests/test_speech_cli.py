@@ -270,33 +270,17 @@ def test_riff_header_checks(tmp_path):
 
 @pytest.mark.slow
 @needs_espeak
-def test_streaming_model_learns_digits_on_held_out_voices(tmp_path, capsys):
-    """A real (small) run: 600 utterances, 3 minutes of training; held-out voices' WER well under chance."""
+def test_offline_model_learns_digits_on_held_out_voices(tmp_path, capsys):
+    """A real (small) run: 700 utterances, 8 minutes of training on one thread; the held-out voices'
+    WER must be far below the 100% of a model still emitting blanks."""
     d = tmp_path / "d"
     assert main(["speech", "synth", "--out", str(d), "--n", "700", "--valid-voices", "4", "--test-voices", "4",
                  "--valid-fraction", "0.07", "--test-fraction", "0.07"]) == 0
     run = tmp_path / "run"
-    assert main(["speech", "train", str(d / "transcripts.csv"), "--out", str(run), "--mode", "streaming",
-                 "--hidden", "128", "--layers", "2", "--minutes", "3", "--epochs", "100", "--threads", "1", "-q",
+    assert main(["speech", "train", str(d / "transcripts.csv"), "--out", str(run), "--hidden", "128", "--layers", "2",
+                 "--minutes", "8", "--epochs", "1000", "--batch-size", "16", "--threads", "1", "-q",
                  "--set", "plots=false"]) == 0
     capsys.readouterr()
     assert main(["speech", "evaluate", str(run), str(d / "transcripts.csv"), "--split", "test"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["wer"] < 0.5, res
-
-
-@needs_espeak
-def test_init_from_another_run(data, streaming_run, capsys):
-    import rnnkit
-
-    csv_file = data / "d" / "transcripts.csv"
-    run = data / "continued"
-    # two steps at learning rate ~0: the weights stay those of the run it starts from
-    code, _, err = _run(capsys, "speech", "train", csv_file, "--out", run, "--mode", "streaming", "--init-from",
-                        streaming_run, *TINY, "--lr", "1e-12", "--set", "schedule=constant", "--set", "warmup_steps=0")
-    assert code == 0, err
-    a, b = rnnkit.load(streaming_run).state_dict(), rnnkit.load(run).state_dict()
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    code, _, err = _run(capsys, "speech", "train", csv_file, "--out", data / "mismatch", "--mode", "streaming",
-                        "--init-from", streaming_run, *TINY, "--hidden", "12")
-    _one_line_error(code, err, "shape")

@@ -23,6 +23,7 @@ from rnnkit.apps.speech.vocab import ALPHABET
 from rnnkit.errors import UserError
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.task import SequenceTask
+from rnnkit.training.time_budget import TimeBudget
 
 Item = tuple[Tensor, list[int]]  # (T, n_mels) raw log-mel, token ids
 
@@ -67,7 +68,7 @@ class Buckets(Dataset):
         return collate([self.items[i] for i in self._cache[1][j][self.rank::self.world]])
 
 
-class SpeechTask(SequenceTask):
+class SpeechTask(TimeBudget, SequenceTask):
     time_dim = 1
 
     def __init__(self, model, train_config: TrainConfig, opts: SpeechConfig, train: list[Item],
@@ -75,8 +76,9 @@ class SpeechTask(SequenceTask):
         super().__init__(model, train_config)
         self.opts, self.train_items, self.valid_items = opts, train, valid
         self._train_ds: Buckets | None = None
-        self._t0 = 0.0
-        self.stopped_by_time = False
+
+    def budget_minutes(self) -> float | None:
+        return self.opts.minutes
 
     def compute_loss(self, batch, state: Any) -> tuple[Tensor, Any]:
         from rnnkit.apps.speech.features import spec_augment
@@ -101,23 +103,10 @@ class SpeechTask(SequenceTask):
         return DataLoader(Buckets(self.valid_items, self.cfg.batch_size, 0, False, rank, world), batch_size=None,
                           shuffle=False)
 
-    def on_train_start(self) -> None:
-        self._t0 = time.perf_counter()
-
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         if self._train_ds is not None:
             self._train_ds.epoch = self.current_epoch
-
-    def budget_progress(self) -> float:
-        if self.opts.minutes is None or not self._t0:
-            return 0.0
-        return (time.perf_counter() - self._t0) / (60 * self.opts.minutes)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.budget_progress() >= 1.0:
-            self.stopped_by_time = True
-            self.trainer.should_stop = True
 
 
 def build(opts: SpeechConfig):
