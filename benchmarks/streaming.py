@@ -75,7 +75,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     state = tuple(torch.zeros(1, B, H) for _ in range(n_state))
     ours_state = state if n_state > 1 else state[0]
     cell_state = tuple(s[0] for s in state) if n_state > 1 else state[0][0]
-    w_hh = ours.weight_hh_l0.detach().clone()
+    w_hh = getattr(ours, "weight_hh_l0", ours.weight_ih_l0).detach().clone()  # minGRU/minLSTM: none
     if w_hh.dim() < 2:  # an element-wise recurrence: the input projection's matrix instead
         w_hh = ours.weight_ih_l0.detach().clone()
     h = torch.randn(w_hh.shape[1])
