@@ -14,6 +14,7 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 import rnnkit
+from conformance.cases import random_params
 from rnnkit.cells import make_cell
 from rnnkit.cells.registry import cell_names, option_examples
 from rnnkit.executors import RunRequest, StepMasks, backend_names, get_executor
@@ -39,17 +40,6 @@ def _case_id(case):
     return "-".join([name, *(k if v is True else f"{k}={v}" for k, v in sorted(options.items())), backend])
 
 
-def _params(cell, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    params = {}
-    for k, shape in cell.param_shapes().items():
-        p = torch.randn(shape, generator=g, dtype=F64) * 0.5
-        if k.startswith("layer_norm_") and k.endswith("_weight"):
-            p = p + 1.0
-        params[k] = p.requires_grad_()
-    return params
-
-
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_gradgradcheck_every_cell_and_executor(case):
     """Second order through each executor: lengths, reverse, and the masks the executor takes."""
@@ -57,7 +47,7 @@ def test_gradgradcheck_every_cell_and_executor(case):
     T, B, I, H = 3, 2, 2, 3
     cell = make_cell(name, I, H, **options)
     executor = get_executor(backend)
-    params = _params(cell)
+    params = random_params(cell)
     names = list(params)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(T, B, I, generator=g, dtype=F64).requires_grad_()

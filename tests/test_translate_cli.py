@@ -2,12 +2,12 @@
 
 import io
 import json
-import random
 import sys
 
 import pytest
 import torch
 
+from _translate_helpers import train_reversal_run
 from rnnkit.cli import main
 
 torch.set_num_threads(1)
@@ -15,14 +15,6 @@ torch.set_num_threads(1)
 TINY = ["--tokenizer", "char", "--hidden", "64", "--embedding-size", "32", "--batch-size", "16", "--lr", "1e-2",
         "--epochs", "15", "--dropout", "0", "--label-smoothing", "0", "--threads", "1", "-q",
         "--set", "tensorboard=false", "--set", "plots=false"]
-
-
-def _reversal(n: int, rng: random.Random) -> str:
-    rows = ["src\ttgt"]
-    for _ in range(n):
-        s = "".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 7)))
-        rows.append(f"{s}\t{s[::-1]}")
-    return "\n".join(rows) + "\n"
 
 
 def _run(capsys, *args):
@@ -34,14 +26,7 @@ def _run(capsys, *args):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A character LSTM encoder-decoder trained to reverse strings (400 pairs, a few seconds)."""
-    root = tmp_path_factory.mktemp("translate")
-    rng = random.Random(0)
-    (root / "train.tsv").write_text(_reversal(400, rng))
-    (root / "valid.tsv").write_text(_reversal(50, rng))
-    run = root / "run"
-    assert main(["translate", "train", str(root / "train.tsv"), "--valid", str(root / "valid.tsv"),
-                 "--out", str(run), *TINY]) == 0
-    return run, root
+    return train_reversal_run(tmp_path_factory.mktemp("translate"), TINY)
 
 
 def test_train_writes_a_run_that_learned_the_task(trained):

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from _translate_helpers import padded_source
 from rnnkit.layers.attention import AdditiveAttention, MultiplicativeAttention, make_attention, masked_softmax
 from rnnkit.layers.seq2seq import Seq2Seq
 from rnnkit.layers.seq2seq_search import beam_search, greedy_search, length_penalty
@@ -13,15 +14,6 @@ from rnnkit.layers.seq2seq_search import beam_search, greedy_search, length_pena
 torch.set_num_threads(1)
 KINDS = ("additive", "general", "dot")
 BOS, EOS, PAD = 2, 3, 0
-
-
-def _source(B=4, S=6, V=20, lengths=(6, 3, 1, 4), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    src = torch.randint(4, V, (S, B), generator=g)
-    lengths = torch.tensor(lengths)
-    for b in range(B):
-        src[lengths[b]:, b] = PAD
-    return src, lengths
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -68,7 +60,7 @@ def test_empty_source_row_is_zero_not_nan():
 def test_seq2seq_ignores_padded_source_tokens(cell, kind):
     torch.manual_seed(0)
     m = Seq2Seq(20, 8, 8, cell=cell, attention=kind, dropout=0.0).eval()
-    src, lengths = _source()
+    src, lengths = padded_source()
     tgt = torch.randint(4, 20, (5, 4))
     logits = m(src, lengths, tgt)
     assert logits.shape == (5, 4, 20)
@@ -81,7 +73,7 @@ def test_seq2seq_ignores_padded_source_tokens(cell, kind):
 def test_step_matches_teacher_forcing_and_trains_with_input_feeding():
     torch.manual_seed(0)
     m = Seq2Seq(20, 8, 8, dropout=0.0)
-    src, lengths = _source()
+    src, lengths = padded_source()
     tgt = torch.randint(4, 20, (5, 4))
     logits = m(src, lengths, tgt)
     logits.sum().backward()  # the stepped decoder trains (Python steps carry autograd)
@@ -109,7 +101,7 @@ def test_tied_and_shared_embeddings():
 def test_beam_one_equals_greedy(cell, kind):
     torch.manual_seed(1)
     m = Seq2Seq(12, 8, 8, cell=cell, attention=kind).eval()
-    src, lengths = _source(V=12)
+    src, lengths = padded_source(V=12)
     greedy = greedy_search(m, src, lengths, BOS, EOS, max_len_ratio=1.5)
     beam = beam_search(m, src, lengths, BOS, EOS, beam=1, max_len_ratio=1.5)
     assert [h[0].tokens for h in beam] == greedy
@@ -118,7 +110,7 @@ def test_beam_one_equals_greedy(cell, kind):
 def test_beam_n_best_sorted_and_bounded():
     torch.manual_seed(2)
     m = Seq2Seq(12, 8, 8).eval()
-    src, lengths = _source(V=12)
+    src, lengths = padded_source(V=12)
     out = beam_search(m, src, lengths, BOS, EOS, beam=4, n_best=4, alpha=0.6, max_len_ratio=2.0)
     assert len(out) == 4
     for b, hyps in enumerate(out):
@@ -138,7 +130,7 @@ def test_length_penalty_is_gnmt():
     assert length_penalty(1, 0.0) == 1.0
     assert length_penalty(7, 1.0) == pytest.approx(2.0)
     with pytest.raises(ValueError):
-        beam_search(Seq2Seq(12, 8, 8).eval(), *_source(V=12), BOS, EOS, beam=2, n_best=3)
+        beam_search(Seq2Seq(12, 8, 8).eval(), *padded_source(V=12), BOS, EOS, beam=2, n_best=3)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -148,7 +140,7 @@ def test_executors_translate_like_the_reference(cell):
     ref = Seq2Seq(12, 8, 8, cell=cell, backend="reference").eval()
     fast = Seq2Seq(12, 8, 8, cell=cell, backend="auto").eval()
     fast.load_state_dict(ref.state_dict())
-    src, lengths = _source(V=12)
+    src, lengths = padded_source(V=12)
     assert greedy_search(fast, src, lengths, BOS, EOS) == greedy_search(ref, src, lengths, BOS, EOS)
     a = beam_search(fast, src, lengths, BOS, EOS, beam=3, n_best=3)
     b = beam_search(ref, src, lengths, BOS, EOS, beam=3, n_best=3)

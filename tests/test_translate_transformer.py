@@ -2,12 +2,12 @@
 the search interface, parameter matching, a CLI run saved and loaded, attention heat maps, bad options."""
 
 import json
-import random
 
 import pytest
 import torch
 
 import rnnkit
+from _translate_helpers import padded_source, train_reversal_run
 from rnnkit.apps.translate.model import build, param_count, rnn_param_count, transformer_width
 from rnnkit.apps.translate.options import TranslateConfig
 from rnnkit.cli import main
@@ -16,15 +16,6 @@ from rnnkit.layers.seq2seq_transformer import TransformerSeq2Seq, sinusoidal_pos
 
 torch.set_num_threads(1)
 BOS, EOS, PAD = 2, 3, 0
-
-
-def _source(B=4, S=6, V=20, lengths=(6, 3, 1, 4), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    src = torch.randint(4, V, (S, B), generator=g)
-    lengths = torch.tensor(lengths)
-    for b in range(B):
-        src[lengths[b]:, b] = PAD
-    return src, lengths
 
 
 def _model(seed=0, V=20, d=16):
@@ -41,7 +32,7 @@ def test_positions_are_the_sinusoids():
 
 def test_steps_equal_teacher_forcing_and_padding_changes_nothing():
     m = _model()
-    src, lengths = _source()
+    src, lengths = padded_source()
     tgt = torch.randint(4, 20, (5, 4))
     tgt[0] = BOS
     with torch.no_grad():
@@ -62,7 +53,7 @@ def test_steps_equal_teacher_forcing_and_padding_changes_nothing():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_beam_1_is_greedy_and_n_best_sorted(seed):
     m = _model(seed)
-    src, lengths = _source(seed=seed)
+    src, lengths = padded_source(seed=seed)
     greedy = greedy_search(m, src, lengths, BOS, EOS)
     assert [h[0].tokens for h in beam_search(m, src, lengths, BOS, EOS, beam=1)] == greedy
     for hyps in beam_search(m, src, lengths, BOS, EOS, beam=4, n_best=4):
@@ -92,25 +83,10 @@ TINY = ["--tokenizer", "char", "--hidden", "64", "--embedding-size", "32", "--ba
         "--set", "warmup_steps=50", "--set", "tensorboard=false"]
 
 
-def _reversal(n: int, rng: random.Random) -> str:
-    rows = ["src\ttgt"]
-    for _ in range(n):
-        s = "".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 7)))
-        rows.append(f"{s}\t{s[::-1]}")
-    return "\n".join(rows) + "\n"
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small character Transformer trained on string reversal (400 pairs, 150 steps)."""
-    root = tmp_path_factory.mktemp("translate_tf")
-    rng = random.Random(0)
-    (root / "train.tsv").write_text(_reversal(400, rng))
-    (root / "valid.tsv").write_text(_reversal(50, rng))
-    run = root / "run"
-    assert main(["translate", "train", str(root / "train.tsv"), "--valid", str(root / "valid.tsv"),
-                 "--out", str(run), *TINY]) == 0
-    return run, root
+    return train_reversal_run(tmp_path_factory.mktemp("translate_tf"), TINY)
 
 
 def test_transformer_run_is_saved_loaded_and_scores_the_same(trained, capsys):
