@@ -115,3 +115,21 @@ def test_save_load_round_trip(case, tmp_path):
     assert repr(loaded) == repr(m)
     x = torch.randn(T, B, I, dtype=F64)
     torch.testing.assert_close(loaded(x)[0], m(x)[0], rtol=0, atol=0)
+
+
+def test_an_unregistered_spec_class_is_a_cell():
+    """Recurrent(SpecClass, ...) with options that depend on the sizes (proj_size < hidden_size), its
+    repr and plan: a subclass that does not declare kernels runs on the reference executor."""
+    import dataclasses
+    from typing import ClassVar
+
+    from rnnkit.cells import LSTMSpec
+
+    @dataclasses.dataclass(frozen=True)
+    class MyLSTM(LSTMSpec):
+        name: ClassVar[str] = "my_lstm_test"
+
+    m = rnnkit.Recurrent(MyLSTM, I, H, proj_size=2, peephole=True)
+    assert repr(m) == "Recurrent('my_lstm_test', 3, 4, proj_size=2, peephole=True)"
+    assert {e.name for per in m.plan().executors for e in per} == {"reference"}
+    assert m(torch.randn(T, B, I))[0].shape == (T, B, 2)

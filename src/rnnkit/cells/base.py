@@ -211,6 +211,13 @@ def _check_option_type(owner: str, name: str, annotation: str, value: object) ->
         raise TypeError(f"{owner}.{name} must be {' or '.join(kinds)}, got {type(value).__name__} {value!r}")
 
 
+def own_declaration(cell: CellSpec, method: str) -> str | None:
+    """``cell.<method>()`` (``torch_mode``, ``kernel_family``) when ``type(cell)`` itself defines that
+    method, else None: a subclass that inherits it may have changed the equations, so it gets no
+    compiled kernel until it declares one, saying its equations are the kernel's."""
+    return getattr(cell, method)() if method in vars(type(cell)) else None
+
+
 def recurrent_input(h: Tensor, recurrent_mask: Tensor | None) -> Tensor:
     """``h_{t-1}`` as seen by the recurrent weights (dropped out if a mask is given)."""
     return h if recurrent_mask is None else h * recurrent_mask

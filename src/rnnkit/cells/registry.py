@@ -99,9 +99,12 @@ def option_examples(name: str) -> list[dict[str, Any]]:
 
 def options_of(spec: CellSpec) -> dict[str, Any]:
     """The options of ``spec`` (every field but the sizes and those its registry name fixes), so that
-    ``make_cell(spec.name, ..., **options_of(spec))`` rebuilds it."""
-    names = cell_options(spec.name)
-    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name in names}
+    ``make_cell(spec.name, ..., **options_of(spec))`` rebuilds it; for a class that is not registered,
+    every field but the sizes."""
+    entry = _CELLS.get(spec.name)
+    preset = entry.preset if entry is not None and entry.spec_class is type(spec) else {}
+    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)
+            if f.name not in SIZE_FIELDS and f.name not in preset}
 
 
 def options_repr(spec: CellSpec, init: InitOptions, shown_elsewhere: tuple[str, ...] = ("proj_size",)) -> str:
@@ -139,10 +142,11 @@ def _known_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
 CellBuilder = Callable[[int, int, bool], CellSpec]
 
 
-def cell_builder(cell: str | type[CellSpec] | CellSpec, **options: Any) -> tuple[str, CellBuilder]:
+def cell_builder(cell: str | type[CellSpec] | CellSpec, **options: Any) -> tuple[str | None, CellBuilder]:
     """``(name, build)`` for a layer of family ``cell``: a registered name, a spec class, or a spec
     whose options serve as defaults (its sizes are ignored); ``build(input_size, hidden_size, bias)``
-    makes one layer's spec with ``options``."""
+    makes one layer's spec with ``options``. ``name`` is None for an unregistered class whose name
+    only an instance knows (then it is the built spec's ``name``)."""
     if isinstance(cell, CellSpec):
         options = {**{k: getattr(cell, k) for k in _option_fields(type(cell))}, **options}
         cell = type(cell)
@@ -163,11 +167,11 @@ def _option_fields(spec_class: type[CellSpec]) -> list[str]:
     return [f.name for f in dataclasses.fields(spec_class) if f.name not in SIZE_FIELDS]
 
 
-def _unregistered(spec_class: type[CellSpec], options: dict[str, Any]) -> tuple[str, CellBuilder]:
+def _unregistered(spec_class: type[CellSpec], options: dict[str, Any]) -> tuple[str | None, CellBuilder]:
     allowed = set(_option_fields(spec_class))
     unknown = sorted(k for k, v in options.items() if k not in allowed and v)
     if unknown:
         raise ValueError(f"{', '.join(unknown)} not options of {spec_class.__name__}")
     options = {k: v for k, v in options.items() if k in allowed}
-    probe = spec_class(1, 1, True, **options)
-    return probe.name, lambda i, h, b: spec_class(i, h, b, **options)
+    name = getattr(spec_class, "name", None)  # a ClassVar; a property (Elman's) needs an instance
+    return (name if isinstance(name, str) else None), lambda i, h, b: spec_class(i, h, b, **options)

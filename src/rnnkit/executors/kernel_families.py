@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
-from rnnkit.cells.base import CellSpec
+from rnnkit.cells.base import CellSpec, own_declaration
 
 _SIZES = ("input_size", "hidden_size", "bias")
 _options_cache: dict[CellSpec, dict[str, str]] = {}
@@ -21,9 +21,7 @@ _options_cache: dict[CellSpec, dict[str, str]] = {}
 
 def declared_kernel_family(cell: CellSpec) -> str | None:
     """``cell.kernel_family()`` when ``type(cell)`` itself defines ``kernel_family``, else None."""
-    if "kernel_family" not in vars(type(cell)):
-        return None
-    return cell.kernel_family()
+    return own_declaration(cell, "kernel_family")
 
 
 def kernel_options(cell: CellSpec) -> dict[str, str]:

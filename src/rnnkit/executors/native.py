@@ -11,7 +11,7 @@ import torch
 from torch import _VF, Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.cells.base import CellSpec, Params, State
+from rnnkit.cells.base import CellSpec, Params, State, own_declaration
 from rnnkit.executors.base import (
     NO_BATCHING_RULE,
     Executor,
@@ -40,7 +40,7 @@ def _outside_graph(kernel):
 def torch_mode(cell: CellSpec) -> str | None:
     """The torch mode of ``cell`` when its own class declares one (an inheriting subclass may have
     changed the equations: it gets none), else None."""
-    return cell.torch_mode() if "torch_mode" in vars(type(cell)) else None
+    return own_declaration(cell, "torch_mode")
 
 
 def flat_weights(cell: CellSpec, params: Params) -> list[Tensor]:

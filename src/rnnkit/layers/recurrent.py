@@ -116,7 +116,7 @@ class Recurrent(StreamingStep, nn.Module):
             raise ValueError("num_layers must be greater than zero")
         if proj_size:  # a torch.nn argument, one of the LSTM's cell options here
             cell_options["proj_size"] = proj_size
-        self.cell_name, build_cell = cell_builder(cell, **cell_options)
+        cell_name, build_cell = cell_builder(cell, **cell_options)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -132,6 +132,7 @@ class Recurrent(StreamingStep, nn.Module):
         self.backend = validate_backend(backend)
 
         first = build_cell(input_size, hidden_size, bias)
+        self.cell_name: str = cell_name or first.name
         self.num_directions = 2 if bidirectional else 1
         layer_input = first.output_size * self.num_directions
         self.cells: list[CellSpec] = [first] + [
