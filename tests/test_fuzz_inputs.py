@@ -200,8 +200,7 @@ def originals(tmp_path_factory):
     return _write_examples(tmp_path_factory.mktemp("fuzz_originals"))
 
 
-# transcripts: left out until speech.dataset.read_transcripts catches csv.Error (found by this test)
-@pytest.mark.parametrize("kind", ["tsv", "classify_csv", "forecast_csv", "yaml", "text", "wav"])
+@pytest.mark.parametrize("kind", ["tsv", "classify_csv", "forecast_csv", "yaml", "text", "wav", "transcripts"])
 def test_damaged_files_load_or_fail_in_one_line(kind, originals, tmp_path):
     original = originals[kind].read_bytes()
     _load(kind, originals[kind])  # the undamaged file loads

@@ -28,8 +28,6 @@ class Row:
 
 
 def read_transcripts(csv_path: str | Path, required: tuple[str, ...], alphabet: str) -> list[Row]:
-    from rnnkit.apps.speech.vocab import check_text
-
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise UserError(f"{csv_path} not found" if not csv_path.exists() else f"{csv_path} is not a file")
@@ -39,13 +37,26 @@ def read_transcripts(csv_path: str | Path, required: tuple[str, ...], alphabet: 
         text = csv_path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UserError(f"{csv_path} is not UTF-8 text (byte {exc.start}): not a transcript CSV") from exc
+    try:
+        rows = _rows(csv_path, text, required, alphabet)
+    except csv.Error as exc:  # e.g. a bare carriage return inside a field
+        raise UserError(f"{csv_path}: not a readable CSV ({' '.join(str(exc).split())})") from None
+    if not rows:
+        raise UserError(f"{csv_path} has a header but no rows")
+    return rows
+
+
+def _rows(csv_path: Path, text: str, required: tuple[str, ...], alphabet: str) -> list[Row]:
+    from rnnkit.apps.speech.vocab import check_text
+
     reader = csv.DictReader(io.StringIO(text))
     columns = [c.strip() for c in reader.fieldnames or []]
     if not columns:
         raise UserError(f"{csv_path} is empty: expected a header line with columns {','.join(required)}")
     missing = [c for c in required if c not in columns]
     if missing:
-        raise UserError(f"{csv_path} lacks column(s) {', '.join(missing)} (has: {', '.join(columns)[:200]}); "
+        has = " ".join(", ".join(columns).split())[:200]  # a quoted header may hold line breaks
+        raise UserError(f"{csv_path} lacks column(s) {', '.join(missing)} (has: {has}); "
                         f"expected a header line with {','.join(required)}")
     reader.fieldnames = columns
     rows = []
@@ -58,8 +69,6 @@ def read_transcripts(csv_path: str | Path, required: tuple[str, ...], alphabet: 
         rows.append(Row(p if p.is_absolute() else csv_path.parent / p, check_text(rec.get("text") or "", where,
                                                                                     alphabet),
                         (rec.get("voice") or "").strip(), (rec.get("split") or "").strip(), i))
-    if not rows:
-        raise UserError(f"{csv_path} has a header but no rows")
     return rows
 
 
