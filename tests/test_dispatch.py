@@ -121,13 +121,13 @@ def test_auto_picks_reference_when_native_refuses(
         for why in layer:
             assert reason in why["native"]
     calls = []
-    orig = ReferenceExecutor.run
+    orig = ReferenceExecutor.run_sweep
 
-    def spy(self, *a, **k):
-        calls.append(k.get("reverse"))
-        return orig(self, *a, **k)
+    def spy(self, cell, params, x, state0, sweep, *rest):
+        calls.append(sweep.reverse)
+        return orig(self, cell, params, x, state0, sweep, *rest)
 
-    monkeypatch.setattr(ReferenceExecutor, "run", spy)
+    monkeypatch.setattr(ReferenceExecutor, "run_sweep", spy)
     m(torch.randn(5, 2, 3))
     assert calls == [False, True, False, True]
 
@@ -272,9 +272,9 @@ class _Spy(Executor):
     def yields_to(self, cell, request):
         return self._yields
 
-    def run(self, *args, **kwargs) -> RunResult:
+    def run_sweep(self, *args) -> RunResult:
         self.calls += 1
-        return ReferenceExecutor().run(*args, **kwargs)
+        return ReferenceExecutor().run_sweep(*args)
 
 
 def test_register_executor_priority(private_registry):

@@ -1,6 +1,6 @@
 """Executors: how a cell runs over a whole sequence (see :mod:`rnnkit.executors.base`)."""
 
-from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, flip_sequences
+from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, Sweep, flip_sequences
 from rnnkit.executors.dispatch import (
     backend_names,
     choose,
@@ -13,6 +13,7 @@ __all__ = [
     "RunRequest",
     "RunResult",
     "StepMasks",
+    "Sweep",
     "backend_names",
     "choose",
     "flip_sequences",

@@ -1,9 +1,12 @@
 """The executor contract: how one cell runs over a whole sequence (one layer, one direction).
 
-Every executor implements::
+Every executor is called as::
 
     run(cell, params, x, state0, lengths=None, reverse=False, masks=None, return_states=False)
         -> RunResult(outputs, final_state, states)
+
+``run`` (here, once) checks the call against ``supports`` and hands the executor's ``run_sweep``
+the four arguments that say how to go over the sequence as one :class:`Sweep`.
 
 - ``x`` (T, B, I) is the layer input; the executor does the input projection for all steps at once
   (``cell.project_input``) before its sequential loop.
@@ -48,6 +51,16 @@ class StepMasks:
         return self.recurrent is not None or (
             self.zoneout is not None and any(z is not None for z in self.zoneout)
         )
+
+
+class Sweep(NamedTuple):
+    """How a run goes over the sequence: ``lengths`` (B,) or None, ``reverse`` time order, the
+    in-loop regularisers ``masks``, and whether per-step states are returned."""
+
+    lengths: Tensor | None = None
+    reverse: bool = False
+    masks: StepMasks | None = None
+    return_states: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,7 +123,6 @@ class Executor(ABC):
         if reason is not None:
             raise ValueError(f"{self.name} executor: {reason}")
 
-    @abstractmethod
     def run(
         self,
         cell: CellSpec,
@@ -121,7 +133,14 @@ class Executor(ABC):
         reverse: bool = False,
         masks: StepMasks | None = None,
         return_states: bool = False,
-    ) -> RunResult: ...
+    ) -> RunResult:
+        """Run ``cell`` over ``x`` (the contract in this module's docstring)."""
+        self.check_runnable(cell, x, masks, return_states)
+        return self.run_sweep(cell, params, x, state0, Sweep(lengths, reverse, masks, return_states))
+
+    @abstractmethod
+    def run_sweep(self, cell: CellSpec, params: Params, x: Tensor, state0: State, sweep: Sweep) -> RunResult:
+        """The executor's own run, for a call ``supports`` accepts."""
 
 
 def valid_steps(lengths: Tensor | None, T: int, device: torch.device) -> Tensor | None:

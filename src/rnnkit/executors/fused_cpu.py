@@ -36,7 +36,7 @@ from torch import Tensor
 
 from rnnkit.cells.base import CellSpec, Params, State, layer_norm
 from rnnkit.executors import custom_ops
-from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, compiled_kernel_refusal
+from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, Sweep, compiled_kernel_refusal
 from rnnkit.executors.kernel_families import declared_kernel_family, kernel_options
 from rnnkit.executors.kernel_function import KernelFunction
 from rnnkit.executors.recompute import (
@@ -195,7 +195,7 @@ def _reference_run(cell, names, two_states, raw_input, reverse, want_states, mas
     params = {name: t for name, t in zip(names, tensors, strict=True) if t is not None}
     gates = input_side(gx, params) if raw_input else gx
     state0 = (h0, c0) if two_states else (h0,)
-    run = run_steps(cell, params, gates, state0, lengths, reverse, masks, want_states and two_states)
+    run = run_steps(cell, params, gates, state0, Sweep(lengths, reverse, masks, want_states and two_states))
     per_step_c = (run.states[1],) if want_states and two_states else ()
     return (run.outputs, *run.final_state, *per_step_c)
 
@@ -309,18 +309,8 @@ class FusedCPUExecutor(Executor):
             return "native"
         return None
 
-    def run(
-        self,
-        cell: CellSpec,
-        params: Params,
-        x: Tensor,
-        state0: State,
-        lengths: Tensor | None = None,
-        reverse: bool = False,
-        masks: StepMasks | None = None,
-        return_states: bool = False,
-    ) -> RunResult:
-        self.check_runnable(cell, x, masks, return_states)
+    def run_sweep(self, cell: CellSpec, params: Params, x: Tensor, state0: State, sweep: Sweep) -> RunResult:
+        lengths, reverse, masks, return_states = sweep
         family = declared_kernel_family(cell)
         states, raw_input = family_info(family)
         two_states = states == 2

@@ -17,7 +17,7 @@ from rnnkit.executors.base import (
     Executor,
     RunRequest,
     RunResult,
-    StepMasks,
+    Sweep,
     flip_sequences,
 )
 
@@ -77,18 +77,8 @@ class NativeExecutor(Executor):
             return NO_BATCHING_RULE
         return None
 
-    def run(
-        self,
-        cell: CellSpec,
-        params: Params,
-        x: Tensor,
-        state0: State,
-        lengths: Tensor | None = None,
-        reverse: bool = False,
-        masks: StepMasks | None = None,
-        return_states: bool = False,
-    ) -> RunResult:
-        self.check_runnable(cell, x, masks, return_states)
+    def run_sweep(self, cell: CellSpec, params: Params, x: Tensor, state0: State, sweep: Sweep) -> RunResult:
+        lengths, reverse = sweep.lengths, sweep.reverse  # supports() refused masks and per-step states
         if reverse:
             x = flip_sequences(x, lengths)
         hx = tuple(s.unsqueeze(0) for s in state0)

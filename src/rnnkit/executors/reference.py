@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.cells.base import CellSpec, Gates, Params, State
-from rnnkit.executors.base import Executor, RunRequest, RunResult, StepMasks, valid_steps
+from rnnkit.executors.base import Executor, RunRequest, RunResult, Sweep, valid_steps
 
 
 class StepObserver:
@@ -33,37 +33,26 @@ class ReferenceExecutor(Executor):
     def supports(self, cell: CellSpec, request: RunRequest) -> str | None:
         return None
 
-    def run(
-        self,
-        cell: CellSpec,
-        params: Params,
-        x: Tensor,
-        state0: State,
-        lengths: Tensor | None = None,
-        reverse: bool = False,
-        masks: StepMasks | None = None,
-        return_states: bool = False,
+    def run_sweep(
+        self, cell: CellSpec, params: Params, x: Tensor, state0: State, sweep: Sweep,
         observer: StepObserver | None = None,
     ) -> RunResult:
-        return run_steps(cell, params, cell.project_input(params, x), state0, lengths, reverse,
-                         masks, return_states, observer)
+        return run_steps(cell, params, cell.project_input(params, x), state0, sweep, observer)
+
+
+#: the whole sequence forward, no masks, final state only
+WHOLE_SEQUENCE = Sweep()
 
 
 def run_steps(
-    cell: CellSpec,
-    params: Params,
-    gx: Tensor,
-    state0: State,
-    lengths: Tensor | None = None,
-    reverse: bool = False,
-    masks: StepMasks | None = None,
-    return_states: bool = False,
+    cell: CellSpec, params: Params, gx: Tensor, state0: State, sweep: Sweep = WHOLE_SEQUENCE,
     observer: StepObserver | None = None,
 ) -> RunResult:
     """The time loop over ``cell.step`` from the projected input ``gx`` (T, B, G*H): the reference
     run after its input projection. The fused executors' differentiable backward (double backward)
     recomputes their loop with it, so only the parameters ``cell.step`` reads need to be in
     ``params``."""
+    lengths, reverse, masks, return_states = sweep
     T = gx.shape[0]
     valid = valid_steps(lengths, T, gx.device)
     recurrent_mask = masks.recurrent if masks is not None else None

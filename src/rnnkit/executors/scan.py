@@ -33,6 +33,7 @@ from rnnkit.executors.base import (
     RunRequest,
     RunResult,
     StepMasks,
+    Sweep,
     compiled_kernel_refusal,
     valid_steps,
 )
@@ -105,7 +106,7 @@ class _FusedScan(KernelFunction):
         *_, reverse, cell = meta
 
         def run(gx, h0):
-            result = run_steps(cell, {}, gx, (h0,), lengths, reverse, StepMasks(None, (z,)))
+            result = run_steps(cell, {}, gx, (h0,), Sweep(lengths, reverse, StepMasks(None, (z,))))
             return result.outputs, result.final_state[0]
 
         return run
@@ -158,18 +159,8 @@ class ScanExecutor(Executor):
             return f"dtype {request.dtype} is not supported by the Triton scan"
         return triton_available()
 
-    def run(
-        self,
-        cell: CellSpec,
-        params: Params,
-        x: Tensor,
-        state0: State,
-        lengths: Tensor | None = None,
-        reverse: bool = False,
-        masks: StepMasks | None = None,
-        return_states: bool = False,
-    ) -> RunResult:
-        self.check_runnable(cell, x, masks, return_states)
+    def run_sweep(self, cell: CellSpec, params: Params, x: Tensor, state0: State, sweep: Sweep) -> RunResult:
+        lengths, reverse, masks, return_states = sweep
         if masks is not None and masks.recurrent is not None:
             raise ValueError(f"recurrent dropout acts on weight_hh; the {cell.name!r} cell has none")
         z = None

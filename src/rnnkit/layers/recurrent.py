@@ -20,7 +20,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from rnnkit.cells.base import CellSpec, InitOptions, Params, State
 from rnnkit.cells.registry import cell_builder, options_repr
-from rnnkit.executors.base import RunRequest, StepMasks
+from rnnkit.executors.base import RunRequest, StepMasks, Sweep
 from rnnkit.executors.dispatch import ExecutionPlan, get_executor, plan_stack, validate_backend
 from rnnkit.executors.native import NativeExecutor, flat_weights, torch_mode
 from rnnkit.executors.recompute import is_batched
@@ -307,8 +307,8 @@ class Recurrent(StreamingStep, nn.Module):
         if observer is not None:  # diagnostics: every layer on the reference loop, with hooks
             reference = get_executor("reference")
 
-            def run_layer(layer: int, direction: int, spec: CellSpec, *args, **kw):
-                return reference.run(spec, *args, observer=observer.layer(layer, direction, spec), **kw)
+            def run_layer(layer: int, direction: int, spec: CellSpec, params, x, state0, sweep: Sweep):
+                return reference.run_sweep(spec, params, x, state0, sweep, observer.layer(layer, direction, spec))
 
             result = self._run_layers(run_layer, observer.input(x), hx, lengths, return_states)
             observer.finished(x, hx, lengths, result[0])
@@ -335,8 +335,8 @@ class Recurrent(StreamingStep, nn.Module):
             )
             return out, finals, None
 
-        def run_layer(layer: int, direction: int, spec: CellSpec, *args, **kw):
-            return plan.executors[layer][direction].run(spec, *args, **kw)
+        def run_layer(layer: int, direction: int, spec: CellSpec, params, x, state0, sweep: Sweep):
+            return plan.executors[layer][direction].run(spec, params, x, state0, *sweep)
 
         return self._run_layers(run_layer, x, hx, lengths, return_states)
 
@@ -344,7 +344,7 @@ class Recurrent(StreamingStep, nn.Module):
         self, run_layer, x: Tensor, hx: State, lengths: Tensor | None, return_states: bool
     ) -> tuple[Tensor, State, tuple[Tensor, ...] | None]:
         """The stack, layer by layer and direction by direction: ``run_layer(layer, direction, spec,
-        params, x, state0, lengths, reverse=, masks=, return_states=)`` runs one."""
+        params, x, state0, sweep)`` runs one."""
         training = self.training
         T, B = x.shape[0], x.shape[1]
         D = self.num_directions
@@ -361,8 +361,8 @@ class Recurrent(StreamingStep, nn.Module):
                 masks = self._step_masks(spec, T, B, inp)
                 index = layer * D + direction
                 result = run_layer(
-                    layer, direction, spec, params, inp, tuple(s[index] for s in hx), lengths,
-                    reverse=direction == 1, masks=masks, return_states=return_states,
+                    layer, direction, spec, params, inp, tuple(s[index] for s in hx),
+                    Sweep(lengths, direction == 1, masks, return_states),
                 )
                 outs.append(result.outputs)
                 finals_per.append(result.final_state)
