@@ -92,3 +92,32 @@ def test_gemm_benchmark_rows(capsys):
     assert "weight gradient" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         gemm.main(["--shapes", "3x4"])
+
+
+def _load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"rnnkit_bench_{name}", SCRIPT.parent / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_revisions_reads_the_benchmarks_own_output(bench, tmp_path, capsys):
+    """benchmarks/revisions.py compares two revisions through the ratios the two benchmark scripts
+    print or write: its readers must find every measured row, with the ratio the script reported."""
+    revisions = _load_script("revisions")
+    out = tmp_path / "bench.json"
+    rows = bench.main([*TINY, "--cells", "gru", "--backends", "reference", "--modes", "fwd", "--json", str(out)])
+    ratios = revisions.executor_ratios(json.loads(out.read_text()))
+    assert ratios == {"gru reference fwd 6x2x4x5": pytest.approx(rows[0].ratio)}
+
+    capsys.readouterr()
+    streaming = _load_script("streaming")
+    streaming.main(["--cells", "gru,rnn_tanh", "--hidden", "8", "--input", "4", "--steps", "2", "--reps", "1",
+                    "--threads", "1"])
+    printed = capsys.readouterr().out
+    ratios = revisions.streaming_ratios(printed)
+    assert set(ratios) == {"gru", "rnn_tanh"}
+    for line in printed.splitlines():
+        if line.startswith("gru "):  # ours / cell = 1 / (cell / ours), the printed column
+            assert ratios["gru"] == pytest.approx(1 / float(line.split()[5]))
