@@ -1,6 +1,7 @@
 """``rnnkit forecast`` end to end on small real series: train, evaluate, predict, backtest, the
 Transformer baseline, the autoregressive Student-t model, covariates; files, plots, CSV round trips."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,8 @@ def test_train_evaluate_predict_airpassengers(tmp_path, capsys):
 def test_backtest_transformer(tmp_path, capsys):
     out = tmp_path / "bt"
     run(["forecast", "backtest", "--out", str(out), "--data", str(AIR), "--horizon", "6", "--windows", "3",
-         "--arch", "transformer", "--baselines", "naive,snaive", *QUICK], capsys)
+         "--arch", "transformer", "--baselines", "naive,snaive", "--threads", "1", *QUICK], capsys)
+    assert json.loads((out / "config.json").read_text())["train"]["threads"] == 1  # backtest takes --threads too
     fc = pd.read_csv(out / "backtest_forecasts.csv")
     assert len(fc) == 18 and fc["origin"].nunique() == 3
     assert (out / "backtest.png").exists()

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from rnnkit.cli_options import ConfigFile, InitFrom, NewRunDir, Quiet, ResumeDir, Seed, SetOptions, Threads
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
 from rnnkit.validation import check_mapping, opt
@@ -24,10 +25,10 @@ TASK = "Task"
 
 @app.command()
 def train(
-    out: Annotated[Path | None, typer.Option(help="run directory to create")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
-    resume: Annotated[Path | None, typer.Option(help="continue the run in this directory")] = None,
-    init_from: Annotated[Path | None, typer.Option(help="start from this run's weights")] = None,
+    out: NewRunDir = None,
+    config: ConfigFile = None,
+    resume: ResumeDir = None,
+    init_from: InitFrom = None,
     seq_len: Annotated[int | None, typer.Option(help="sequence length T", rich_help_panel=TASK)] = None,
     cell: Annotated[str | None, typer.Option(help="lstm | gru | rnn_tanh | ...", rich_help_panel=TASK)] = None,
     hidden: Annotated[int | None, typer.Option(rich_help_panel=TASK)] = None,
@@ -48,12 +49,11 @@ def train(
     nan_policy: Annotated[str | None, typer.Option(help="stop | skip", rich_help_panel=TRAIN)] = None,
     early_stopping: Annotated[int | None, typer.Option(help="patience in validation checks",
                                                        rich_help_panel=TRAIN)] = None,
-    seed: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads per process", rich_help_panel=TRAIN)] = None,
+    seed: Seed = None,
+    threads: Threads = None,
     tensorboard: Annotated[bool | None, typer.Option("--tensorboard/--no-tensorboard", rich_help_panel=TRAIN)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="any other option: --set key=value",
-                                                   rich_help_panel=TRAIN)] = None,
+    quiet: Quiet = False,
+    set_: SetOptions = None,
 ) -> None:
     """Train a recurrent regressor on the adding problem into a run directory."""
     from rnnkit.apps.adding.task import AddingConfig

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from rnnkit.cli_options import ConfigFile, Quiet, Seed, SetOptions, Threads
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
 
@@ -109,7 +110,7 @@ def train(
     out: Annotated[Path, typer.Option(help="run directory to create")],
     data: Data = None,
     example: Example = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
+    config: ConfigFile = None,
     fmt: Annotated[str | None, typer.Option("--format", help="auto | long | wide", rich_help_panel=DATA)] = None,
     id_col: Annotated[str | None, typer.Option(rich_help_panel=DATA)] = None,
     time_col: Annotated[str | None, typer.Option(rich_help_panel=DATA)] = None,
@@ -141,11 +142,10 @@ def train(
     epochs: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
     batch_size: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
     lr: Annotated[float | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    seed: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    threads: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="any other option: --set key=value",
-                                                   rich_help_panel=TRAIN)] = None,
+    seed: Seed = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    set_: SetOptions = None,
 ) -> None:
     """Train on every series without its last horizon, then score it there next to the baselines."""
     flags = _flags(**{k: v for k, v in locals().items() if k not in ("out", "data", "example", "config")})
@@ -241,7 +241,7 @@ def _load_run(run_dir: Path, data: Path | None):
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a run directory from `rnnkit forecast train`")],
     data: Annotated[Path | None, typer.Option(help="CSV to score (default: the training file)")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Score a trained run on the last horizon of every series, next to the baselines."""
     from .pipeline import drop_short, evaluation_origins, read_data
@@ -261,7 +261,7 @@ def predict(
     future: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,  # named: must exist (issue #21)
                                                 help="CSV with the known covariates of the next horizon steps "
                                                      "(series_id,timestamp,covariates...)")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Forecast the horizon after the end of every series (point, mean and quantiles) as CSV."""
     import numpy as np
@@ -307,7 +307,7 @@ def backtest(
     out: Annotated[Path, typer.Option(help="run directory to create")],
     data: Data = None,
     example: Example = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
+    config: ConfigFile = None,
     windows: Annotated[int | None, typer.Option(help="forecast origins per series")] = None,
     stride: Annotated[int | None, typer.Option(help="steps between origins (0: one horizon)")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="auto | long | wide", rich_help_panel=DATA)] = None,
@@ -328,9 +328,10 @@ def backtest(
     baselines: Annotated[str | None, typer.Option(rich_help_panel=MODEL)] = None,
     epochs: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
     lr: Annotated[float | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    seed: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    set_: Annotated[list[str] | None, typer.Option("--set", rich_help_panel=TRAIN)] = None,
+    seed: Seed = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    set_: SetOptions = None,
 ) -> None:
     """Rolling-origin backtest: train once before the first origin, score every window (model and baselines)."""
     flags = _flags(**{k: v for k, v in locals().items() if k not in ("out", "data", "example", "config")})

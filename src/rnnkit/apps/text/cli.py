@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from rnnkit.cli_options import ConfigFile, InitFrom, Minutes, NewRunDir, Quiet, ResumeDir, Seed, SetOptions, Threads
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
 from rnnkit.validation import check_mapping, opt
@@ -122,10 +123,10 @@ def resolve_text_run(flags: dict, config: Path | None, resume: Path | None):
 def train(
     paths: Annotated[list[Path] | None, typer.Argument(help="UTF-8 text files or folders (default: the Python "
                                                            "documentation topics, pydoc_data.topics)")] = None,
-    out: Annotated[Path | None, typer.Option(help="run directory to create")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
-    resume: Annotated[Path | None, typer.Option(help="continue the run in this directory")] = None,
-    init_from: Annotated[Path | None, typer.Option(help="start from this run's weights")] = None,
+    out: NewRunDir = None,
+    config: ConfigFile = None,
+    resume: ResumeDir = None,
+    init_from: InitFrom = None,
     pattern: Annotated[str | None, typer.Option(help="files taken from folders [*.txt]", rich_help_panel=DATA)] = None,
     tokenizer: Annotated[str | None, typer.Option(help="char | bpe [char]", rich_help_panel=DATA)] = None,
     bpe_vocab: Annotated[int | None, typer.Option(help="BPE vocabulary size [1024]", rich_help_panel=DATA)] = None,
@@ -149,7 +150,7 @@ def train(
                                              rich_help_panel=TRAIN)] = None,
     epoch_steps: Annotated[int | None, typer.Option(help="batches per epoch (validation after each) [200]",
                                                     rich_help_panel=TRAIN)] = None,
-    minutes: Annotated[float | None, typer.Option(help="time budget for training", rich_help_panel=TRAIN)] = None,
+    minutes: Minutes = None,
     epochs: Annotated[int | None, typer.Option(help="max epochs [20]", rich_help_panel=TRAIN)] = None,
     max_steps: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
     batch_size: Annotated[int | None, typer.Option(help="parallel streams [64]", rich_help_panel=TRAIN)] = None,
@@ -157,11 +158,10 @@ def train(
                                                   rich_help_panel=TRAIN)] = None,
     lr: Annotated[float | None, typer.Option(help="[8e-3]", rich_help_panel=TRAIN)] = None,
     clip_norm: Annotated[float | None, typer.Option(help="[1.0]", rich_help_panel=TRAIN)] = None,
-    seed: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads", rich_help_panel=TRAIN)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="any other option: --set key=value",
-                                                   rich_help_panel=TRAIN)] = None,
+    seed: Seed = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    set_: SetOptions = None,
 ) -> None:
     """Train a language model on text files into a run directory (TBPTT over a continuous stream)."""
     from rnnkit.apps.text.task import run_text
