@@ -14,14 +14,6 @@ from rnnkit.cells import CellSpec, register_cell
 from rnnkit.diagnostics import DiagnosticsMismatch, gradient_flow, input_influence, trace
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @dataclass(frozen=True)
 class LinearScalarSpec(CellSpec):
     """h_t = a * h_{t-1} + x_t with a = weight_hh (1 x 1), x_t = weight_ih * input (weight_ih = 1)."""

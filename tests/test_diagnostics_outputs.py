@@ -20,14 +20,6 @@ from rnnkit.diagnostics.gates import gate_activations, summarize_gate
 from rnnkit.tasks import adding_batch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---- gates ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cell,options", [("lstm", {}), ("lstm", {"peephole": True, "layer_norm": True}),
                                           ("gru", {}), ("gru", {"layer_norm": True})])

@@ -107,6 +107,13 @@ def _close(ours: torch.Tensor | None, theirs: torch.Tensor | None, what: str) ->
         torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=RTOL, msg=lambda m: f"{what}: {m}")
 
 
+def _close_each(ours, theirs, what: str) -> None:
+    """Element by element (states, outputs, gradients of a tuple), numbered in the message."""
+    assert len(ours) == len(theirs), what
+    for k, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        _close(a, b, f"{what} [{k}]")
+
+
 def _leaf(t: torch.Tensor) -> torch.Tensor:
     return t.detach().clone().requires_grad_(True)
 
@@ -206,13 +213,10 @@ def test_sequence_layer_matches_torch(cfg: Config):
     else:
         assert isinstance(out_o, torch.Tensor)
         _close(out_o, out_t, "output")
-    assert len(finals_o) == len(finals_t)
-    for k, (a, b) in enumerate(zip(finals_o, finals_t, strict=True)):
-        _close(a, b, f"final state [{k}] ({'h_n' if k == 0 else 'c_n'})")
+    _close_each(finals_o, finals_t, "final state (h_n, c_n)")
     _close(gx_o, gx_t, "grad of input")
     if hx is not None:
-        for k, (a, b) in enumerate(zip(gh_o, gh_t, strict=True)):
-            _close(a, b, f"grad of initial state [{k}]")
+        _close_each(gh_o, gh_t, "grad of initial state")
     params_t = dict(theirs.named_parameters())
     params_o = dict(ours.named_parameters())
     assert list(params_o) == list(params_t)
@@ -382,12 +386,10 @@ def test_cell_matches_torch(cell, batched, hx_given, bias):
         grads = {name: p.grad for name, p in module.named_parameters()}
         results.append((outs, xl.grad, None if hl is None else [h.grad for h in hl], grads))
     (outs_t, gx_t, gh_t, gp_t), (outs_o, gx_o, gh_o, gp_o) = results
-    for k, (a, b) in enumerate(zip(outs_o, outs_t, strict=True)):
-        _close(a, b, f"output [{k}]")
+    _close_each(outs_o, outs_t, "output")
     _close(gx_o, gx_t, "grad of input")
     if hx is not None:
-        for k, (a, b) in enumerate(zip(gh_o, gh_t, strict=True)):
-            _close(a, b, f"grad of hx [{k}]")
+        _close_each(gh_o, gh_t, "grad of hx")
     assert list(gp_o) == list(gp_t)
     for name, grad in gp_t.items():
         _close(gp_o[name], grad, f"grad of {name}")

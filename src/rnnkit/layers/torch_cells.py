@@ -118,7 +118,14 @@ class _CellModule(nn.Module):
         return (kernel(input, state[0], *weights),)
 
 
-class RNNCell(_CellModule):
+class _SingleStateCellModule(_CellModule):
+    """A drop-in cell whose state is one tensor: ``forward(input, hx) -> h'`` as torch.nn's."""
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        return self._step(input, None if hx is None else (hx,), ["hidden"])[0]
+
+
+class RNNCell(_SingleStateCellModule):
     """Elman cell, a drop-in for :class:`torch.nn.RNNCell`."""
 
     _torch_name = "RNNCell"
@@ -142,11 +149,8 @@ class RNNCell(_CellModule):
         self.nonlinearity = nonlinearity
         super().__init__(spec, InitOptions(init, None, chrono_tmax), device, dtype)
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        return self._step(input, None if hx is None else (hx,), ["hidden"])[0]
 
-
-class GRUCell(_CellModule):
+class GRUCell(_SingleStateCellModule):
     """GRU cell, a drop-in for :class:`torch.nn.GRUCell` (optional ``layer_norm``)."""
 
     _torch_name = "GRUCell"
@@ -165,9 +169,6 @@ class GRUCell(_CellModule):
     ) -> None:
         spec = make_cell("gru", input_size, hidden_size, bias, layer_norm=layer_norm)
         super().__init__(spec, InitOptions(init, None, chrono_tmax), device, dtype)
-
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        return self._step(input, None if hx is None else (hx,), ["hidden"])[0]
 
 
 class LSTMCell(_CellModule):
