@@ -244,13 +244,19 @@ def evaluate(
     quiet: Quiet = False,
 ) -> None:
     """Score a trained run on the last horizon of every series, next to the baselines."""
+    evaluate_run(run_dir, data, quiet, _command())
+
+
+def evaluate_run(run_dir: Path, data: Path | None = None, quiet: bool = True, command: str | None = None) -> dict:
+    """The report of a trained run scored on the held-out horizons of ``data`` (default: its training
+    file), written to ``run_dir`` as the ``evaluate`` command writes it."""
     from .pipeline import drop_short, evaluation_origins, read_data
 
     model, fcfg, saved = _load_run(run_dir, data)
     holdout = saved.get("data_info", {}).get("holdout") or fcfg.horizon
     d = drop_short(fcfg, read_data(fcfg), holdout, horizon=0)
     origins, _ = evaluation_origins(d, fcfg.horizon, max(1, holdout // fcfg.horizon), fcfg.horizon)
-    report_run(model, fcfg, d, origins, Path(run_dir), "evaluation", _command(), quiet)
+    return report_run(model, fcfg, d, origins, Path(run_dir), "evaluation", command, quiet)
 
 
 @app.command()
@@ -264,10 +270,21 @@ def predict(
     quiet: Quiet = False,
 ) -> None:
     """Forecast the horizon after the end of every series (point, mean and quantiles) as CSV."""
+    from rnnkit.io.atomic import write_text_atomic
+
+    frame, png = forecast_next(run_dir, data, future)
+    write_text_atomic(output, frame.to_csv(index=False))
+    if not quiet:
+        typer.echo(f"wrote {len(frame)} rows ({frame['series_id'].nunique()} series x {frame['step'].max()} "
+                   f"steps) to {output}; plot: {png}")
+
+
+def forecast_next(run_dir: Path, data: Path | None = None, future: Path | None = None):
+    """(forecasts, plot path): the horizon after the end of every series of a trained run, one row per
+    series and step with the point forecast, the sample mean and the quantiles; the plot is
+    ``run_dir/predict.png``."""
     import numpy as np
     import pandas as pd
-
-    from rnnkit.io.atomic import write_text_atomic
 
     from .data import fmt_time, future_times, load_future
     from .pipeline import drop_short, model_forecast, read_data
@@ -295,11 +312,9 @@ def predict(
                    "method": str(w.method[s])}
             rec.update({f"q{q:g}": float(v) for q, v in zip(qs, qv[:, k], strict=True)})
             recs.append(rec)
-    write_text_atomic(output, pd.DataFrame.from_records(recs).to_csv(index=False))
     png = plot_future(Path(run_dir) / "predict.png", d, point, samples, ft, f"forecast of the next {H} steps",
                       fcfg.plot_series)
-    if not quiet:
-        typer.echo(f"wrote {len(recs)} rows ({len(d)} series x {H} steps) to {output}; plot: {png}")
+    return pd.DataFrame.from_records(recs), png
 
 
 @app.command()
