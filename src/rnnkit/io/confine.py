@@ -45,6 +45,16 @@ def remove_in_run_dir(run_dir: str | os.PathLike, path: str | os.PathLike) -> No
     target.unlink(missing_ok=True)
 
 
+def recorded_path(path: str | os.PathLike, run_dir: str | os.PathLike) -> str:
+    """How ``config.json`` records a data file: relative to the run directory when the file lies
+    inside it (an example written there, the Python API's copy of its data), so that a copied or
+    moved run still finds it through :func:`config_path`; any other file as given."""
+    try:
+        return Path(path).resolve().relative_to(Path(run_dir).resolve()).as_posix()
+    except ValueError:
+        return os.fspath(path)
+
+
 def config_path(run_dir: str | os.PathLike, value: object, what: str, flag: str) -> Path:
     """A data path read from a run directory's ``config.json``, confined to the run directory.
 

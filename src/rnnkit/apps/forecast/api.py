@@ -16,14 +16,13 @@ names of the config file and ``--set`` (``max_epochs``, ``horizon``, ``cell``, `
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from rnnkit.apps.run_model import RunDirModel
 from rnnkit.errors import UserError
 from rnnkit.io.atomic import write_text_atomic
 
@@ -51,7 +50,7 @@ def as_long_frame(data: pd.DataFrame | pd.Series | np.ndarray | list) -> pd.Data
     return frame
 
 
-class ForecastModel:
+class ForecastModel(RunDirModel):
     """A recurrent (or Transformer) global forecaster with the CLI's behaviour and defaults.
 
     ``options``: any option of ``rnnkit forecast train``'s config file (docs/forecast.md), e.g.
@@ -59,10 +58,10 @@ class ForecastModel:
     ``config``: a YAML file of options (the options given here override it).
     """
 
+    app = "forecast"
+
     def __init__(self, config: str | Path | None = None, **options: Any) -> None:
-        self.config = Path(config) if config is not None else None
-        self.options = options
-        self.run_dir: Path | None = None
+        super().__init__(config, **options)
         self.data_file: Path | None = None  # the CSV fit() trained on, when the user named one
 
     def fit(self, data: pd.DataFrame | pd.Series | np.ndarray | str | Path,
@@ -71,7 +70,7 @@ class ForecastModel:
         (default: a new temporary folder; :meth:`save` copies it). Returns ``self``."""
         from .cli import _setup, run_train
 
-        out = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="rnnkit-forecast-"))
+        out = self.new_run_dir(run_dir)
         if isinstance(data, (str, Path)):
             path = self.data_file = Path(data)
         else:
@@ -90,42 +89,20 @@ class ForecastModel:
         known covariates of the next horizon steps, for models that use them."""
         from .cli import forecast_next
 
-        return forecast_next(self._trained(), self._data_file(data), None if future is None else Path(future))[0]
+        return forecast_next(self.trained_run_dir(), self._data_file(data), None if future is None else Path(future))[0]
 
     def evaluate(self, data: pd.DataFrame | pd.Series | np.ndarray | str | Path | None = None) -> dict:
         """The model and the baselines scored on the last horizon(s) of every series of ``data``
         (default: the training data), as ``rnnkit forecast evaluate`` reports them."""
         from .cli import evaluate_run
 
-        return evaluate_run(self._trained(), self._data_file(data))
-
-    def save(self, path: str | Path) -> Path:
-        """Copy the run directory (safetensors weights, config.json, reports) to ``path``, a new folder."""
-        target = Path(path)
-        if target.exists():
-            raise UserError(f"{target} exists; save into a new folder")
-        shutil.copytree(self._trained(), target)
-        return target
-
-    @classmethod
-    def load(cls, run_dir: str | Path) -> ForecastModel:
-        """A model trained by :meth:`fit` or by ``rnnkit forecast train`` (its run directory)."""
-        model = cls()
-        model.run_dir = Path(run_dir)
-        if not (model.run_dir / "config.json").is_file():
-            raise UserError(f"{run_dir} has no config.json: not a forecast run directory")
-        return model
-
-    def _trained(self) -> Path:
-        if self.run_dir is None:
-            raise UserError("this model is not trained: call fit(data) first (or ForecastModel.load(run_dir))")
-        return self.run_dir
+        return evaluate_run(self.trained_run_dir(), self._data_file(data))
 
     def _data_file(self, data) -> Path | None:
         """The CSV to read: ``data``'s, else the file fit() was given (a run reads a file outside its
         folder only when named), else None: the run's own copy."""
         if data is None or isinstance(data, (str, Path)):
             return self.data_file if data is None else Path(data)
-        path = self._trained() / "data" / "given.csv"
+        path = self.trained_run_dir() / "data" / "given.csv"
         write_text_atomic(path, as_long_frame(data).to_csv(index=False))
         return path

@@ -321,15 +321,6 @@ def build_model(cfg: ForecastConfig, data: Series, train: Windows, context: int)
     return ForecastEnsemble(len(contexts), contexts, combine, calibrated=cfg.calibrate, **kw)
 
 
-def recorded_data_path(data: str, run_dir: Path) -> str:
-    """config.json's record of the data file: relative to the run directory when the file lies inside
-    it (the example CSV, the Python API's copy), so a copied or moved run still finds it; else as given."""
-    try:
-        return Path(data).resolve().relative_to(Path(run_dir).resolve()).as_posix()
-    except ValueError:
-        return data
-
-
 def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout: int):
     """Train on ``data`` without its last ``holdout`` steps; returns (model, fit metrics, resolved config).
 
@@ -337,6 +328,7 @@ def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout:
     the conformal factors of the intervals are fitted on those windows and saved with the weights."""
     import dataclasses
 
+    from rnnkit.io.confine import recorded_path
     from rnnkit.io.saving import save_weights
     from rnnkit.training.config import as_dict
     from rnnkit.training.runner import fit, seed_everything
@@ -356,7 +348,7 @@ def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout:
     resolved = dataclasses.replace(cfg, context=context, season=season, head=head)
     info = {"freq": data.freq, "n_series": len(data), "train_windows": len(train), "holdout": holdout,
             "val_windows": len(val), "val_held_out": held_out, "contexts": contexts}
-    recorded = {**as_dict(resolved), "data": recorded_data_path(cfg.data, run_dir)}
+    recorded = {**as_dict(resolved), "data": recorded_path(cfg.data, run_dir)}
     metrics = fit(task, run_dir, {"app": "forecast", "task": recorded, "data_info": info})
     model.eval()
     if held_out:

@@ -255,18 +255,7 @@ def generate(
     echo_prompt: Annotated[bool, typer.Option("--echo-prompt/--no-echo-prompt", help="print the prompt first")] = True,
 ) -> None:
     """Continue a prompt with a trained model, streaming the text as it is produced."""
-    import rnnkit
-    from rnnkit.apps.text.generate import generate_stream
-    from rnnkit.validation.run_config import read_run_config
-
-    check_mapping(GenerateOptions, {"max_tokens": max_tokens, "temperature": temperature, "top_k": top_k,
-                                    "top_p": top_p, "seed": seed, "unknown": unknown}, "the command line")
-    if not Path(run_dir).is_dir():
-        raise UserError(f"run directory {run_dir} not found")
-    read_run_config(run_dir, "text")
-    model = rnnkit.load(run_dir)
-    tok = run_tokenizer(run_dir, model)
-    pieces = generate_stream(model, tok, prompt, max_tokens, temperature, top_k, top_p, seed, unknown)
+    pieces = sample_run(run_dir, prompt, max_tokens, temperature, top_k, top_p, seed, unknown, "the command line")
     if echo_prompt:
         sys.stdout.write(prompt)
     if stream:
@@ -277,6 +266,24 @@ def generate(
         sys.stdout.write("".join(pieces))
     sys.stdout.write("\n")
     sys.stdout.flush()
+
+
+def sample_run(run_dir: Path, prompt: str, max_tokens: int, temperature: float, top_k: int, top_p: float,
+               seed: int, unknown: str, where: str):
+    """The continuation of ``prompt`` by a trained run, as text pieces (one per token), after the
+    sampling options are checked (``where`` names their source in errors)."""
+    import rnnkit
+    from rnnkit.apps.text.generate import generate_stream
+    from rnnkit.validation.run_config import read_run_config
+
+    check_mapping(GenerateOptions, {"max_tokens": max_tokens, "temperature": temperature, "top_k": top_k,
+                                    "top_p": top_p, "seed": seed, "unknown": unknown}, where)
+    if not Path(run_dir).is_dir():
+        raise UserError(f"run directory {run_dir} not found")
+    read_run_config(run_dir, "text")
+    model = rnnkit.load(run_dir)
+    tok = run_tokenizer(run_dir, model)
+    return generate_stream(model, tok, prompt, max_tokens, temperature, top_k, top_p, seed, unknown)
 
 
 def diagnose_inputs(run_dir: Path, model, config: dict, data: Path | None, size: int):

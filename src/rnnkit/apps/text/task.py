@@ -224,6 +224,7 @@ def run_text(cfg: TrainConfig, text: TextConfig, run_dir: Path, resume: bool = F
     from rnnkit.apps.text.model import param_count
     from rnnkit.apps.text.tokenizer import load_tokenizer, save_tokenizer
     from rnnkit.io.atomic import write_json_atomic
+    from rnnkit.io.confine import recorded_path
     from rnnkit.io.size_limits import check_size
     from rnnkit.training.config import as_dict
     from rnnkit.training.runner import fit, seed_everything
@@ -263,8 +264,9 @@ def run_text(cfg: TrainConfig, text: TextConfig, run_dir: Path, resume: bool = F
               f"{len(data.split.test)} train/valid/test documents ({data.split.mode}); {data.tokenizer.kind} "
               f"tokenizer, {data.tokenizer.vocab_size} tokens; {text.arch} model with {param_count(model):,} "
               "parameters")
-    metrics = fit(task, run_dir, {"app": "text", "task": as_dict(text), "stats": stats},
-                  resume=resume, init_from=init_from)
+    recorded = {**as_dict(text), "files": [recorded_path(f, run_dir) for f in text.files]}
+    metrics = fit(task, run_dir, {"app": "text", "task": recorded, "stats": stats}, resume=resume,
+                  init_from=init_from)
     curve = []
     log = run_dir / "log.csv"
     if log.exists():

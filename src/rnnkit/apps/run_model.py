@@ -1,0 +1,57 @@
+"""What every app's Python API shares: a model that lives in a run directory.
+
+An app's API class (``ForecastModel``, ``TextModel``) trains with ``fit`` into a run directory (a new
+temporary folder unless one is given) on the same code path as its ``train`` command, and reads it
+back for ``predict``/``generate``/``evaluate``; ``save`` copies the folder, ``load`` opens one written
+by ``fit`` or by the command line.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import ClassVar, TypeVar
+
+from rnnkit.errors import UserError
+
+Self = TypeVar("Self", bound="RunDirModel")
+
+
+class RunDirModel:
+    """Base of the apps' Python APIs: ``run_dir`` once trained; ``options`` as the config file names them."""
+
+    app: ClassVar[str]  # the app name config.json records
+
+    def __init__(self, config: str | Path | None = None, **options: object) -> None:
+        self.config = Path(config) if config is not None else None
+        self.options = options
+        self.run_dir: Path | None = None
+
+    def new_run_dir(self, run_dir: str | Path | None) -> Path:
+        """``run_dir``, or a new temporary folder."""
+        if run_dir is not None:
+            return Path(run_dir)
+        return Path(tempfile.mkdtemp(prefix=f"rnnkit-{self.app}-"))
+
+    def save(self, path: str | Path) -> Path:
+        """Copy the run directory (safetensors weights, config.json, reports) to ``path``, a new folder."""
+        target = Path(path)
+        if target.exists():
+            raise UserError(f"{target} exists; save into a new folder")
+        shutil.copytree(self.trained_run_dir(), target)
+        return target
+
+    @classmethod
+    def load(cls: type[Self], run_dir: str | Path) -> Self:
+        """A model trained by ``fit`` or by ``rnnkit <app> train`` (its run directory)."""
+        model = cls()
+        model.run_dir = Path(run_dir)
+        if not (model.run_dir / "config.json").is_file():
+            raise UserError(f"{run_dir} has no config.json: not a {cls.app} run directory")
+        return model
+
+    def trained_run_dir(self) -> Path:
+        if self.run_dir is None:
+            raise UserError(f"this model is not trained: call fit(...) first (or {type(self).__name__}.load(run_dir))")
+        return self.run_dir
