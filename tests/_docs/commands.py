@@ -66,7 +66,7 @@ SCRIPTS = {  # benchmarks/*.py: a tiny problem, one repetition
 # our loaded 2-core machines). test_docs_examples checks that the tests still exist.
 ELSEWHERE = {
     "rnnkit demo": "tests/test_cli.py::test_demo_quick",  # the override's `rnnkit demo --quick`
-    "torchrun --standalone": "tests/test_training_ddp.py::test_torchrun_two_processes_match_one",
+    "torchrun --standalone": "tests/training/test_training_ddp.py::test_torchrun_two_processes_match_one",
 }
 # an extension folder of the measuring machine would rebuild the C++ kernels (a minute): use the set-up's
 DROPPED_ENV = {"RNNKIT_EXT_DIR"}

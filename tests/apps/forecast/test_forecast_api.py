@@ -1,17 +1,17 @@
 """The forecasting Python API (issue #25): ``ForecastModel`` behaves as ``rnnkit forecast`` with the same
 defaults, so the same model trained through the CLI and through Python gives the same forecast."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from _paths import DATA
 from rnnkit.apps.forecast import ForecastModel
 from rnnkit.cli import main
 from rnnkit.errors import UserError
 
-AIR = Path(__file__).parent / "data" / "forecast_airpassengers.csv"
+AIR = DATA / "forecast_airpassengers.csv"
 #: small and short, identical on both sides; everything else is the app's default
 OPTIONS = {"horizon": 6, "max_epochs": 2, "hidden": 8, "n_samples": 50, "seed": 1}
 FLAGS = ["--horizon", "6", "--epochs", "2", "--hidden", "8", "--set", "n_samples=50", "--seed", "1", "-q"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from _paths import ROOT
 from rnnkit.tasks import (
     copy_memory_baseline,
     copy_memory_batch,
@@ -54,7 +54,7 @@ def test_selective_copy_layout():
 
 @pytest.fixture(scope="module")
 def bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "memory_tasks.py"  # the wrapper
+    path = ROOT / "benchmarks" / "memory_tasks.py"  # the wrapper
     spec = importlib.util.spec_from_file_location("rnnkit_bench_memory_tasks", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -110,7 +110,7 @@ def test_cosine_schedule_factor():
 
 
 def test_scan_benchmark_smoke():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scan.py"
+    path = ROOT / "benchmarks" / "scan.py"
     spec = importlib.util.spec_from_file_location("rnnkit_bench_scan", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

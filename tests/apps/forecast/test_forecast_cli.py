@@ -2,16 +2,15 @@
 Transformer baseline, the autoregressive Student-t model, covariates; files, plots, CSV round trips."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import rnnkit
+from _paths import DATA
 from rnnkit.cli import main
 
-DATA = Path(__file__).parent / "data"
 AIR = DATA / "forecast_airpassengers.csv"
 ELEC = DATA / "forecast_elecdemand_2weeks.csv"
 QUICK = ["--epochs", "2", "--hidden", "8", "-q", "--set", "n_samples=50"]

@@ -1,15 +1,14 @@
 """Forecast input: formats, frequency, missing values, and one-line errors (exit 2) for bad inputs."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _paths import DATA
 from rnnkit.apps.forecast.data import load_series, make_windows
 from rnnkit.cli import main
 from rnnkit.errors import UserError
 
-DATA = Path(__file__).parent / "data"
 AIR = DATA / "forecast_airpassengers.csv"
 ELEC = DATA / "forecast_elecdemand_2weeks.csv"
 
