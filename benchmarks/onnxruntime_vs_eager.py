@@ -1,4 +1,4 @@
-"""onnxruntime vs rnnkit eager for an exported model: ``python -m rnnkit.deploy.benchmark``.
+"""onnxruntime vs rnnkit eager for an exported model: ``python benchmarks/onnxruntime_vs_eager.py``.
 
 For a 2-layer LSTM (default) at a few shapes, the sequence graph against ``module(x, state)`` under
 ``torch.inference_mode`` and the step graph against ``module.step``, both on the same number of
