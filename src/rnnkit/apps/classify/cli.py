@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from rnnkit.cli_options import ResumeDir
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
 
@@ -46,7 +47,31 @@ def _command() -> str:
     return "rnnkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
 
 
+def _setup_resume(run_dir: Path, data: Path | None, example: bool, config: Path | None, flags: dict):
+    """(TrainConfig, ClassifyConfig, the data file to read) of ``--resume RUN_DIR``: the run's
+    config.json below the config file and the flags. Reads only: nothing in the run directory changes
+    before the checkpoint has loaded (runner.fit). The training file is config.json's when it lies
+    inside the run directory, else the one named with --data (a run directory is untrusted input:
+    rnnkit reads an outside file only when the user names it); the pipeline checks that it is the file
+    the run was trained on."""
+    from rnnkit.io.confine import config_path
+    from rnnkit.io.saving import read_app_config
+    from rnnkit.training.cli_support import resolve_run
+
+    from .options import ClassifyConfig
+
+    if example:
+        raise UserError("--example starts a new run; --resume continues the run's own data")
+    if not (run_dir / "config.json").exists():
+        raise UserError(f"{run_dir} has no config.json: nothing to resume; start it with --out {run_dir}")
+    read_app_config(run_dir, "classify")  # another app's run: one line, before its options are read
+    tcfg, ccfg = resolve_run(ClassifyConfig, flags, config, run_dir)
+    path = data if data is not None else config_path(run_dir, ccfg.data, "task.data", "--data FILE")
+    return tcfg.validate(), ccfg.validate(), Path(path)
+
+
 def _setup(out: Path, data: Path | None, example: bool, config: Path | None, flags: dict):
+    from rnnkit.io.confine import recorded_path
     from rnnkit.training.cli_support import resolve_run
     from rnnkit.training.config import read_config_file
 
@@ -55,7 +80,7 @@ def _setup(out: Path, data: Path | None, example: bool, config: Path | None, fla
     if data is not None and example:
         raise UserError("give --data FILE or --example, not both")
     if (out / "config.json").exists():
-        raise UserError(f"{out} already holds a run; choose another --out")
+        raise UserError(f"{out} already holds a run: pass --resume {out} to continue it, or choose another --out")
     given = set(read_config_file(config)) if config else set()
     if data is not None:
         flags["data"] = str(data)
@@ -63,17 +88,19 @@ def _setup(out: Path, data: Path | None, example: bool, config: Path | None, fla
         if flags.get(key) is None and key not in given:
             flags[key] = value
     tcfg, ccfg = resolve_run(ClassifyConfig, flags, config)
-    if example:
-        ccfg.data = str(example_csv(out / "data"))
+    if example:  # recorded relative to the run directory: a copied run still finds it
+        ccfg.data = recorded_path(example_csv(out / "data"), out)
     if not ccfg.data:
         raise UserError(f"no data: give --data FILE (a long CSV or a .ts file), or --example for the "
                         f"synthetic {EXAMPLE} set")
-    return tcfg.validate(), ccfg.validate()
+    path = Path(ccfg.data) if not example else out / ccfg.data
+    return tcfg.validate(), ccfg.validate(), path
 
 
 @app.command()
 def train(
-    out: Annotated[Path, typer.Option(help="run directory to create")],
+    out: Annotated[Path | None, typer.Option(help="run directory to create")] = None,
+    resume: ResumeDir = None,
     data: Annotated[Path | None, typer.Option(help="long CSV (case_id,split,label,t,dim_0,...; its train split) or "
                                                    "a .ts file (every case)", rich_help_panel=DATA)] = None,
     example: Annotated[bool, typer.Option("--example", help="use the synthetic example set (3 classes, 2 dims, "
@@ -108,15 +135,23 @@ def train(
 ) -> None:
     """Train on the training cases (a stratified validation split held out), report validation scores
     beside the 1-NN DTW baseline."""
-    flags = _flags(**{k: v for k, v in locals().items() if k not in ("out", "data", "example", "config")})
-    tcfg, ccfg = _setup(out, data, example, config, flags)
-    run_train(tcfg, ccfg, out, _command())
+    if (out is None) == (resume is None):
+        raise UserError("give exactly one of --out DIR (a new run) or --resume RUN_DIR")
+    flags = _flags(**{k: v for k, v in locals().items()
+                      if k not in ("out", "resume", "data", "example", "config")})
+    if resume is not None:
+        tcfg, ccfg, path = _setup_resume(resume, data, example, config, flags)
+        run_train(tcfg, ccfg, resume, _command(), resume=True, data_path=path)
+    else:
+        tcfg, ccfg, path = _setup(out, data, example, config, flags)
+        run_train(tcfg, ccfg, out, _command(), data_path=path)
 
 
-def run_train(tcfg, ccfg, out: Path, command: str | None = None) -> dict:
+def run_train(tcfg, ccfg, out: Path, command: str | None = None, resume: bool = False,
+              data_path: Path | None = None) -> dict:
     from .pipeline import print_report, train_classifier
 
-    report = train_classifier(tcfg, ccfg, out, command)
+    report = train_classifier(tcfg, ccfg, out, command, resume=resume, data_path=data_path)
     if not tcfg.quiet:
         t = report["training"]
         typer.echo(f"{t['status']}: {t['epochs']} epochs (best validation epoch {t['best_epoch']}) in "

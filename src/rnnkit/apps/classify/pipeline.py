@@ -99,10 +99,10 @@ def _ints(text: str, name: str) -> list[int]:
 
 
 # ---- data ----------------------------------------------------------------------------------------
-def training_cases(cfg: ClassifyConfig) -> tuple[Cases, list[str]]:
-    """(the training cases, the classes in their saved order); a label only in the file's test split
-    is an error now, before anything is written."""
-    cases = read_cases(cfg.data, cfg.missing)
+def training_cases(cfg: ClassifyConfig, path: str | Path | None = None) -> tuple[Cases, list[str]]:
+    """(the training cases of ``path``, default ``cfg.data``; the classes in their saved order); a label
+    only in the file's test split is an error now, before anything is written."""
+    cases = read_cases(path if path is not None else cfg.data, cfg.missing)
     train = cases.split("train")
     labels = train.require_labels()
     classes = class_order(labels)
@@ -152,8 +152,31 @@ def model_label(cfg: dict[str, Any]) -> str:
 
 
 # ---- training ------------------------------------------------------------------------------------
-def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | None = None) -> dict[str, Any]:
-    """Train into ``run_dir``; returns the validation report (model and baseline)."""
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a data file: ``--resume`` checks that it continues on the file the run was trained on."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_resumed_data(run_dir: Path, digest: str, path: str | Path) -> None:
+    from rnnkit.io.saving import read_app_config
+
+    info = read_app_config(run_dir, "classify").get("data_info")
+    recorded = info.get("data_sha256") if isinstance(info, dict) else None
+    if recorded != digest:
+        raise UserError(f"{path} is not the file {run_dir} was trained on (its SHA-256 differs from config.json's "
+                        "data_info.data_sha256): resume with the run's own training file")
+
+
+def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | None = None, *, resume: bool = False,
+                     data_path: str | Path | None = None) -> dict[str, Any]:
+    """Train into ``run_dir`` (``resume``: continue its checkpoint) on ``data_path`` (default
+    ``cfg.data``); returns the validation report (model and baseline)."""
     import dataclasses
 
     from rnnkit.io.size_limits import check_size
@@ -163,8 +186,12 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
     from .split import stratified_split
     from .task import ClassifyTask, as_dataset, balanced_weights
 
-    train, classes = training_cases(cfg)
-    y = encode_labels(train.require_labels(), classes, cfg.data)
+    path = data_path if data_path is not None else cfg.data
+    train, classes = training_cases(cfg, path)
+    digest = file_digest(path)
+    if resume:
+        _check_resumed_data(run_dir, digest, path)
+    y = encode_labels(train.require_labels(), classes, str(path))
     tr, va = stratified_split(y, cfg.val_fraction, tcfg.seed)
     fit_cases, val_cases = train.select(tr), train.select(va)
     check_size(cfg.hidden, cfg.num_layers, input_size=train.n_dims, seq_len=int(train.lengths().max()),
@@ -182,8 +209,8 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
     task = ClassifyTask(model, tcfg, as_dataset(x_tr, l_tr, y[tr]), as_dataset(x_va, l_va, y[va]), weights)
     info = {"classes": classes, "n_dims": train.n_dims, "dim_names": train.dim_names,
             "train_cases": len(tr), "val_cases": len(va), "val_case_ids": val_cases.ids,
-            "max_length": max_len, "min_length": int(train.lengths().min())}
-    metrics = fit(task, run_dir, {"app": "classify", "task": as_dict(cfg), "data_info": info})
+            "max_length": max_len, "min_length": int(train.lengths().min()), "data_sha256": digest}
+    metrics = fit(task, run_dir, {"app": "classify", "task": as_dict(cfg), "data_info": info}, resume=resume)
     if task.best_state is not None:  # the weights of the best validation epoch, not the last one
         model.load_state_dict(task.best_state)
         _write_weights(model, run_dir)

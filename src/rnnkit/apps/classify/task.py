@@ -1,5 +1,10 @@
 """The LightningModule: cross-entropy (optionally class-weighted) on whole cases; keeps the weights of
-the best validation epoch (highest accuracy, then lowest loss), which the pipeline saves."""
+the best validation epoch (highest accuracy, then lowest loss), which the pipeline saves.
+
+The best weights and their score are buffers of the task, not attributes: they are part of the
+task's ``state_dict`` and so of ``checkpoints/last.ckpt``, and ``--resume`` continues with the best
+epoch of the interrupted run instead of forgetting it (the checkpoint reader checks each one's shape
+against this task, like the model's own tensors)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from rnnkit.training.config import TrainConfig
 from rnnkit.training.task import SequenceTask
 
 from .model import Classifier
+
+BEST_PREFIX = "best__"  # the task's buffers holding the best validation epoch's weights
 
 
 def as_dataset(x: np.ndarray, lengths: np.ndarray, y: np.ndarray) -> TensorDataset:
@@ -35,8 +42,23 @@ class ClassifyTask(SequenceTask):
         self._train, self._val = train, val
         self.register_buffer("class_weights", torch.tensor(class_weights) if class_weights else None)
         self._correct = torch.zeros(2, dtype=torch.float64)  # validation: right, seen
-        self.best: dict[str, Any] = {"accuracy": -1.0, "loss": math.inf, "epoch": -1}
-        self.best_state: dict[str, torch.Tensor] | None = None
+        # accuracy, loss, epoch of the best validation epoch so far (epoch -1: none yet)
+        self.register_buffer("best_score", torch.tensor([-1.0, math.inf, -1.0], dtype=torch.float64))
+        self._best_names = {name: BEST_PREFIX + name.replace(".", "__") for name in model.state_dict()}
+        for name, value in model.state_dict().items():
+            self.register_buffer(self._best_names[name], value.detach().clone())
+
+    @property
+    def best(self) -> dict[str, Any]:
+        accuracy, loss, epoch = (float(v) for v in self.best_score)
+        return {"accuracy": accuracy, "loss": loss, "epoch": int(epoch)}
+
+    @property
+    def best_state(self) -> dict[str, torch.Tensor] | None:
+        """The model's weights at the best validation epoch (None before the first one)."""
+        if self.best["epoch"] < 0:
+            return None
+        return {name: getattr(self, buffer).clone() for name, buffer in self._best_names.items()}
 
     def compute_loss(self, batch: Any, state: Any):
         x, lengths, y = batch
@@ -65,5 +87,6 @@ class ClassifyTask(SequenceTask):
         accuracy, loss = right / seen, self.epoch_val_loss
         self.log("val_accuracy", accuracy, logger=self._has_logger())
         if (accuracy, -loss) > (self.best["accuracy"], -self.best["loss"]):
-            self.best = {"accuracy": accuracy, "loss": loss, "epoch": self.current_epoch}
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best_score.copy_(torch.tensor([accuracy, loss, float(self.current_epoch)], dtype=torch.float64))
+            for name, value in self.model.state_dict().items():
+                getattr(self, self._best_names[name]).copy_(value.detach())
