@@ -23,6 +23,8 @@ CONFIGS = [dict(arch="rnn", cell=c, pooling=p) for c in ("lstm", "gru", "mingru"
            ("last", "mean", "max", "attention")]
 CONFIGS += [dict(arch="rnn", cell="gru", bidirectional=True, pooling=p, num_layers=2) for p in ("last", "attention")]
 CONFIGS += [dict(arch=a, cell="lstm") for a in ("lstm_fcn", "mlstm_fcn")]
+CONFIGS += [dict(arch="conv_rnn", cell=c, pooling=p) for c, p in (("lstm", "last"), ("mingru", "attention"))]
+CONFIGS += [dict(arch="conv_rnn", cell="gru", bidirectional=True, num_layers=2, pooling="mean")]
 CONFIGS += [dict(arch="transformer", pooling=p) for p in ("last", "mean")]
 
 

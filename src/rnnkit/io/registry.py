@@ -54,6 +54,7 @@ BUILTIN_MODULES: dict[str, str] = {
     "forecast.net": "rnnkit.apps.forecast.model",
     "forecast.ensemble": "rnnkit.apps.forecast.ensemble",
     "classify.net": "rnnkit.apps.classify.model",
+    "classify.ensemble": "rnnkit.apps.classify.ensemble",
     "translate.seq2seq": "rnnkit.apps.translate.model",
     "translate.transformer": "rnnkit.apps.translate.model",
     "speech.rnn_ctc": "rnnkit.apps.speech.model",

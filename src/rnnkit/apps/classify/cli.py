@@ -111,7 +111,7 @@ def train(
                                                 rich_help_panel=DATA)] = None,
     val_fraction: Annotated[float | None, typer.Option(help="share of each class held out for validation",
                                                        rich_help_panel=DATA)] = None,
-    arch: Annotated[str | None, typer.Option(help="lstm_fcn | mlstm_fcn | rnn | transformer",
+    arch: Annotated[str | None, typer.Option(help="lstm_fcn | mlstm_fcn | conv_rnn | rnn | transformer",
                                              rich_help_panel=MODEL)] = None,
     cell: Annotated[str | None, typer.Option(help="lstm | gru | mingru | ... (rnnkit.cells.cell_names())",
                                              rich_help_panel=MODEL)] = None,
@@ -178,7 +178,7 @@ def _load_run(run_dir: Path, data: Path | None):
     ccfg = ClassifyConfig(**saved["task"]).validate()
     path = data if data is not None else config_path(run_dir, ccfg.data, "task.data", "--data FILE")
     model = rnnkit.load(run_dir)
-    if type(model).__name__ != "Classifier":
+    if type(model).__name__ not in ("Classifier", "ClassifierEnsemble"):
         raise UserError(f"{run_dir}/config.json: the model is not a classifier")
     model.eval()
     return model, ccfg, Path(path)

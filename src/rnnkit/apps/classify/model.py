@@ -6,6 +6,10 @@
   fully convolutional block (:mod:`.conv`; MLSTM-FCN with squeeze-and-excite), the recurrent branch
   pooled, the convolutional one averaged over the case's steps, both concatenated. Unlike the paper the
   recurrent branch reads the series in time order (no "dimension shuffle"), so it works for any length.
+- ``arch="conv_rnn"``: a convolutional front end feeding a recurrent stack (the CNN+RNN hybrid): the
+  same convolutional block (``filters``/``kernels``, "same" padding, masked), whose per-step features
+  are the recurrent stack's input, then ``pooling``. The convolutions see local shape; the RNN reads
+  their features in order.
 - ``arch="transformer"``: a Transformer encoder (sinusoidal positions, 4 heads, feed-forward 2x width)
   as a baseline; ``hidden`` is its width (the pipeline matches its size to the recurrent model's).
 
@@ -29,7 +33,7 @@ from rnnkit.layers.recurrent import Recurrent
 from .conv import ConvBlock
 from .pooling import Pooling, step_mask
 
-ARCHS = ("rnn", "lstm_fcn", "mlstm_fcn", "transformer")
+ARCHS = ("rnn", "lstm_fcn", "mlstm_fcn", "conv_rnn", "transformer")
 HEADS = 4
 MAX_CLASSES = 100_000
 MAX_FILTERS = 4096
@@ -74,7 +78,11 @@ class Classifier(nn.Module):
 
             if cell not in cell_names():
                 raise UserError(f"unknown cell {cell!r}; choose one of: {', '.join(cell_names())}")
-            self.rnn = Recurrent(cell, n_dims, hidden, num_layers, batch_first=True, bidirectional=bidirectional,
+            rnn_input = n_dims
+            if arch == "conv_rnn":  # the front end: its features are the recurrent stack's input
+                self.front = ConvBlock(n_dims, tuple(filters), tuple(kernels))
+                rnn_input = self.front.out_channels
+            self.rnn = Recurrent(cell, rnn_input, hidden, num_layers, batch_first=True, bidirectional=bidirectional,
                                  dropout=dropout if num_layers > 1 else 0.0, backend=backend)
             width = hidden * (2 if bidirectional else 1)
             self.pool = Pooling(pooling, width, bidirectional)
@@ -97,6 +105,8 @@ class Classifier(nn.Module):
             h = self.inp(z) + _positions(T, self.inp.out_features, z.device, z.dtype)
             h = self.encoder(h, src_key_padding_mask=~mask[..., 0])
             return self.head(self.drop(self.pool(h, lengths)))
+        if self.arch == "conv_rnn":
+            z = self.front(z, lengths)  # padding steps stay zero
         full = bool((lengths == T).all())
         out, _ = self.rnn(z, lengths=None if full else lengths)  # no lengths: the fastest executors
         feats = self.pool(out, lengths)

@@ -34,6 +34,7 @@ declare_options(ClassifyConfig, {
     "class_weights": Opt(choices=CLASS_WEIGHTS),
     "baseline": Opt(choices=BASELINES),
     "baseline_window": Opt(min=0, max=1),
+    "ensemble": Opt(min=1, max=64, help="members trained from seeds seed..seed+N-1, probabilities averaged"),
 })
 
 __all__ = ["ClassifyConfig"]

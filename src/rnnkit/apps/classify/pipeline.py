@@ -36,7 +36,7 @@ class ClassifyConfig:
 
     data: str = ""
     missing: str = "interpolate"  # interpolate | error
-    arch: str = "lstm_fcn"  # rnn | lstm_fcn | mlstm_fcn | transformer
+    arch: str = "lstm_fcn"  # rnn | lstm_fcn | mlstm_fcn | conv_rnn | transformer
     cell: str = "lstm"
     hidden: int = 64
     num_layers: int = 1
@@ -51,6 +51,7 @@ class ClassifyConfig:
     class_weights: str = "none"  # none | balanced
     baseline: str = "dtw"  # dtw | none
     baseline_window: float = 0.1  # Sakoe-Chiba band, a fraction of the longer series' length
+    ensemble: int = 1  # > 1: that many members (seeds seed..seed+N-1), their probabilities averaged
 
     def validate(self) -> ClassifyConfig:
         from .model import ARCHS
@@ -65,6 +66,8 @@ class ClassifyConfig:
         for name in ("hidden", "num_layers"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 1 <= self.ensemble <= 64:
+            raise UserError(f"ensemble must lie in [1, 64] members, got {self.ensemble}")
         if self.transformer_width < 0:
             raise UserError(f"transformer_width must be 0 (matched) or positive, got {self.transformer_width}")
         if not 0 < self.val_fraction < 1:
@@ -129,7 +132,11 @@ def model_kwargs(cfg: ClassifyConfig, n_dims: int, classes: list[str]) -> dict[s
                 dropout=cfg.dropout, filters=cfg.filter_list(), kernels=cfg.kernel_list(), backend=cfg.backend)
 
 
-def build_model(cfg: ClassifyConfig, n_dims: int, classes: list[str], mean: list[float], std: list[float]):
+def build_model(cfg: ClassifyConfig, n_dims: int, classes: list[str], mean: list[float], std: list[float],
+                seed: int = 0):
+    """The classifier of ``cfg`` (``cfg.ensemble > 1``: an ensemble whose member k starts from seed
+    ``seed + k``)."""
+    from .ensemble import ClassifierEnsemble
     from .model import Classifier, count_parameters, matched_transformer_width
 
     kw = model_kwargs(cfg, n_dims, classes)
@@ -140,10 +147,14 @@ def build_model(cfg: ClassifyConfig, n_dims: int, classes: list[str], mean: list
             width = matched_transformer_width(count_parameters(rnn), n_dims, len(classes), cfg.num_layers,
                                               cfg.dropout)
         kw.update(hidden=width, bidirectional=False)
+    if cfg.ensemble > 1:
+        return ClassifierEnsemble(cfg.ensemble, seed, **kw, mean=mean, std=std)
     return Classifier(**kw, mean=mean, std=std)
 
 
 def model_label(cfg: dict[str, Any]) -> str:
+    if cfg.get("members"):
+        return f"{model_label({k: v for k, v in cfg.items() if k != 'members'})} x{cfg['members']}"
     arch = cfg.get("arch")
     if arch == "transformer":
         return "transformer"
@@ -201,7 +212,7 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
     tcfg = dataclasses.replace(tcfg, batch_size=batch)
     mean, std = normalisation(fit_cases)
     seed_everything(tcfg.seed)
-    model = build_model(cfg, train.n_dims, classes, mean, std)
+    model = build_model(cfg, train.n_dims, classes, mean, std, seed=tcfg.seed)
     max_len = int(train.lengths().max())
     x_tr, l_tr = pad(fit_cases, max_len)
     x_va, l_va = pad(val_cases, max_len)

@@ -18,6 +18,7 @@ from torch.utils.data import TensorDataset
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.task import SequenceTask
 
+from .ensemble import ClassifierEnsemble
 from .model import Classifier
 
 BEST_PREFIX = "best__"  # the task's buffers holding the best validation epoch's weights
@@ -36,8 +37,8 @@ def balanced_weights(y: np.ndarray, n_classes: int) -> list[float]:
 class ClassifyTask(SequenceTask):
     time_dim = 1  # batches are (B, T, D)
 
-    def __init__(self, model: Classifier, train_config: TrainConfig, train: TensorDataset, val: TensorDataset,
-                 class_weights: list[float] | None = None) -> None:
+    def __init__(self, model: Classifier | ClassifierEnsemble, train_config: TrainConfig, train: TensorDataset,
+                 val: TensorDataset, class_weights: list[float] | None = None) -> None:
         super().__init__(model, train_config)
         self._train, self._val = train, val
         self.register_buffer("class_weights", torch.tensor(class_weights) if class_weights else None)
@@ -63,6 +64,11 @@ class ClassifyTask(SequenceTask):
     def compute_loss(self, batch: Any, state: Any):
         x, lengths, y = batch
         x = x[:, :int(lengths.max())]  # the batch's own longest case: no step of padding beyond it
+        if self.model.training and hasattr(self.model, "member_logits"):
+            # an ensemble learns member by member: each from its own cross-entropy (their sum), not
+            # as one mixture; validation scores the averaged probabilities (the model's logits)
+            return sum(torch.nn.functional.cross_entropy(z, y, weight=self.class_weights)
+                       for z in self.model.member_logits(x, lengths)), None
         logits = self.model(x, lengths)
         loss = torch.nn.functional.cross_entropy(logits, y, weight=self.class_weights)
         if not self.model.training:
