@@ -44,6 +44,9 @@ def export_command(
     from rnnkit.deploy.onnx_export import check_exportable, export_onnx
 
     model = rnnkit.load(run_dir)
+    if _is_text_lm(model):
+        _export_text(model, run_dir, out, step, lengths, opset)
+        return
     check_exportable(model, step=step)  # before anything is written
     if step and lengths:
         raise UserError("--lengths belongs to the sequence graph, not to --step")
@@ -78,6 +81,35 @@ def _export_pt2(run_dir: Path, out: Path | None, step: bool, lengths: bool, opse
     export_pt2(model, target)
     typer.echo(f"wrote {target} (torch.export program of {type(model).__name__} {model.cell_name!r}; "  # type: ignore[attr-defined]
                "checked against the model; `import rnnkit` before torch.export.load)")
+
+
+def _is_text_lm(model: object) -> bool:
+    from rnnkit.apps.text.model import RecurrentLM
+
+    return isinstance(model, RecurrentLM)
+
+
+def _export_text(model, run_dir: Path, out: Path | None, step: bool, lengths: bool, opset: int | None) -> None:
+    """A text run's language model: token ids in, logits and state out (deploy/text_export.py)."""
+    import torch
+
+    from rnnkit.deploy.text_export import _check_lm, export_text_lm
+
+    _check_lm(model)
+    if lengths:
+        raise UserError("--lengths is not available for a text model (its sequences have no padding)")
+    _require_onnxruntime()
+    target = out if out is not None else run_dir / ("model_step.onnx" if step else "model.onnx")
+    if target.is_dir():
+        raise UserError(f"--out {target} is a directory; give a file name")
+    T, B = CHECK_SHAPE
+    g = torch.Generator().manual_seed(0)
+    vocab = model.embedding.num_embeddings
+    ids = torch.randint(0, vocab, (B,) if step else (T, B), generator=g)
+    export_text_lm(model, target, example_ids=ids, opset=opset, step=step)
+    graph = "step" if step else "sequence"
+    typer.echo(f"wrote {target} ({graph} graph of the text language model, cell {model.rnn.cell_name!r}; "
+               "token ids in, logits out; checked in onnxruntime against the model)")
 
 
 def _require_onnxruntime() -> None:
