@@ -1,0 +1,102 @@
+"""Issue #17's acceptance runs: ``rnnkit classify train`` + ``evaluate`` on the archive splits of
+``../shared/data/classification/``, one training at a time, each a subprocess whose CPU seconds (user +
+system of the child, ``resource.getrusage(RUSAGE_CHILDREN)``) are recorded beside its test accuracy.
+
+    python benchmarks/classify_archive.py --out runs/acceptance --sets GunPoint ArrowHead --seeds 0 1 2 \\
+        [--threads 1] [-- extra train flags, e.g. --set ensemble=3]
+    python benchmarks/classify_archive.py --out runs/acceptance --table   # the table of what is recorded
+
+Each run appends one JSON line to ``OUT/results.jsonl`` (set, label, seed, accuracies of the model and
+the 1-NN DTW baseline, epochs, CPU seconds, load average at the start); a run whose directory already
+holds ``evaluation.json`` is skipped, so the script can be stopped and started again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "classification"
+
+
+def child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def one_run(out: Path, dataset: str, label: str, seed: int, threads: int, extra: list[str]) -> dict | None:
+    run_dir = out / f"{dataset}-{label}-s{seed}"
+    if (run_dir / "evaluation.json").exists():
+        return None
+    data = str(DATA / f"{dataset}.csv")
+    rnnkit = [sys.executable, "-m", "rnnkit.cli"]
+    load = os.getloadavg()[0]
+    cpu0, wall0 = child_cpu(), time.perf_counter()
+    subprocess.run([*rnnkit, "classify", "train", "--out", str(run_dir), "--data", data, "--seed", str(seed),
+                    "--threads", str(threads), "-q", *extra], check=True)
+    cpu, wall = child_cpu() - cpu0, time.perf_counter() - wall0
+    subprocess.run([*rnnkit, "classify", "evaluate", str(run_dir), "--data", data, "-q"], check=True)
+    report = json.loads((run_dir / "evaluation.json").read_text())
+    val = json.loads((run_dir / "validation.json").read_text())
+    metrics = report["metrics"]
+    model = next(iter(metrics))
+    baseline = next((v["accuracy"] for k, v in metrics.items() if k.startswith("1nn-dtw")), None)
+    row = {"set": dataset, "label": label, "seed": seed, "model": model, "accuracy": metrics[model]["accuracy"],
+           "dtw": baseline, "epochs": val["training"]["epochs"], "train_cpu_s": round(cpu, 1),
+           "train_wall_s": round(wall, 1), "load": round(load, 2), "extra": extra,
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    with open(out / "results.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def table(out: Path) -> str:
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["set"], r["label"]), []).append(r)
+    lines = ["| set | model | seeds | test accuracy per seed | mean | 1-NN DTW | max CPU s per train | load |",
+             "|---|---|---|---|---:|---:|---:|---|"]
+    for (dataset, label), rs in sorted(groups.items()):
+        rs.sort(key=lambda r: r["seed"])
+        acc = [r["accuracy"] for r in rs]
+        loads = [r["load"] for r in rs]
+        lines.append(f"| {dataset} | {label} | {','.join(str(r['seed']) for r in rs)} | "
+                     f"{' / '.join(f'{a:.3f}' for a in acc)} | {statistics.mean(acc):.3f} | "
+                     f"{rs[0]['dtw'] if rs[0]['dtw'] is None else format(rs[0]['dtw'], '.3f')} | "
+                     f"{max(r['train_cpu_s'] for r in rs):.0f} | {min(loads):.1f}-{max(loads):.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--sets", nargs="*", default=["GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions",
+                                                 "ArrowHead"])
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--label", default="default", help="names the runs of these extra flags")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--table", action="store_true")
+    args = p.parse_args(argv)
+    if args.table:
+        print(table(args.out))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    for dataset in args.sets:
+        for seed in args.seeds:
+            one_run(args.out, dataset, args.label, seed, args.threads, extra)
+
+
+if __name__ == "__main__":
+    main()
