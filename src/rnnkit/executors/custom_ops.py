@@ -19,7 +19,14 @@ Operators (all return new tensors, none aliases an input):
   options as ``"name=value;..."``, ``names`` the parameters' names as ``"weight_hh,bias_hh,..."``
   in the order of the tensor list ``params`` (the schema has no dict or string list); ``c0`` and
   ``c_T`` (empty) only for the two-state LSTM;
-- ``rnnkit::scan(family, act_g, gx, h0, z, lengths, reverse) -> (y, h_T)``: minGRU and minLSTM.
+- ``rnnkit::scan(family, act_g, gx, h0, z, lengths, reverse) -> (y, h_T)``: minGRU and minLSTM;
+- ``rnnkit::lstm_layer(options, x, h0, c0, w_ih, w_hh, b_ih, b_hh) -> (y, h_T, c_T)``: one forward
+  layer-direction of the plain LSTM (no projection, layer norm, peepholes, masks or lengths) from
+  the raw input. Which kernel runs is chosen when it runs, from the real batch size, as eager
+  ``auto`` chooses: torch's oneDNN LSTM above ``fused_cpu.SMALL_LSTM`` (batch x hidden), else the
+  projection and the fused loop. A compiled graph cannot make that choice itself (the batch is
+  symbolic), and always taking the fused loop made a compiled 2-layer LSTM at (100, 64, 256, 256)
+  1.16x slower than eager (benchmarks/compile.py).
 """
 
 from __future__ import annotations
@@ -88,3 +95,27 @@ def scan(family: int, act_g: bool, gx: Tensor, h0: Tensor, z: Opt, lengths: Opt,
 def _(family, act_g, gx, h0, z, lengths, reverse):
     T, B = gx.shape[0], gx.shape[1]
     return gx.new_empty(T, B, h0.shape[-1]), h0.new_empty(B, h0.shape[-1])
+
+
+@torch.library.custom_op("rnnkit::lstm_layer", mutates_args=())
+def lstm_layer(options: str, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Opt,
+               b_hh: Opt) -> tuple[Tensor, Tensor, Tensor]:
+    from rnnkit.executors.fused_cpu import SMALL_LSTM
+
+    if x.shape[1] * w_hh.shape[1] > SMALL_LSTM:
+        weights = [w_ih, w_hh] + ([b_ih, b_hh] if b_ih is not None else [])
+        y, h, c = torch._VF.lstm(x, (h0[None], c0[None]), weights, b_ih is not None, 1, 0.0, False, False, False)
+        return y, h[0], c[0]
+    named = {name: t.contiguous() for name, t in (("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh))
+             if t is not None}
+    gx = torch.nn.functional.linear(x, w_ih)
+    y, h, c = _ext("fused_cpu").forward(
+        "lstm", _decode_options(options), gx.contiguous(), h0.contiguous(), c0.contiguous(), named,
+        None, None, None, None, False, False, False)[:3]
+    return y, h, c
+
+
+@lstm_layer.register_fake
+def _(options, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
+    return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(B, H)

@@ -252,6 +252,16 @@ def project(x: Tensor, w: Tensor, b: Tensor | None, backward: bool) -> Tensor:
     return module.project(x.contiguous(), w.detach().contiguous(), None if b is None else b.detach())
 
 
+def _plain_lstm(family: str, cell: CellSpec, params: Params, masks: tuple, lengths: Tensor | None,
+                reverse: bool) -> bool:
+    """Whether a captured run is one that torch's LSTM computes too (``custom_ops.lstm_layer``):
+    torch.nn's parameters only, no masks, lengths or reversal."""
+    return (family == "lstm" and cell.unsupported_by_torch() is None and all(m is None for m in masks)
+            and lengths is None
+            and not reverse and set(params) <= {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
+            and ("bias_ih" in params) == ("bias_hh" in params))
+
+
 def needs_backward(x: Tensor, state0: State, params: Params) -> bool:
     """Whether autograd will ask for gradients of this run (else the kernels keep nothing for it)."""
     return torch.is_grad_enabled() and (
@@ -338,6 +348,11 @@ class FusedCPUExecutor(Executor):
         # torch.compile (inference) and torch.export record the kernels as custom operators
         as_operator = (custom_ops.capturing() and not return_states
                        and (torch.compiler.is_exporting() or not backward))
+        if as_operator and _plain_lstm(family, cell, params, (rmask, zh, zc), lengths, reverse):
+            y, h, c = torch.ops.rnnkit.lstm_layer(
+                custom_ops.encode_options(options), x, h0, c0, params["weight_ih"], params["weight_hh"],
+                params.get("bias_ih"), params.get("bias_hh"))
+            return RunResult(y, (h, c), None)
         if raw_input:  # the kernel applies the input side (b_ih, LN_ih) itself
             gx = (torch.nn.functional.linear(x, params["weight_ih"]) if as_operator
                   else project(x, params["weight_ih"], None, backward))
