@@ -13,11 +13,13 @@ importing rnnkit never fails and the dispatcher can fall back.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -57,17 +59,17 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
     digest = digest.hexdigest()[:16]
     build = cache_dir() / name / digest
     build.mkdir(parents=True, exist_ok=True)
-    _clear_stale_lock(build / "lock")
     try:
-        module = cpp_extension.load(
-            name=f"rnnkit_{name}",
-            sources=sources,
-            build_directory=str(build),
-            extra_include_paths=[str(COMMON), str(CSRC / name)],
-            extra_cflags=["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp"],
-            extra_ldflags=["-fopenmp"],
-            verbose=verbose,
-        )
+        with build_lock(build):
+            module = cpp_extension.load(
+                name=f"rnnkit_{name}",
+                sources=sources,
+                build_directory=str(build),
+                extra_include_paths=[str(COMMON), str(CSRC / name)],
+                extra_cflags=["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp"],
+                extra_ldflags=["-fopenmp"],
+                verbose=verbose,
+            )
     except Exception as exc:  # a failed build must not break rnnkit: report and fall back
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None, f"building the {name!r} extension failed: {first}"
@@ -75,6 +77,33 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
 
 
 STALE_LOCK_SECONDS = 600.0
+#: held (flock) around every ``cpp_extension.load`` of a build folder; the kernel drops it when its holder dies
+FLOCK_FILE = "rnnkit.flock"
+
+
+@contextlib.contextmanager
+def build_lock(build: Path) -> Iterator[None]:
+    """Serialise loads of one build folder with an advisory ``flock`` that dies with its process.
+
+    torch's own build lock (``build/lock``) is a file created for every load, even one with nothing to
+    build, and removed afterwards; a process killed in that window (SIGKILL, the OOM killer: seen in the
+    crash harness, issue #21) leaves it behind, and every later load of the extension, in any process,
+    sleeps on it. Every rnnkit load takes this flock first, so a ``lock`` file found while holding it
+    belongs to a dead loader and is removed. Without fcntl (Windows) only the age rule applies."""
+    try:
+        import fcntl
+    except ImportError:
+        _clear_stale_lock(build / "lock")
+        yield
+        return
+    fd = os.open(build / FLOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            (build / "lock").unlink()
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _clear_stale_lock(lock: Path) -> None:

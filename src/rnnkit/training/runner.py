@@ -195,8 +195,10 @@ def _fit_locked(task: SequenceTask, run_dir: Path, run_config: dict[str, Any] | 
         rundir_cb.run_config = run_config
     if resume and ckpt_path is None and not cfg.quiet and is_main_process():
         print(f"rnnkit: {run_dir} has no checkpoint yet: starting from the beginning")
-    if resume and is_main_process():  # leftovers of atomic writes a kill interrupted
-        for path in run_dir.rglob(".*.tmp"):
+    if is_main_process() and run_dir.is_dir():  # leftovers of atomic writes a kill interrupted
+        # a new run's directory holds no config.json: a kill before it was written (a rerun with --out)
+        # can only have left temporary files at the top (config.json, an app's tokenizer)
+        for path in run_dir.rglob(".*.tmp") if resume else run_dir.glob(".*.tmp"):
             if is_temp_file(path):
                 remove_in_run_dir(run_dir, path.absolute())
     if is_main_process():  # config.json first (milliseconds after the start): --resume needs it
