@@ -99,3 +99,83 @@ def test_bad_input_is_one_line_exit_2(trained, tmp_path, capsys, case):
     if case == "other_app":
         assert "app, not translate" in err
     assert not (tmp_path / "r").exists() or not (tmp_path / "r" / "config.json").exists()
+
+
+# ---- --resume (issue #21): the training backbone's resume policy, the same files named again ------------
+RESUME_TINY = ["--tokenizer", "char", "--hidden", "16", "--embedding-size", "8", "--batch-size", "16",
+               "--lr", "1e-2", "--dropout", "0", "--label-smoothing", "0", "--beam", "1", "--threads", "1", "-q",
+               "--set", "tensorboard=false", "--set", "plots=false", "--set", "log_every_n_steps=1"]
+
+
+def _files(run):
+    return {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory):
+    """(root, a 2-epoch run, a 4-epoch run) on 160 reversal pairs (about a second each)."""
+    import random
+
+    from _translate_helpers import reversal_tsv
+
+    root = tmp_path_factory.mktemp("translate-resume")
+    rng = random.Random(1)
+    (root / "train.tsv").write_text(reversal_tsv(160, rng))
+    (root / "valid.tsv").write_text(reversal_tsv(20, rng))
+    data = [str(root / "train.tsv"), "--valid", str(root / "valid.tsv")]
+    assert main(["translate", "train", *data, "--out", str(root / "short"), "--epochs", "2", *RESUME_TINY]) == 0
+    assert main(["translate", "train", *data, "--out", str(root / "full"), "--epochs", "4", *RESUME_TINY]) == 0
+    return root
+
+
+def test_resume_continues_to_the_uninterrupted_result(resumable, capsys):
+    from safetensors.torch import load_file
+
+    root = resumable
+    code, _, err = _run(capsys, "translate", "train", root / "train.tsv", "--valid", root / "valid.tsv",
+                        "--resume", root / "short", "--epochs", "4")
+    assert code == 0, err
+    got, want = (json.loads((root / r / "metrics.json").read_text()) for r in ("short", "full"))
+    assert (got["global_step"], got["epoch"]) == (want["global_step"], want["epoch"])
+    assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-6)
+    a, b = load_file(str(root / "short" / "model.safetensors")), load_file(str(root / "full" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    cfg = json.loads((root / "short" / "config.json").read_text())
+    assert cfg["resumes"][-1]["changed"] == {"max_epochs": [2, 4]}
+    assert got["translate"]["valid"]["exact_match"] == want["translate"]["valid"]["exact_match"]
+
+
+@pytest.mark.parametrize("case", ["other_train_file", "no_valid", "changed_hidden", "garbage_checkpoint",
+                                  "empty_checkpoint", "out_and_resume", "no_config", "damaged_tokenizer"])
+def test_refused_resume_is_one_line_and_changes_nothing(resumable, tmp_path, capsys, case):
+    import shutil
+
+    root = resumable
+    run = tmp_path / "run"
+    shutil.copytree(root / "full", run)
+    train, valid = root / "train.tsv", ["--valid", root / "valid.tsv"]
+    extra: list = []
+    if case == "other_train_file":
+        train = tmp_path / "other.tsv"
+        train.write_text((root / "train.tsv").read_text() + "abc\tcba\n")
+    elif case == "no_valid":
+        valid = []
+    elif case == "changed_hidden":
+        extra = ["--hidden", "32"]
+    elif case == "garbage_checkpoint":
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"\x80\x02garbage" * 50)
+    elif case == "empty_checkpoint":
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    elif case == "out_and_resume":
+        extra = ["--out", tmp_path / "other"]
+    elif case == "no_config":
+        (run / "config.json").unlink()
+    else:
+        (run / "tokenizer.json").write_bytes(b"\xff{not json")
+    before = _files(run)
+    code, out, err = _run(capsys, "translate", "train", train, *valid, "--resume", run, "--epochs", "6", *extra)
+    assert code == 2, (out, err)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rnnkit: error:") and "Traceback" not in err, err
+    assert _files(run) == before, "a refused resume changed the run directory"
+    assert not (tmp_path / "other").exists()

@@ -58,6 +58,20 @@ def resolve_run(
     return resolve_layers(task_cls, layers)
 
 
+def resumed_layer(run_dir: Path, app: str) -> tuple[str, dict]:
+    """The resumed run's options as a ``resolve_layers`` layer, for an app whose own defaults come first
+    (its config.json read through the validation layer, for ``app``'s runs only)."""
+    from rnnkit.validation.run_config import read_run_config
+
+    if not Path(run_dir).is_dir():
+        raise UserError(f"run directory {run_dir} not found")
+    if not (Path(run_dir) / "config.json").exists():
+        raise UserError(f"{run_dir} has no config.json: the run was interrupted before it started; "
+                        f"start it again with --out {run_dir}")
+    saved = read_run_config(run_dir, app)
+    return str(Path(run_dir) / "config.json"), {**saved.get("train", {}), **saved["task"]}
+
+
 def resolve_layers(task_cls: type, layers: list[tuple[str, dict[str, Any]]]) -> tuple[TrainConfig, Any]:
     """(TrainConfig, task config) from ``(source, mapping)`` layers whose keys belong to either class;
     a key of neither is refused naming its source (did you mean ...?)."""

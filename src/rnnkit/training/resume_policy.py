@@ -26,6 +26,9 @@ RESUMABLE_TRAIN = frozenset({
 #: (the text app checks that the corpus read is the one the run was trained on)
 RESUMABLE_TASK: dict[str, frozenset[str]] = {
     "text": frozenset({"minutes", "files", "pattern"}),
+    # translate and speech: the budget, and the search of the end-of-training validation scores
+    "translate": frozenset({"minutes", "beam"}),
+    "speech": frozenset({"minutes", "beam"}),
 }
 #: how many resume records config.json keeps (the oldest are dropped): a crafted file stays bounded
 MAX_HISTORY = 1000

@@ -66,8 +66,13 @@ def _set_threads(threads: int | None) -> None:
 
 @app.command()
 def train(
-    train_file: Annotated[Path, typer.Argument(help="TSV of source<TAB>target pairs")],
-    out: Annotated[Path, typer.Option(help="run directory to create")],
+    train_file: Annotated[Path, typer.Argument(help="TSV of source<TAB>target pairs (with --resume: the run's "
+                                                    "file again)")],
+    out: Annotated[Path | None, typer.Option(help="run directory to create")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue the run in this directory (name its TSV files "
+                                                     "again)")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="start from this translate run's weights (same model "
+                                                        "options and vocabulary size)")] = None,
     valid: Annotated[Path | None, typer.Option(help="validation TSV (default: hold out --valid-fraction)",
                                                rich_help_panel=DATA)] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
@@ -117,6 +122,8 @@ def train(
     from rnnkit.training.cli_support import resolve_layers
     from rnnkit.training.config import read_config_file
 
+    if (out is None) == (resume is None):
+        raise UserError("give exactly one of --out DIR (a new run) or --resume RUN_DIR")
     flags = {"header": header, "tokenizer": tokenizer, "bpe_vocab": bpe_vocab, "max_len": max_len,
              "too_long": too_long, "arch": arch, "heads": heads, "transformer_layers": transformer_layers,
              "cell": cell, "attention": attention, "hidden": hidden,
@@ -125,11 +132,16 @@ def train(
              "minutes": minutes, "max_epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
              "threads": threads, "quiet": True if quiet else None, **parse_set(set_)}
     layers: list[tuple[str, dict]] = [("translate defaults", dict(TRAIN_DEFAULTS))]
+    if resume is not None:
+        from rnnkit.training.cli_support import resumed_layer
+
+        layers.append(resumed_layer(resume, "translate"))
     if config is not None:
         layers.append((str(config), read_config_file(config)))
     layers.append(("--", flags))
     cfg, opts = resolve_layers(TranslateConfig, layers)
-    metrics = run_translate(cfg, opts, out, train_file, valid)
+    out = resume if resume is not None else out
+    metrics = run_translate(cfg, opts, out, train_file, valid, resume=resume is not None, init_from=init_from)
     v = metrics["translate"]["valid"]
     if not cfg.quiet:
         typer.echo(f"{metrics['status']}: step {metrics['global_step']} in {metrics['train_seconds']:.0f} s; "

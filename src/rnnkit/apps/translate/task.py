@@ -24,6 +24,7 @@ from rnnkit.apps.translate.tokenizer import BOS, EOS, PAD, Vocab
 from rnnkit.errors import UserError
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.task import SequenceTask
+from rnnkit.training.time_budget import TimeBudget
 
 Encoded = tuple[list[int], list[int]]
 
@@ -75,7 +76,7 @@ class BucketBatches(Dataset):
         return collate([self.pairs[i] for i in rows])
 
 
-class TranslateTask(SequenceTask):
+class TranslateTask(TimeBudget, SequenceTask):
     time_dim = 0
 
     def __init__(self, model, train_config: TrainConfig, opts: TranslateConfig, train: list[Encoded],
@@ -83,8 +84,9 @@ class TranslateTask(SequenceTask):
         super().__init__(model, train_config)
         self.opts, self.train_pairs, self.valid_pairs = opts, train, valid
         self._train_ds: BucketBatches | None = None
-        self._t0 = 0.0
-        self.stopped_by_time = False
+
+    def budget_minutes(self) -> float | None:
+        return self.opts.minutes
 
     def compute_loss(self, batch, state: Any) -> tuple[Tensor, Any]:
         src, lengths, tgt_in, tgt_out = batch
@@ -104,23 +106,10 @@ class TranslateTask(SequenceTask):
         return DataLoader(BucketBatches(self.valid_pairs, self.cfg.batch_size, 0, False, rank, world),
                           batch_size=None, shuffle=False)
 
-    def on_train_start(self) -> None:
-        self._t0 = time.perf_counter()
-
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         if self._train_ds is not None:
             self._train_ds.epoch = self.current_epoch
-
-    def budget_progress(self) -> float:
-        if self.opts.minutes is None or not self._t0:
-            return 0.0
-        return (time.perf_counter() - self._t0) / (60 * self.opts.minutes)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.budget_progress() >= 1.0:
-            self.stopped_by_time = True
-            self.trainer.should_stop = True
 
 
 @dataclass
@@ -149,7 +138,9 @@ def encode_pairs(vocab: Vocab, pairs: list[tuple[str, str]], max_len: int, polic
     return out, kept
 
 
-def prepare(opts: TranslateConfig, train_file: Path, valid_file: Path | None) -> Prepared:
+def prepare(opts: TranslateConfig, train_file: Path, valid_file: Path | None, vocab: Vocab | None = None) -> Prepared:
+    """Read, split and encode the pairs; a vocabulary is built on the training pairs unless given (a resume
+    encodes with the run's own)."""
     from rnnkit.apps.translate.data import read_pairs
     from rnnkit.apps.translate.tokenizer import build_vocab
 
@@ -165,9 +156,9 @@ def prepare(opts: TranslateConfig, train_file: Path, valid_file: Path | None) ->
         held = set(order[:n])
         valid = [p for i, p in enumerate(train) if i in held]
         train = [p for i, p in enumerate(train) if i not in held]
-    if opts.tokenizer == "g2p":
+    if vocab is None and opts.tokenizer == "g2p":
         vocab = build_vocab("g2p", [s for s, _ in train], opts.bpe_vocab, [t for _, t in train])
-    else:
+    elif vocab is None:
         vocab = build_vocab(opts.tokenizer, [s for s, _ in train] + [t for _, t in train], opts.bpe_vocab)
     tr, _ = encode_pairs(vocab, train, opts.max_len, opts.too_long, str(train_file), opts.header)
     va, kept = encode_pairs(vocab, valid, opts.max_len, "skip", str(valid_file or train_file), opts.header)
@@ -177,13 +168,44 @@ def prepare(opts: TranslateConfig, train_file: Path, valid_file: Path | None) ->
                     {"train": len(train) - len(tr), "valid": len(valid) - len(va)})
 
 
+def file_digests(train_file: Path, valid_file: Path | None) -> dict[str, str | None]:
+    """SHA-256 of the training (and validation) file: a resume must read the data the run was trained on."""
+    import hashlib
+
+    def digest(path: Path | None) -> str | None:
+        if path is None:
+            return None
+        try:
+            return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+    return {"train": digest(train_file), "valid": digest(valid_file)}
+
+
+def _same_data(run_dir: Path, saved: dict[str, Any], digests: dict[str, str | None]) -> None:
+    """A resume names the TSV files again (paths are never read back from config.json): they must be the
+    ones the run was trained on, compared by content (config.json's ``stats.sha256``)."""
+    stats = saved.get("stats")
+    recorded = stats.get("sha256") if isinstance(stats, dict) else None
+    if not isinstance(recorded, dict):
+        return  # a run written before the digests were recorded: nothing to compare with
+    for which in ("train", "valid"):
+        if recorded.get(which) != digests[which]:
+            given = "no --valid file" if digests[which] is None and which == "valid" else f"the {which} file given"
+            raise UserError(f"{given} differs from the one {run_dir} was trained on: resume with the same "
+                            "TRAIN_FILE and --valid, or start a new run with --out (--init-from copies the weights)")
+
+
 def run_translate(cfg: TrainConfig, opts: TranslateConfig, run_dir: Path, train_file: Path,
-                  valid_file: Path | None = None, score_limit: int | None = None) -> dict[str, Any]:
-    """Train into ``run_dir`` and score the validation pairs (all, or the first ``score_limit``)."""
+                  valid_file: Path | None = None, score_limit: int | None = None,
+                  resume: bool = False, init_from: Path | None = None) -> dict[str, Any]:
+    """Train into ``run_dir`` and score the validation pairs (all, or the first ``score_limit``).
+    ``resume``: continue the run in ``run_dir`` (its vocabulary, its checkpoint; the same files)."""
     from rnnkit.apps.translate.decode import translate
     from rnnkit.apps.translate.metrics import scores_for
     from rnnkit.apps.translate.model import build, param_count, rnn_param_count
-    from rnnkit.apps.translate.tokenizer import save_vocab
+    from rnnkit.apps.translate.tokenizer import load_vocab, save_vocab
     from rnnkit.io.atomic import write_json_atomic
     from rnnkit.io.size_limits import check_size
     from rnnkit.training.config import as_dict
@@ -193,19 +215,30 @@ def run_translate(cfg: TrainConfig, opts: TranslateConfig, run_dir: Path, train_
     opts.validate()
     check_size(opts.hidden, max(opts.encoder_layers, opts.decoder_layers), input_size=2 * opts.embedding_size,
                batch=cfg.batch_size, extra_parameters=2 * opts.embedding_size * opts.bpe_vocab)
-    if (run_dir / "config.json").exists():
-        raise UserError(f"{run_dir} already holds a run: choose another --out")
-    data = prepare(opts, Path(train_file), Path(valid_file) if valid_file else None)
+    valid_file = Path(valid_file) if valid_file else None
+    digests = file_digests(Path(train_file), valid_file)
+    vocab = None
+    if not resume and (run_dir / "config.json").exists():
+        raise UserError(f"{run_dir} already holds a run: pass --resume {run_dir} to continue it, "
+                        "or choose another --out")
+    if resume and (run_dir / "config.json").exists():  # read and check only: nothing is written before fit
+        from rnnkit.validation.run_config import read_run_config
+
+        _same_data(run_dir, read_run_config(run_dir, "translate"), digests)
+        vocab = load_vocab(run_dir)
+    data = prepare(opts, Path(train_file), valid_file, vocab)
     if len(data.train) < cfg.batch_size:
         raise UserError(f"{len(data.train)} training pairs are fewer than one batch of {cfg.batch_size}: "
                         "lower --batch-size")
     seed_everything(cfg.seed, cfg.threads)
     model = build(opts, data.vocab.vocab_size)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_vocab(data.vocab, run_dir)
+    if vocab is None:
+        save_vocab(data.vocab, run_dir)
     stats = {"vocab_size": data.vocab.vocab_size, "parameters": param_count(model),
              "pairs": {"train": len(data.train), "valid": len(data.valid)}, "skipped_too_long": data.skipped,
-             "files": {"train": str(train_file), "valid": str(valid_file) if valid_file else None}}
+             "files": {"train": str(train_file), "valid": str(valid_file) if valid_file else None},
+             "sha256": digests}
     if opts.arch == "transformer":
         stats["rnn_parameters"] = rnn_param_count(opts, data.vocab.vocab_size)
         stats["transformer"] = {k: model.cfg[k] for k in ("d_model", "ff", "heads", "encoder_layers",
@@ -222,7 +255,8 @@ def run_translate(cfg: TrainConfig, opts: TranslateConfig, run_dir: Path, train_
             print(f"{opts.cell} encoder-decoder with {opts.attention} attention, {param_count(model):,} parameters")
     task = TranslateTask(model, cfg, opts, data.train, data.valid)
     threads = torch.get_num_threads()
-    metrics = fit(task, run_dir, {"app": "translate", "task": as_dict(opts), "stats": stats})
+    metrics = fit(task, run_dir, {"app": "translate", "task": as_dict(opts), "stats": stats}, resume=resume,
+                  init_from=init_from)
     t0 = time.perf_counter()
     pairs = data.valid_text[:score_limit] if score_limit else data.valid_text
     try:
