@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
                 with torch.inference_mode():
                     return m.step(x_t, st)
 
-            inner = max(1, int(2e7 // (T * B * H * H * args.layers)))
+            inner = max(1, min(1000, int(2e7 // (T * B * H * H * args.layers))))  # capped for tiny shapes
             o, e, r = _compare(lambda s=seq, f=feeds: s.run(None, f), eager_seq, args.rounds, inner)
             print(f"{'sequence':8} {T:4d} {B:3d} {I:4d} {H:4d} {o * 1e3:9.3f} {e * 1e3:9.3f} {r:9.2f}")
             o, e, r = _compare(lambda s=step, f=step_feeds: s.run(None, f), eager_step, args.rounds, 200)

@@ -1,0 +1,43 @@
+"""The deploy benchmarks stay runnable: ``benchmarks/compile.py`` and ``benchmarks/onnxruntime_vs_eager.py``
+at a tiny shape (no timing asserted; the compiled and exported models must equal eager)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"rnnkit_bench_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
+    return module
+
+
+@pytest.mark.slow  # Inductor compiles the model and runs torch._dynamo.explain: ~15 s
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_compile_benchmark_rows(capsys):
+    rows = _load("compile").main(["--models", "lstm2", "--modes", "infer", "--shapes", "4x2x3x5",
+                                  "--rounds", "1", "--inner", "1", "--threads", "1"])
+    (row,) = rows
+    assert row["graph_breaks"] == 0 and row["max_abs_diff"] < 1e-5
+    assert all(math.isfinite(row[k]) and row[k] > 0 for k in ("eager_ms", "compiled_ms", "ratio"))
+    assert "| lstm2 | infer | 4 | 2 | 3 | 5 |" in capsys.readouterr().out
+
+
+def test_onnxruntime_benchmark_rows(capsys):
+    pytest.importorskip("onnxruntime")
+    _load("onnxruntime_vs_eager").main(["--rounds", "1", "--shapes", "4x2x3x5"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["sequence", "step"]
