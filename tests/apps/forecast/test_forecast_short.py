@@ -29,7 +29,7 @@ def yearly_csv(tmp_path: Path, lengths: dict[str, int], name: str = "y.csv") -> 
 
 
 @pytest.mark.parametrize("head", ["direct", "autoregressive"])
-@pytest.mark.parametrize("scaling", ["window", "last"])
+@pytest.mark.parametrize("scaling", ["window", "last", "holt"])
 def test_padded_steps_never_change_a_forecast(head, scaling):
     torch.manual_seed(0)
     net = Forecaster(context=10, horizon=3, n_ctx_features=2, n_fut_features=2, head=head, scaling=scaling,
@@ -50,6 +50,32 @@ def test_padded_steps_never_change_a_forecast(head, scaling):
     assert torch.isfinite(loss)
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_damped_holt_anchor_is_the_textbook_recursion():
+    """The holt anchor equals damped-trend exponential smoothing written out step by step (first real
+    step as the level, zero trend), skips the left padding, and its forecast damps the trend."""
+    from rnnkit.apps.forecast.model import damped_holt
+
+    alpha, beta, phi, H = 0.4, 0.2, 0.9, 4
+    rng = np.random.default_rng(3)
+    y = np.cumsum(rng.normal(1.0, 2.0, (3, 9)), 1) + 50
+    y[1, :3] = np.nan  # padding
+    real = np.isfinite(y)
+    weights = (torch.tensor(w, dtype=torch.float64) for w in (alpha, beta, phi))
+    fits, fut = damped_holt(torch.tensor(np.nan_to_num(y)), torch.tensor(real), *weights, H)
+    for b in range(3):
+        values = y[b][real[b]]
+        level, trend, expect = values[0], 0.0, [values[0]]
+        for v in values[1:]:
+            fit = level + phi * trend
+            new_level = alpha * v + (1 - alpha) * fit
+            trend = beta * (new_level - level) + (1 - beta) * phi * trend
+            level = new_level
+            expect.append(fit)
+        np.testing.assert_allclose(fits[b][torch.tensor(real[b])].numpy(), expect, rtol=1e-12)
+        path = [level + sum(phi ** j for j in range(1, k + 1)) * trend for k in range(1, H + 1)]
+        np.testing.assert_allclose(fut[b].numpy(), path, rtol=1e-12)
 
 
 def test_windows_are_left_padded_with_nan(tmp_path):

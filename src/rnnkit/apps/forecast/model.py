@@ -35,7 +35,7 @@ from . import calibration
 ARCHS = ("rnn", "transformer")
 HEADS = ("direct", "autoregressive")
 LIKELIHOODS = ("gaussian", "student_t")
-SCALINGS = ("window", "last", "none")
+SCALINGS = ("window", "last", "holt", "none")
 
 
 @register_model("forecast.net")
@@ -63,6 +63,8 @@ class Forecaster(nn.Module):
         self.likelihood, self.scaling, self.masked = likelihood, scaling, masked
         extra = 1 if masked else 0  # the mask channel: 1 on real steps, 0 on left padding
         self.calibrated = calibrated
+        if scaling == "holt":  # the damped-trend anchor's global smoothing weights, learned with the net
+            self.holt_raw = nn.Parameter(torch.tensor(list(HOLT_INIT)))
         if calibrated:  # conformal factors (calibration.py), fitted after training; 1: unchanged
             self.register_buffer("calib", torch.ones(horizon, 2))
         self.n_ctx, self.n_fut, self.n_static, self.n_past = n_ctx_features, n_fut_features, n_static, n_past
@@ -97,27 +99,35 @@ class Forecaster(nn.Module):
         return dict(self.cfg)
 
     # ---- pieces ----------------------------------------------------------------------------------
-    def _scale(self, y_ctx: Tensor) -> tuple[Tensor, Tensor]:
-        """(loc, scale) of each window from its real (finite) context steps only.
+    def _scale(self, y_ctx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(loc_ctx (B, L), loc_fut (B, H), scale (B, 1)) of each window from its real (finite)
+        context steps only: the network sees ``(y - loc) / scale`` and forecasts the future that way.
 
-        ``window``: mean and standard deviation; ``last``: the last value and the mean absolute step
-        (level normalisation: the network forecasts changes from now, in units of the usual step)."""
+        ``window``: the mean and standard deviation; ``last``: the last value and the mean absolute step
+        (level normalisation: the network forecasts changes from now, in units of the usual step);
+        ``holt``: a damped-trend exponential smoothing of the context (global weights learned with the
+        network, ES-RNN's idea): its one-step fits on the context and its forecast over the horizon are
+        the anchor, so the network models what damped Holt misses; the scale is the mean absolute step."""
+        L, H = y_ctx.shape[1], self.horizon
         if self.scaling == "none":
-            return torch.zeros_like(y_ctx[:, :1]), torch.ones_like(y_ctx[:, :1])
+            zero = torch.zeros_like(y_ctx[:, :1])
+            return zero.expand(-1, L), zero.expand(-1, H), torch.ones_like(y_ctx[:, :1])
         real = torch.isfinite(y_ctx)
         y = torch.where(real, y_ctx, 0.0)
         n = real.sum(1, keepdim=True).clamp_min(1)
         mean = y.sum(1, keepdim=True) / n
-        if self.scaling == "last":
-            loc = y[:, -1:]  # the last step is always real (padding is on the left)
+        if self.scaling in ("last", "holt"):
             both = real[:, 1:] & real[:, :-1]
             step = torch.where(both, (y[:, 1:] - y[:, :-1]).abs(), 0.0)
             scale = step.sum(1, keepdim=True) / both.sum(1, keepdim=True).clamp_min(1)
         else:
-            loc = mean
             scale = torch.sqrt((torch.where(real, y - mean, 0.0) ** 2).sum(1, keepdim=True) / n)
         scale = torch.where(scale > 1e-8, scale, mean.abs().clamp_min(1.0))
-        return loc, scale
+        if self.scaling == "holt":
+            loc_ctx, loc_fut = damped_holt(y, real, *holt_weights(self.holt_raw), H)
+            return loc_ctx, loc_fut, scale
+        loc = y[:, -1:] if self.scaling == "last" else mean  # the last step is always real (left padding)
+        return loc.expand(-1, L), loc.expand(-1, H), scale
 
     def _norm_features(self, x_ctx: Tensor, x_fut: Tensor, static: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x_ctx = (x_ctx - self.cov_mean) / self.cov_std
@@ -134,14 +144,14 @@ class Forecaster(nn.Module):
         return Normal(mu, sigma)
 
     def _prepare(self, y_ctx: Tensor, x_ctx: Tensor, x_fut: Tensor, static: Tensor):
-        """(z_ctx, x_ctx, mask, x_fut, static, loc, scale): scaled values and normalised features with
+        """(z_ctx, x_ctx, mask, x_fut, static, loc_fut, scale): scaled values and normalised features with
         the padded steps zeroed, so that what the padding holds never reaches the network (its only
         trace is the mask channel)."""
-        loc, scale = self._scale(y_ctx)
+        loc_ctx, loc_fut, scale = self._scale(y_ctx)
         real = torch.isfinite(y_ctx)
-        z = torch.where(real, (torch.where(real, y_ctx, 0.0) - loc) / scale, 0.0)
+        z = torch.where(real, (torch.where(real, y_ctx, 0.0) - loc_ctx) / scale, 0.0)
         x_ctx, x_fut, static = self._norm_features(x_ctx, x_fut, static)
-        return z, x_ctx * real[..., None], real.to(z.dtype), x_fut, static, loc, scale
+        return z, x_ctx * real[..., None], real.to(z.dtype), x_fut, static, loc_fut, scale
 
     def _with_mask(self, parts: list[Tensor], mask: Tensor) -> Tensor:
         return torch.cat([*parts, mask[..., None]] if self.masked else parts, -1)
@@ -193,7 +203,7 @@ class Forecaster(nn.Module):
         else:
             samples = self._ar_sample(z_ctx, x_ctx, mask, x_fut, static, n_samples, generator)
             point = samples.median(1).values
-        point, samples = point * scale + loc, samples * scale[:, :, None] + loc[:, :, None]
+        point, samples = point * scale + loc, samples * scale[:, :, None] + loc[:, None, :]
         if self.calibrated:
             samples = calibration.apply(point, samples, self.calib)
         return point, samples
@@ -233,6 +243,43 @@ def _repeat_state(state: Any, n: int) -> Any:
     if isinstance(state, tuple):
         return tuple(_repeat_state(s, n) for s in state)
     return state.repeat_interleave(n, dim=1)  # (layers, B, H) -> (layers, B*n, H)
+
+
+#: initial smoothing weights of the holt anchor, before their squashing (holt_weights): alpha 0.5,
+#: beta 0.1, phi 0.9 (statsmodels' damped trend keeps phi in 0.8-0.98)
+HOLT_INIT = (0.0, -2.1972, 0.4055)
+
+
+def holt_weights(raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(alpha, beta, phi) from unconstrained parameters: alpha, beta in (0, 1), phi in (0.8, 0.98)."""
+    return torch.sigmoid(raw[0]), torch.sigmoid(raw[1]), 0.8 + 0.18 * torch.sigmoid(raw[2])
+
+
+def damped_holt(y: Tensor, real: Tensor, alpha: Tensor, beta: Tensor, phi: Tensor, horizon: int):
+    """Damped-trend exponential smoothing (Gardner & McKenzie 1985) of each row of ``y`` (B, L) over its
+    real steps (left padding is skipped): the one-step-ahead fits (B, L) (the first real step fits
+    itself) and the forecast (B, H), ``level + (phi + ... + phi^k) * trend`` for k = 1..H.
+
+        fit_t   = l_{t-1} + phi b_{t-1}
+        l_t     = alpha y_t + (1 - alpha) fit_t
+        b_t     = beta (l_t - l_{t-1}) + (1 - beta) phi b_{t-1}
+    """
+    B, L = y.shape
+    started = torch.zeros(B, dtype=torch.bool, device=y.device)
+    level = torch.zeros(B, dtype=y.dtype, device=y.device)
+    trend = torch.zeros_like(level)
+    fits = []
+    for t in range(L):
+        is_real, first = real[:, t], real[:, t] & ~started
+        fit = torch.where(first, y[:, t], level + phi * trend)
+        new_level = alpha * y[:, t] + (1 - alpha) * fit
+        new_trend = beta * (new_level - level) + (1 - beta) * phi * trend
+        level = torch.where(first, y[:, t], torch.where(is_real, new_level, level))
+        trend = torch.where(first | ~is_real, trend, new_trend)
+        started = started | is_real
+        fits.append(fit)
+    damping = torch.cumsum(phi ** torch.arange(1, horizon + 1, dtype=y.dtype, device=y.device), 0)
+    return torch.stack(fits, 1), level[:, None] + trend[:, None] * damping
 
 
 def count_parameters(model: nn.Module) -> int:
