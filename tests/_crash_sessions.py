@@ -29,10 +29,10 @@ import rnnkit.apps.speech.task
 import rnnkit.apps.text.task
 import rnnkit.apps.translate.task
 import rnnkit.training.runner
+from _paths import DATA
 from rnnkit._ext import extension_names, load_extension
 from rnnkit.cli import main
 
-DATA = Path(__file__).parent / "data"
 TRAIN = ["--threads", "1", "-q", "--seed", "3", "--set", "log_every_n_steps=1"]
 APPS = ("adding", "text", "forecast", "translate", "speech", "classify")
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from _paths import DATA
 from rnnkit.cli import main
 
-AIR = Path(__file__).parent / "data" / "forecast_airpassengers.csv"
+AIR = DATA / "forecast_airpassengers.csv"
 ADDING = ["--epochs", "1", "--train-size", "32", "--batch-size", "16", "--val-size", "8",
           "--hidden", "4", "--seq-len", "5", "-q",
           "--no-tensorboard", "--set", "plots=false", "--threads", "1"]

@@ -6,7 +6,7 @@ the next chunk), the causal front end over them with its buffered rows
 (:meth:`~.frontend.ConvSubsampling.stream`), and the recurrent stack with its state carried from one
 call to the next (``Recurrent.step()`` for a single frame, a chunked forward for several). Whatever
 the chunking, the frames equal the whole-utterance forward of the same model
-(tests/test_speech_streaming.py). Greedy decoding runs alongside (:meth:`partial`).
+(tests/apps/speech/test_speech_streaming.py). Greedy decoding runs alongside (:meth:`partial`).
 """
 
 from __future__ import annotations

@@ -5,11 +5,10 @@ table reads what its runs record."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from _paths import ROOT
 
 
 def test_long_series_speed_script(tmp_path):

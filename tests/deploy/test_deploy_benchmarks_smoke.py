@@ -6,11 +6,12 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from _paths import ROOT
+
+BENCHMARKS = ROOT / "benchmarks"
 
 
 def _load(name: str):

@@ -4,12 +4,13 @@ untrained streaming model: the numbers are finite, nothing is asserted about the
 import importlib.util
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speech_streaming.py"
+from _paths import ROOT
+
+SCRIPT = ROOT / "benchmarks" / "speech_streaming.py"
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")

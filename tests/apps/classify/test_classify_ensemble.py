@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pandas as pd
 import torch
+from test_classify_cli import TINY, run, tiny_csv
 
 import rnnkit
 from rnnkit.apps.classify.ensemble import ClassifierEnsemble
 from rnnkit.apps.classify.model import Classifier
-from test_classify_cli import TINY, run, tiny_csv
 
 CLASSES = ["b", "a", "c"]
 SMALL = dict(hidden=8, filters=[8, 8, 8], arch="lstm_fcn", mean=[0.5, -1.0], std=[2.0, 0.5])

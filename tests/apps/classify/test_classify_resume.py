@@ -8,7 +8,6 @@ import sys
 
 import pytest
 from safetensors.numpy import load_file
-
 from test_classify_cli import TINY, fails, run, tiny_csv
 
 OPTS = [o for o in TINY if o not in ("--epochs", "3")] + ["--early-stopping", "50", "--set", "dropout=0"]
