@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from rnnkit.cli_options import ResumeDir
+from rnnkit.cli_options import ConfigFile, NewRunDir, Quiet, ResumeDir, Seed, SetOptions, Threads
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
 
@@ -99,14 +99,14 @@ def _setup(out: Path, data: Path | None, example: bool, config: Path | None, fla
 
 @app.command()
 def train(
-    out: Annotated[Path | None, typer.Option(help="run directory to create")] = None,
+    out: NewRunDir = None,
     resume: ResumeDir = None,
     data: Annotated[Path | None, typer.Option(help="long CSV (case_id,split,label,t,dim_0,...; its train split) or "
                                                    "a .ts file (every case)", rich_help_panel=DATA)] = None,
     example: Annotated[bool, typer.Option("--example", help="use the synthetic example set (3 classes, 2 dims, "
                                                             "variable length) instead of --data",
                                           rich_help_panel=DATA)] = False,
-    config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
+    config: ConfigFile = None,
     missing: Annotated[str | None, typer.Option(help="interpolate | error: missing values",
                                                 rich_help_panel=DATA)] = None,
     val_fraction: Annotated[float | None, typer.Option(help="share of each class held out for validation",
@@ -127,11 +127,10 @@ def train(
                                                             "stopping", rich_help_panel=TRAIN)] = None,
     batch_size: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
     lr: Annotated[float | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    seed: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    threads: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="any other option: --set key=value",
-                                                   rich_help_panel=TRAIN)] = None,
+    seed: Seed = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    set_: SetOptions = None,
 ) -> None:
     """Train on the training cases (a stratified validation split held out), report validation scores
     beside the 1-NN DTW baseline."""
@@ -192,7 +191,7 @@ def evaluate(
                                                    "training file when it lies inside the run directory")] = None,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="score the 1-NN DTW baseline beside "
                                                                            "the model")] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Score a trained run on the test cases beside the 1-NN DTW baseline (references: every training case)."""
     from .pipeline import evaluate_run, print_report
@@ -211,7 +210,7 @@ def predict(
     output: Annotated[Path, typer.Option(help="CSV to write: case_id, predicted class, a probability per class")],
     data: Annotated[Path | None, typer.Option(help="cases to classify (every case of the file; labels optional)")]
     = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Classify every case of a file; write the predicted class and the class probabilities as CSV."""
     from rnnkit.io.atomic import write_text_atomic

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from rnnkit.cli_options import ConfigFile, Minutes, NewRunDir, Quiet, Seed, SetOptions, Threads
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
 from rnnkit.validation.run_config import register_task_config
@@ -68,14 +69,14 @@ def _set_threads(threads: int | None) -> None:
 def train(
     train_file: Annotated[Path, typer.Argument(help="TSV of source<TAB>target pairs (with --resume: the run's "
                                                     "file again)")],
-    out: Annotated[Path | None, typer.Option(help="run directory to create")] = None,
+    out: NewRunDir = None,
     resume: Annotated[Path | None, typer.Option(help="continue the run in this directory (name its TSV files "
                                                      "again)")] = None,
     init_from: Annotated[Path | None, typer.Option(help="start from this translate run's weights (same model "
                                                         "options and vocabulary size)")] = None,
     valid: Annotated[Path | None, typer.Option(help="validation TSV (default: hold out --valid-fraction)",
                                                rich_help_panel=DATA)] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
+    config: ConfigFile = None,
     header: Annotated[bool | None, typer.Option("--header/--no-header", help="first line is a header [yes]",
                                                 rich_help_panel=DATA)] = None,
     tokenizer: Annotated[str | None, typer.Option(help="bpe | char | g2p (characters -> space-separated phonemes) "
@@ -102,15 +103,14 @@ def train(
     label_smoothing: Annotated[float | None, typer.Option(help="[0.1]", rich_help_panel=TRAIN)] = None,
     beam: Annotated[int | None, typer.Option(help="beam for the final validation scores [5]",
                                              rich_help_panel=SEARCH)] = None,
-    minutes: Annotated[float | None, typer.Option(help="time budget for training", rich_help_panel=TRAIN)] = None,
+    minutes: Minutes = None,
     epochs: Annotated[int | None, typer.Option(help="max epochs [20]", rich_help_panel=TRAIN)] = None,
     batch_size: Annotated[int | None, typer.Option(help="[64]", rich_help_panel=TRAIN)] = None,
     lr: Annotated[float | None, typer.Option(help="[2e-3]", rich_help_panel=TRAIN)] = None,
-    seed: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads", rich_help_panel=TRAIN)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="any other option: --set key=value",
-                                                   rich_help_panel=TRAIN)] = None,
+    seed: Seed = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    set_: SetOptions = None,
 ) -> None:
     """Train an attention encoder-decoder (or --arch transformer) on TSV pairs into a run directory; report
     validation BLEU/chrF (word/phoneme error rates with --tokenizer g2p)."""
@@ -162,7 +162,7 @@ def evaluate(
     max_len_ratio: Annotated[float | None, typer.Option(help="[the run's]")] = None,
     header: Annotated[bool | None, typer.Option("--header/--no-header", help="[the run's]")] = None,
     batch_size: Annotated[int, typer.Option(help="sentences per search batch")] = 64,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads [torch's default]")] = None,
+    threads: Threads = None,
     hypotheses: Annotated[Path | None, typer.Option(help="also write the translations here, one per line")] = None,
 ) -> None:
     """BLEU, chrF (sacrebleu, signatures printed) and exact match of a run on a TSV of pairs; for a
@@ -205,7 +205,7 @@ def translate_cmd(
     max_len_ratio: Annotated[float | None, typer.Option(help="[the run's]")] = None,
     n_best: Annotated[int, typer.Option(help="translations per sentence (tab-separated, best first)")] = 1,
     batch_size: Annotated[int, typer.Option(help="sentences per search batch")] = 64,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads [torch's default]")] = None,
+    threads: Threads = None,
 ) -> None:
     """Translate sentences (one per line, from FILE or standard input): one output line per input line."""
     from rnnkit.apps.translate.data import read_sentences
