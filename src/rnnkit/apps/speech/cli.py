@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from rnnkit.cli_options import ConfigFile, InitFrom, Minutes, NewRunDir, Quiet, ResumeDir, Seed, SetOptions, Threads
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
 from rnnkit.validation.run_config import register_task_config
@@ -68,11 +69,12 @@ def synth(
 
 @app.command()
 def train(
-    csv_file: Annotated[Path, typer.Argument(help="transcripts.csv (path,text,split; train and valid rows)")],
-    out: Annotated[Path, typer.Option(help="run directory to create")],
-    config: Annotated[Path | None, typer.Option(help="YAML file of options (flags override it)")] = None,
-    init_from: Annotated[Path | None, typer.Option(help="start from this speech run's weights (same model "
-                                                        "options)", rich_help_panel=TRAIN)] = None,
+    csv_file: Annotated[Path, typer.Argument(help="transcripts.csv (path,text,split; train and valid rows; with "
+                                                  "--resume: the run's file again)")],
+    out: NewRunDir = None,
+    resume: ResumeDir = None,
+    config: ConfigFile = None,
+    init_from: InitFrom = None,
     mode: Annotated[str | None, typer.Option(help="offline | streaming [offline]", rich_help_panel=MODEL)] = None,
     arch: Annotated[str | None, typer.Option(help="rnn | transformer [rnn]", rich_help_panel=MODEL)] = None,
     cell: Annotated[str | None, typer.Option(help="lstm | gru | mingru | ... [lstm]", rich_help_panel=MODEL)] = None,
@@ -85,17 +87,17 @@ def train(
     spec_augment: Annotated[bool | None, typer.Option("--spec-augment/--no-spec-augment", rich_help_panel=TRAIN)]
     = None,
     beam: Annotated[int | None, typer.Option(help="beam for the final validation scores [1: greedy]")] = None,
-    minutes: Annotated[float | None, typer.Option(help="time budget for training", rich_help_panel=TRAIN)] = None,
+    minutes: Minutes = None,
     epochs: Annotated[int | None, typer.Option(help="max epochs [40]", rich_help_panel=TRAIN)] = None,
     batch_size: Annotated[int | None, typer.Option(help="[32]", rich_help_panel=TRAIN)] = None,
     lr: Annotated[float | None, typer.Option(help="[2e-3]", rich_help_panel=TRAIN)] = None,
-    seed: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads", rich_help_panel=TRAIN)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="any other option: --set key=value",
-                                                   rich_help_panel=TRAIN)] = None,
+    seed: Seed = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    set_: SetOptions = None,
 ) -> None:
-    """Train a CTC model on the CSV's train rows into a run directory; report validation WER/CER."""
+    """Train a CTC model on the CSV's train rows into a run directory (or continue one with --resume RUN_DIR);
+    report validation WER/CER."""
     import json
 
     from rnnkit.apps.speech.options import TRAIN_DEFAULTS, SpeechConfig
@@ -103,16 +105,25 @@ def train(
     from rnnkit.training.cli_support import resolve_layers
     from rnnkit.training.config import read_config_file
 
+    if (out is None) == (resume is None):
+        raise UserError("give exactly one of --out DIR (a new run) or --resume RUN_DIR")
+    if resume is not None and init_from is not None:
+        raise UserError("--init-from starts a new run: give it with --out, not --resume")
     flags = {"mode": mode, "arch": arch, "cell": cell, "hidden": hidden, "layers": layers, "channels": channels,
              "n_mels": n_mels, "norm": norm, "dropout": dropout, "spec_augment": spec_augment, "beam": beam,
              "minutes": minutes, "max_epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
              "threads": threads, "quiet": True if quiet else None, **parse_set(set_)}
     layers_: list[tuple[str, dict]] = [("speech defaults", dict(TRAIN_DEFAULTS))]
+    if resume is not None:
+        from rnnkit.training.cli_support import resumed_layer
+
+        layers_.append(resumed_layer(resume, "speech"))
     if config is not None:
         layers_.append((str(config), read_config_file(config)))
     layers_.append(("--", flags))
     cfg, opts = resolve_layers(SpeechConfig, layers_)
-    metrics = run_speech(cfg.validate(), opts, out, csv_file, init_from=init_from)
+    out = resume if resume is not None else out
+    metrics = run_speech(cfg.validate(), opts, out, csv_file, init_from=init_from, resume=resume is not None)
     v = metrics["speech"]["valid"]
     if not cfg.quiet:
         typer.echo(f"{metrics['status']}: step {metrics['global_step']} in {metrics['train_seconds']:.0f} s; "
@@ -132,7 +143,7 @@ def evaluate(
     hypotheses: Annotated[Path | None, typer.Option(help="also write path<TAB>hypothesis lines here")] = None,
     lexicon: Annotated[Path | None, typer.Option(help="word list: the beam search only spells its words "
                                                       "(synth writes DIR/words.txt)")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    threads: Threads = None,
 ) -> None:
     """WER and CER (jiwer) of a run on the rows of a transcript CSV."""
     import json

@@ -76,6 +76,9 @@ class SpeechTask(TimeBudget, SequenceTask):
         super().__init__(model, train_config)
         self.opts, self.train_items, self.valid_items = opts, train, valid
         self._train_ds: Buckets | None = None
+        # SpecAugment's own generator, reseeded from (seed, epoch, rank) every epoch: its masks do not
+        # depend on what else drew from torch's global generator, so a resumed run draws the same masks
+        self._augment_rng = torch.Generator()
 
     def budget_minutes(self) -> float | None:
         return self.opts.minutes
@@ -87,7 +90,7 @@ class SpeechTask(TimeBudget, SequenceTask):
         o = self.opts
         if self.training and o.spec_augment:
             feats = spec_augment(feats, lengths, o.freq_masks, o.freq_width, o.time_masks, o.time_fraction,
-                                 fill=self.model.feat_mean)
+                                 generator=self._augment_rng, fill=self.model.feat_mean)
         log_probs, out_lengths = self.model(feats, lengths)
         loss = F.ctc_loss(log_probs.transpose(0, 1), targets, out_lengths, target_lengths, blank=0,
                           reduction="mean", zero_infinity=True)
@@ -105,6 +108,7 @@ class SpeechTask(TimeBudget, SequenceTask):
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
+        self._augment_rng.manual_seed(self.epoch_seed())
         if self._train_ds is not None:
             self._train_ds.epoch = self.current_epoch
 
@@ -150,10 +154,36 @@ def transcribe_waves(model, waves, beam: int = 1, batch_size: int = 32, lexicon=
     return out
 
 
+def data_digests(csv_path: Path, waves) -> dict[str, str]:
+    """SHA-256 of the transcript CSV and of the audio read for it (train then valid samples): a resume
+    must continue on the data the run was trained on."""
+    import hashlib
+
+    audio = hashlib.sha256()
+    for w in waves:
+        audio.update(w.astype("<f4").tobytes())
+    return {"csv": hashlib.sha256(Path(csv_path).read_bytes()).hexdigest(), "audio": audio.hexdigest()}
+
+
+def _same_data(run_dir: Path, saved: dict[str, Any], digests: dict[str, str], csv_path: Path) -> None:
+    """A resume names the CSV again (paths are never read back from config.json): it and its audio must be
+    the ones the run was trained on, compared by content (config.json's ``stats.sha256``)."""
+    stats = saved.get("stats")
+    recorded = stats.get("sha256") if isinstance(stats, dict) else None
+    if not isinstance(recorded, dict):
+        return  # a run written before the digests were recorded: nothing to compare with
+    for which, what in (("csv", "transcript CSV"), ("audio", "audio")):
+        if recorded.get(which) != digests[which]:
+            raise UserError(f"{csv_path}: the {what} differs from the one {run_dir} was trained on (config.json's "
+                            f"stats.sha256.{which}): resume with the run's own data, or start a new run with --out "
+                            "(--init-from copies the weights)")
+
+
 def run_speech(cfg: TrainConfig, opts: SpeechConfig, run_dir: Path, csv_path: Path,
-               init_from: Path | None = None) -> dict[str, Any]:
+               init_from: Path | None = None, resume: bool = False) -> dict[str, Any]:
     """Train into ``run_dir`` on the CSV's train rows; score its valid rows. ``init_from``: start from
-    another speech run's weights (and feature statistics)."""
+    another speech run's weights (and feature statistics). ``resume``: continue the run in ``run_dir``
+    (its checkpoint; the same CSV and audio, checked by SHA-256)."""
     from rnnkit.apps.speech.dataset import load_audio, read_transcripts
     from rnnkit.apps.speech.metrics import error_rates
     from rnnkit.apps.speech.transformer import param_count
@@ -166,8 +196,9 @@ def run_speech(cfg: TrainConfig, opts: SpeechConfig, run_dir: Path, csv_path: Pa
     run_dir = Path(run_dir)
     opts.validate()
     check_size(opts.hidden, opts.layers, input_size=opts.hidden, batch=cfg.batch_size)
-    if (run_dir / "config.json").exists():
-        raise UserError(f"{run_dir} already holds a run: choose another --out")
+    if not resume and (run_dir / "config.json").exists():
+        raise UserError(f"{run_dir} already holds a run: pass --resume {run_dir} to continue it, "
+                        "or choose another --out")
     if init_from is not None:
         from rnnkit.validation.run_config import read_run_config
 
@@ -183,6 +214,11 @@ def run_speech(cfg: TrainConfig, opts: SpeechConfig, run_dir: Path, csv_path: Pa
     t0 = time.perf_counter()
     train_waves = load_audio(train_rows, model.sample_rate)
     valid_waves = load_audio(valid_rows, model.sample_rate)
+    digests = data_digests(csv_path, train_waves + valid_waves)
+    if resume and (run_dir / "config.json").exists():  # read and check only: nothing is written before fit
+        from rnnkit.validation.run_config import read_run_config
+
+        _same_data(run_dir, read_run_config(run_dir, "speech"), digests, csv_path)
     train_feats, valid_feats = featurize(model, train_waves), featurize(model, valid_waves)
     frames = torch.cat(train_feats)
     model.set_statistics(frames.mean(0), frames.std(0))
@@ -195,13 +231,14 @@ def run_speech(cfg: TrainConfig, opts: SpeechConfig, run_dir: Path, csv_path: Pa
     stats = {"parameters": param_count(model), "utterances": {"train": len(train), "valid": len(valid)},
              "train_hours": round(hours, 3), "train_voices": len({r.voice for r in train_rows}),
              "valid_voices": len({r.voice for r in valid_rows}), "features_seconds": round(time.perf_counter() - t0, 1),
-             "file": str(csv_path)}
+             "file": str(csv_path), "sha256": digests}
     if not cfg.quiet:
         print(f"{len(train):,}/{len(valid):,} train/valid utterances ({hours:.2f} h of training audio, "
               f"{stats['train_voices']}/{stats['valid_voices']} voices); {opts.mode} {opts.arch} "
               f"({opts.cell if opts.arch == 'rnn' else 'transformer'}), {param_count(model):,} parameters")
     task = SpeechTask(model, cfg, opts, train, valid)
-    metrics = fit(task, run_dir, {"app": "speech", "task": as_dict(opts), "stats": stats}, init_from=init_from)
+    metrics = fit(task, run_dir, {"app": "speech", "task": as_dict(opts), "stats": stats}, resume=resume,
+                  init_from=init_from)
     threads = torch.get_num_threads()
     t1 = time.perf_counter()
     try:
