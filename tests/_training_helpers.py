@@ -60,6 +60,15 @@ def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProces
     return subprocess.run([PY, "-m", "rnnkit.cli", *args], capture_output=True, text=True, env=env(), timeout=timeout)
 
 
+def main_captured(capsys, *args) -> tuple[int, str, str]:
+    """``rnnkit.cli.main`` in this process: exit code, stdout, stderr (pytest's ``capsys``)."""
+    from rnnkit.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def check_run_dir(run: Path, allow_temp: bool = True) -> list[str]:
     """Every file of a run directory parses; returns the names checked. Leftover ``.tmp`` files of an
     interrupted atomic write are allowed (``allow_temp``) and never replace a target."""

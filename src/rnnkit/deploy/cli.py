@@ -50,10 +50,7 @@ def export_command(
     check_exportable(model, step=step)  # before anything is written
     if step and lengths:
         raise UserError("--lengths belongs to the sequence graph, not to --step")
-    _require_onnxruntime()
-    target = out if out is not None else run_dir / ("model_step.onnx" if step else "model.onnx")
-    if target.is_dir():
-        raise UserError(f"--out {target} is a directory; give a file name")
+    target = _onnx_target(run_dir, out, step)
     T, B = CHECK_SHAPE
     g = torch.Generator().manual_seed(0)
     I = model.input_size  # type: ignore[attr-defined]
@@ -98,10 +95,7 @@ def _export_text(model, run_dir: Path, out: Path | None, step: bool, lengths: bo
     _check_lm(model)
     if lengths:
         raise UserError("--lengths is not available for a text model (its sequences have no padding)")
-    _require_onnxruntime()
-    target = out if out is not None else run_dir / ("model_step.onnx" if step else "model.onnx")
-    if target.is_dir():
-        raise UserError(f"--out {target} is a directory; give a file name")
+    target = _onnx_target(run_dir, out, step)
     T, B = CHECK_SHAPE
     g = torch.Generator().manual_seed(0)
     vocab = model.embedding.num_embeddings
@@ -117,3 +111,12 @@ def _require_onnxruntime() -> None:
         import onnxruntime  # noqa: F401
     except ImportError as e:
         raise UserError("rnnkit export checks the file in onnxruntime: pip install 'rnnkit[deploy]'") from e
+
+
+def _onnx_target(run_dir: Path, out: Path | None, step: bool) -> Path:
+    """The ONNX file to write (default: beside the run's weights), once onnxruntime is known to be there."""
+    _require_onnxruntime()
+    target = out if out is not None else run_dir / ("model_step.onnx" if step else "model.onnx")
+    if target.is_dir():
+        raise UserError(f"--out {target} is a directory; give a file name")
+    return target

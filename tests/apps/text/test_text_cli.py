@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from _training_helpers import main_captured
 from rnnkit.cli import main
 
 torch.set_num_threads(1)
@@ -15,10 +16,7 @@ TINY = ["--hidden", "32", "--embedding-size", "16", "--bptt", "16", "--batch-siz
         "--output-dropout", "0", "-q", "--set", "tensorboard=false", "--set", "plots=false"]
 
 
-def _run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+_run = main_captured
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from _training_helpers import main_captured
 from _translate_helpers import train_reversal_run
 from rnnkit.cli import main
 
@@ -17,10 +18,7 @@ TINY = ["--tokenizer", "char", "--hidden", "64", "--embedding-size", "32", "--ba
         "--set", "tensorboard=false", "--set", "plots=false"]
 
 
-def _run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+_run = main_captured
 
 
 @pytest.fixture(scope="module")

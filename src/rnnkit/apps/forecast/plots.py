@@ -22,7 +22,6 @@ def plot_forecasts(path: Path, data: Series, w: Windows, point, samples, title: 
                    baseline: tuple[str, np.ndarray] | None = None, history: int | None = None) -> Path | None:
     """One panel per series (the first ``max_series``): history, every window's forecast with its
     80% and 95% bands, and the actual values."""
-    from rnnkit.io.atomic import save_figure_atomic
 
     plt = _plt()
     series = list(dict.fromkeys(int(s) for s in w.series))[:max_series]
@@ -53,16 +52,11 @@ def plot_forecasts(path: Path, data: Series, w: Windows, point, samples, title: 
         ax.set_xticklabels([str(times[int(x)])[:10] for x in ticks if 0 <= x < len(times)], fontsize=7)
         ax.set_title(f"{data.ids[s]}", fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_figure_atomic(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, title, path)
 
 
 def plot_future(path: Path, data: Series, point, samples, future_t, title: str, max_series: int = 4) -> Path:
     """History and the forecast beyond the end of the data (``rnnkit forecast predict``)."""
-    from rnnkit.io.atomic import save_figure_atomic
 
     plt = _plt()
     n = min(max_series, len(data))
@@ -80,8 +74,14 @@ def plot_future(path: Path, data: Series, point, samples, future_t, title: str, 
         ax.set_title(f"{data.ids[s]}: {future_t[s][0]} ... {future_t[s][-1]}", fontsize=9)
         ax.set_xlabel("steps from the end of the data", fontsize=8)
         ax.legend(fontsize=7, loc="upper left")
+    return _save(fig, title, path)
+
+
+def _save(fig, title: str, path: Path) -> Path:
+    from rnnkit.io.atomic import save_figure_atomic
+
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     save_figure_atomic(fig, path)
-    plt.close(fig)
+    _plt().close(fig)
     return path
