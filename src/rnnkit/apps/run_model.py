@@ -29,8 +29,12 @@ class RunDirModel:
         self.run_dir: Path | None = None
 
     def new_run_dir(self, run_dir: str | Path | None) -> Path:
-        """``run_dir``, or a new temporary folder."""
+        """``run_dir`` (refused when it holds a run: fit writes its data there before training), or a
+        new temporary folder."""
         if run_dir is not None:
+            if (Path(run_dir) / "config.json").exists():
+                raise UserError(f"{run_dir} already holds a run; fit into another folder "
+                                f"(or {type(self).__name__}.load({str(run_dir)!r}))")
             return Path(run_dir)
         return Path(tempfile.mkdtemp(prefix=f"rnnkit-{self.app}-"))
 

@@ -5,5 +5,14 @@
 padding), ``split.py`` (the stratified validation split), ``pooling.py``, ``conv.py`` (the FCN block
 of LSTM-FCN / MLSTM-FCN), ``model.py`` (one classifier for every architecture), ``task.py`` (the
 LightningModule), ``metrics.py``, ``dtw.py`` (the 1-NN DTW baseline), ``plots.py``, ``pipeline.py``
-(train / evaluate / predict), ``synthetic.py`` (the example set), ``cli.py``.
+(train / evaluate / predict), ``synthetic.py`` (the example set), ``cli.py``, ``api.py``
+(:class:`ClassifyModel`: the same from Python).
 """
+
+
+def __getattr__(name: str):
+    if name == "ClassifyModel":  # imported on first use: the CLI's start does not pay for pandas
+        from .api import ClassifyModel
+
+        return ClassifyModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
