@@ -29,7 +29,7 @@ import rnnkit.apps.speech.task
 import rnnkit.apps.text.task
 import rnnkit.apps.translate.task
 import rnnkit.training.runner
-from _paths import DATA
+from _paths import DATA, TESTS
 from rnnkit._ext import extension_names, load_extension
 from rnnkit.cli import main
 
@@ -57,6 +57,8 @@ def write_data(app: str, root: Path) -> list[str]:
     if app == "speech":
         return [str(_speech_set(root))]
     if app == "classify":
+        if str(TESTS / "apps" / "classify") not in sys.path:  # tests mirror src: the helper sits beside its app
+            sys.path.insert(0, str(TESTS / "apps" / "classify"))
         from test_classify_cli import tiny_csv
 
         return ["--data", str(tiny_csv(root / "classify.csv"))]

@@ -1,5 +1,5 @@
-"""Crash harness (issue #21): SIGKILL trainings of five apps (adding, text, forecast, translate, classify;
-speech once it can resume) at random points, including inside every kind of file write, resume each time, and check that
+"""Crash harness (issue #21): SIGKILL trainings of six apps (adding, text, forecast, translate, speech,
+classify) at random points, including inside every kind of file write, resume each time, and check that
 
 - after every kill, every file in the run directory loads (``check_run_dir``: JSON, safetensors,
   CSV, PNG, the checkpoint, TensorBoard events; stray ``.tmp`` files of an interrupted atomic write
@@ -19,7 +19,7 @@ the file outlived the killed child and every later load slept on it, in the harn
 process on the machine (fixed in rnnkit._ext.build_lock: a flock that dies with its holder). The fork
 server also loads the extensions once, is single-threaded (each session checks), and never trains.
 
-The short form (default suite) kills 21 times over five apps; ``-m slow`` kills 20 times per app.
+The short form (default suite) kills 24 times over six apps; ``-m slow`` kills 20 times per app.
 ``RNNKIT_CRASH_SEED`` replays a seed.
 """
 
@@ -46,9 +46,8 @@ SESSION_TIMEOUT = 120.0
 #: relative after kills: the resumed stream or dropout state differs slightly; issue #21 follow-up)
 REL = {"text": 1e-3}
 #: app -> kills in the default suite (24 in all), and the epochs of a run
-#: speech joins when `rnnkit speech train --resume` exists (_crash_sessions.command has its tiny run)
-SHORT = {"adding": 5, "text": 4, "forecast": 4, "translate": 4, "classify": 4}
-EPOCHS = {"adding": 4, "text": 4, "forecast": 4, "translate": 3, "classify": 3}
+SHORT = {"adding": 5, "text": 4, "forecast": 4, "translate": 4, "speech": 3, "classify": 4}
+EPOCHS = {"adding": 4, "text": 4, "forecast": 4, "translate": 3, "speech": 3, "classify": 3}
 
 
 @pytest.fixture(scope="module")
@@ -132,13 +131,14 @@ def _harness(ctx, tmp_path: Path, app: str, epochs: int, kills: int, rng: random
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the harness forks its trainings")
 def test_kill_and_resume(tmp_path, server):
-    """The short form: 21 kills over five apps in one test (a fork server started once)."""
+    """The short form: 24 kills over six apps in one test (a fork server started once)."""
     sys.stderr.write(f"crash harness seed {SEED} (RNNKIT_CRASH_SEED={SEED} replays it)\n")
     t0, total = time.perf_counter(), 0
     for app, kills in SHORT.items():
+        t_app = time.perf_counter()
         out = _harness(server, tmp_path / app, app, EPOCHS[app], kills, random.Random(f"{SEED}-{app}"),
                        max_delay=1.0)
-        sys.stderr.write(f"{app}: {out}\n")
+        sys.stderr.write(f"{app}: {out} in {time.perf_counter() - t_app:.1f} s\n")
         assert out["kills"] == kills, out
         total += out["kills"]
     sys.stderr.write(f"{total} kills over {len(SHORT)} apps, all resumed, in {time.perf_counter() - t0:.1f} s\n")
