@@ -177,6 +177,28 @@ def test_auto_runs_a_small_plain_lstm_fused_and_a_large_one_on_onednn():
     torch.testing.assert_close(m(x)[0], ref(x)[0], atol=1e-5, rtol=1e-5)  # the forward used the small plan
 
 
+def test_auto_runs_a_large_plain_lstm_with_lengths_fused():
+    """With lengths, torch's LSTM takes a packed sequence, which on CPU leaves oneDNN for a per-step
+    loop whose backward was 50x slower at (T=1344, B=8, H=512): auto keeps such calls on fused_cpu."""
+    from rnnkit.executors.fused_cpu import SMALL_LSTM
+
+    m = Recurrent("lstm", 3, 64, 2)
+    big = SMALL_LSTM // 64 + 1
+    assert m.plan(batch=big).whole_stack
+    assert names(m.plan(batch=big, has_lengths=True)) == [["fused_cpu"], ["fused_cpu"]]
+    x, lengths = torch.randn(5, big, 3, requires_grad=True), torch.randint(1, 6, (big,))
+    assert names(m.plan_for(x, lengths=lengths)) == [["fused_cpu"], ["fused_cpu"]]
+    ref = Recurrent("lstm", 3, 64, 2, backend="reference")
+    ref.load_state_dict(m.state_dict())
+    out, (h, c) = m(x, lengths=lengths)
+    out_r, (h_r, c_r) = ref(x, lengths=lengths)
+    for a, b in ((out, out_r), (h, h_r), (c, c_r)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    (g,) = torch.autograd.grad(out.sum() + h.sum(), x)
+    (g_r,) = torch.autograd.grad(out_r.sum() + h_r.sum(), x)
+    torch.testing.assert_close(g, g_r, atol=1e-5, rtol=1e-5)
+
+
 def test_recurrent_dropout_runs_natively_in_eval():
     m = Recurrent("lstm", 3, 4, 2, recurrent_dropout=0.5)
     assert not m.train().plan().whole_stack

@@ -75,6 +75,7 @@ class RunRequest:
     vmapped: bool = False  # inside torch.func.vmap: compiled kernels have no batching rule
     capture: str | None = None  # "torch.jit.trace" or "torch.export" while one records the call
     autocast: bool = False  # torch.autocast is on for the device: ops follow its dtype
+    has_lengths: bool = False  # variable lengths: torch's kernels would take a packed sequence
 
 
 #: ``supports``' answer under ``torch.func.vmap`` for the executors that call compiled kernels

@@ -309,12 +309,17 @@ class FusedCPUExecutor(Executor):
         ``native`` (which refuses the variants: layer norm, peepholes, masks), except for small
         batch x hidden (<= 2048), where oneDNN's per-step overhead dominates and the fused loop was
         measured 0.11x (B=1, H=64) and 0.71-0.86x (B=16, H=128) of its time (docs/benchmarks.md).
+        Nor with variable lengths: torch then takes a packed sequence, which on CPU runs its generic
+        per-step LSTM instead of oneDNN, and its backward took 66 s at (T=1344, B=8, H=512) against
+        1.3 s padded (docs/benchmarks.md, "Variable lengths").
         """
         if (declared_kernel_family(cell) == "lstm" and cell.unsupported_by_torch() is None
                 and not request.has_masks):
             if custom_ops.capturing():  # one custom operator: no graph break, no guard on the batch
                 return None
             if request.batch is not None and request.batch * cell.hidden_size <= SMALL_LSTM:
+                return None
+            if request.has_lengths and request.device.type == "cpu":
                 return None
             return "native"
         return None

@@ -226,16 +226,18 @@ class Recurrent(StreamingStep, nn.Module):
     def plan(
         self, device: torch.device | None = None, dtype: torch.dtype | None = None,
         return_states: bool = False, batch: int | None = None, vmapped: bool = False,
+        has_lengths: bool = False,
     ) -> ExecutionPlan:
         """Which executors a forward pass would use now (depends on device, dtype, mode and, for auto,
-        the batch size when given, whether it runs inside ``torch.func.vmap``, and on the transforms
+        the batch size when given, whether the call passes ``lengths`` (``has_lengths``), whether it
+        runs inside ``torch.func.vmap``, and on the transforms
         active at the call: ``torch.jit.trace``/``torch.export``, ``torch.autocast``).
         :meth:`plan_for` gives the plan of a given call."""
         ref = self.weight_ih_l0
         device = device or ref.device
         request = RunRequest(
             device, dtype or ref.dtype, self._in_loop_masks(), return_states, batch, vmapped,
-            capture_mode(), torch.is_autocast_enabled(device.type),
+            capture_mode(), torch.is_autocast_enabled(device.type), has_lengths,
         )
         return plan_stack(self.cells, self.num_directions, self.backend, request, self._layers_joined_by())
 
@@ -251,12 +253,12 @@ class Recurrent(StreamingStep, nn.Module):
         """The plan ``forward`` would follow for this call (same arguments), built as it builds it;
         nothing runs. Raises what ``forward`` would raise for bad arguments."""
         call = self._prepare_call(input, state, lengths, mask)
-        return self._call_plan(call.x, call.hx, return_states)
+        return self._call_plan(call.x, call.hx, return_states, call.lengths)
 
-    def _call_plan(self, x: Tensor, hx: State, return_states: bool) -> ExecutionPlan:
-        """The plan of a call with time-major ``x`` (T, B, I) and state components ``hx``."""
+    def _call_plan(self, x: Tensor, hx: State, return_states: bool, lengths: Tensor | None = None) -> ExecutionPlan:
+        """The plan of a call with time-major ``x`` (T, B, I), state components ``hx`` and ``lengths``."""
         vmapped = any(map(is_batched, (x, *hx, *self._parameters.values())))
-        return self.plan(x.device, x.dtype, return_states, x.shape[1], vmapped)
+        return self.plan(x.device, x.dtype, return_states, x.shape[1], vmapped, lengths is not None)
 
     def _layers_joined_by(self) -> str | None:
         """What couples the layers beyond torch.nn's inter-layer dropout (torch's whole-stack kernel
@@ -313,7 +315,7 @@ class Recurrent(StreamingStep, nn.Module):
             result = self._run_layers(run_layer, observer.input(x), hx, lengths, return_states)
             observer.finished(x, hx, lengths, result[0])
             return result
-        plan = self._call_plan(x, hx, return_states)
+        plan = self._call_plan(x, hx, return_states, lengths)
         if plan.capture == "torch.jit.trace":
             self._check_traceable(plan)
         if plan.autocast and not plan.whole_stack and torch_mode(self.cell) == "LSTM" and x.is_cpu:
