@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import lightning.pytorch  # noqa: F401  (imported once, in the fork server)
-import numpy as np
 import statsmodels.api  # noqa: F401
 import torch
 
@@ -66,21 +65,10 @@ def write_data(app: str, root: Path) -> list[str]:
 
 
 def _speech_set(root: Path) -> Path:
-    """24 short noisy tone sequences (one tone per letter), 16 train and 8 valid: enough to train on
-    deterministically, not to learn anything (espeak-ng is not needed)."""
-    import soundfile as sf
+    """24 short noisy tone sequences, 16 train and 8 valid (espeak-ng is not needed)."""
+    from _speech_helpers import tone_set
 
-    rng = np.random.default_rng(0)
-    rows = ["path,text,voice,split"]
-    for i in range(24):
-        text = "".join(rng.choice(list("abc"), size=int(rng.integers(1, 4))))
-        t = np.arange(2400) / 16000
-        wave = np.concatenate([0.3 * np.sin(2 * np.pi * (300 + 200 * "abc".index(c)) * t) for c in text])
-        wave = wave + 0.01 * rng.standard_normal(wave.size)
-        sf.write(root / f"u{i}.wav", wave.astype(np.float32), 16000, subtype="PCM_16")
-        rows.append(f"u{i}.wav,{text},v{i % 3},{'train' if i < 16 else 'valid'}")
-    (root / "transcripts.csv").write_text("\n".join(rows) + "\n")
-    return root / "transcripts.csv"
+    return tone_set(root, n=24, n_train=16)
 
 
 def command(app: str, epochs: int, run_dir: Path, resume: bool, data: list[str]) -> list[str]:

@@ -6,13 +6,13 @@ noisy tones (no espeak-ng needed): enough to train on deterministically, not to 
 import json
 import shutil
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from _training_helpers import final_losses
+from _speech_helpers import tone_set
+from _training_helpers import final_losses, main_captured
 from rnnkit.cli import main
 
 torch.set_num_threads(1)
@@ -24,26 +24,7 @@ OPTS = ["--threads", "1", "-q", "--seed", "3", "--hidden", "8", "--layers", "1",
 # schedule than a 4-epoch run; the crash harness resumes with the same epochs and the default schedule
 
 
-def tone_set(root, n=16, seed=0):
-    """``n`` short noisy tone sequences (one tone per letter), 3/4 train and 1/4 valid; returns the CSV."""
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    rows = ["path,text,voice,split"]
-    for i in range(n):
-        text = "".join(rng.choice(list("abc"), size=int(rng.integers(1, 4))))
-        t = np.arange(2400) / 16000
-        wave = np.concatenate([0.3 * np.sin(2 * np.pi * (300 + 200 * "abc".index(c)) * t) for c in text])
-        wave = wave + 0.01 * rng.standard_normal(wave.size)
-        sf.write(root / f"u{i}.wav", wave.astype(np.float32), 16000, subtype="PCM_16")
-        rows.append(f"u{i}.wav,{text},v{i % 3},{'train' if i < 3 * n // 4 else 'valid'}")
-    (root / "transcripts.csv").write_text("\n".join(rows) + "\n")
-    return root / "transcripts.csv"
-
-
-def _run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+_run = main_captured
 
 
 def _files(run):
