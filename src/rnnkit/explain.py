@@ -29,6 +29,10 @@ def explain_layer(
             where = f"layer {i}" + (" reverse" if d else "") if layer.bidirectional else f"layer {i}"
             why = "; ".join(f"{k}: {v}" for k, v in plan.refused[i][d].items())
             lines.append(f"  {where}: {ex.name}" + (f" (not {why})" if why else ""))
+    dtype = next((p.dtype for p in layer.parameters()), None)
+    notes = {note for per_direction in plan.executors for ex in per_direction
+             if dtype is not None and (note := ex.precision(dtype)) is not None}
+    lines.extend(f"  {note}" for note in sorted(notes))
     return lines
 
 

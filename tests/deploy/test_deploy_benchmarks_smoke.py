@@ -1,5 +1,6 @@
-"""The deploy benchmarks stay runnable: ``benchmarks/compile.py`` and ``benchmarks/onnxruntime_vs_eager.py``
-at a tiny shape (no timing asserted; the compiled and exported models must equal eager)."""
+"""The deploy benchmarks stay runnable: ``benchmarks/compile.py``, ``benchmarks/onnxruntime_vs_eager.py``
+and ``benchmarks/bf16.py`` at a tiny shape (no timing asserted; the compiled and exported models must
+equal eager)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,14 @@ def test_onnxruntime_benchmark_rows(capsys):
     _load("onnxruntime_vs_eager").main(["--rounds", "1", "--shapes", "4x2x3x5"])
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[2:]] == ["sequence", "step"]
+
+
+def test_bf16_benchmark_rows_and_training(capsys):
+    bench = _load("bf16")
+    bench.main(["--shapes", "4x2x3x5", "--reps", "1", "--cells", "lstm", "gru"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [(r[0], r[2]) for r in rows] == [(c, m) for c in ("lstm", "gru") for m in ("fwdbwd", "fwd")]
+    assert all(float(r[5]) > 0 for r in rows)  # fp32 / bf16
+    fp32, bf16 = bench.train(0, 3, False, hidden=8), bench.train(0, 3, True, hidden=8)
+    assert len(fp32) == len(bf16) == 3 and fp32[-1] < fp32[0] and bf16[-1] < bf16[0]
+    assert abs(fp32[0] - bf16[0]) < 0.05 * fp32[0]  # the same model, rounded to bf16

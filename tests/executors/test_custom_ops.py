@@ -74,29 +74,34 @@ CAPTURED = {
 }
 
 
+DTYPES = [torch.float32, torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("name", list(CAPTURED))
-def test_export_with_dynamic_batch_and_time_records_the_kernel(name):
+def test_export_with_dynamic_batch_and_time_records_the_kernel(name, dtype):
     """One rnnkit operator per layer and direction in the graph, right for shapes it did not see
     (lengths too)."""
     torch.manual_seed(0)
-    module = CAPTURED[name]().eval()
-    x = torch.randn(5, 3, 4)
+    module = CAPTURED[name]().eval().to(dtype)
+    x = torch.randn(5, 3, 4, dtype=dtype)
     dims = {0: torch.export.Dim("T", min=2, max=512), 1: torch.export.Dim("B", min=2, max=512)}
     program = torch.export.export(module, (x,), dynamic_shapes=({**dims},))
     targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
     assert any(t.startswith("rnnkit.") for t in targets), targets
     for shape in [(9, 7, 4), (2, 2, 4), (40, 5, 4)]:
-        other = torch.randn(*shape)
+        other = torch.randn(*shape, dtype=dtype)
         torch.testing.assert_close(program.module()(other), module(other))
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru-ln-bidirectional", "minlstm-bidirectional",
                                   "indrnn-bidirectional"])
-def test_compile_fullgraph_inference(name):
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_compile_fullgraph_inference(name, dtype):
     torch.manual_seed(0)
-    module = CAPTURED[name]().eval()
+    module = CAPTURED[name]().eval().to(dtype)
     compiled = torch.compile(module, fullgraph=True, backend="aot_eager", dynamic=True)
     with torch.no_grad():
         for shape in [(5, 3, 4), (8, 40, 4)]:  # B*H above the small-LSTM threshold too
-            x = torch.randn(*shape)
+            x = torch.randn(*shape, dtype=dtype)
             torch.testing.assert_close(compiled(x), module(x))

@@ -312,10 +312,11 @@ def test_dispatch_choices():
 def test_refusals():
     cell = make_cell("lstm", 4, 8)
     assert "CPU" in fused.supports(cell, RunRequest(torch.device("meta"), torch.float32))
-    assert "dtype" in fused.supports(cell, RunRequest(torch.device("cpu"), torch.bfloat16))
+    assert "dtype" in fused.supports(cell, RunRequest(torch.device("cpu"), torch.float16))
+    assert fused.supports(cell, RunRequest(torch.device("cpu"), torch.bfloat16)) is None
     assert fused.supports(cell, RunRequest(torch.device("cpu"), torch.float32, return_states=True)) is None
     with pytest.raises(ValueError, match="dtype"):
-        fused.run(cell, {}, torch.zeros(1, 1, 4, dtype=torch.bfloat16), (torch.zeros(1, 8),) * 2)
+        fused.run(cell, {}, torch.zeros(1, 1, 4, dtype=torch.float16), (torch.zeros(1, 8),) * 2)
 
 
 @pytest.mark.parametrize("name,options", CONFIGS, ids=lambda v: str(v))

@@ -143,6 +143,11 @@ class Executor(ABC):
     def run_sweep(self, cell: CellSpec, params: Params, x: Tensor, state0: State, sweep: Sweep) -> RunResult:
         """The executor's own run, for a call ``supports`` accepts."""
 
+    def precision(self, dtype: torch.dtype) -> str | None:
+        """How a run in ``dtype`` computes, when not in ``dtype`` throughout (``rnnkit.explain``'s
+        note), else None."""
+        return None
+
 
 def valid_steps(lengths: Tensor | None, T: int, device: torch.device) -> Tensor | None:
     """(T, B, 1) boolean: step t is inside sequence b."""

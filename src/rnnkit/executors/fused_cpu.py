@@ -47,7 +47,7 @@ from rnnkit.executors.recompute import (
 )
 from rnnkit.executors.reference import run_steps
 
-_DTYPES = (torch.float32, torch.float64)
+_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 SMALL_LSTM = 2048  # batch x hidden up to which auto runs a plain LSTM here rather than in oneDNN
 # the parameters applied to x W_ih^T: the caller's projection adds them, or (a family that takes the
 # raw projection, the LSTM) the kernel does
@@ -262,6 +262,15 @@ def _plain_lstm(family: str, cell: CellSpec, params: Params, masks: tuple, lengt
             and ("bias_ih" in params) == ("bias_hh" in params))
 
 
+def _bf16_projection(cell: CellSpec, params: Params, x: Tensor, raw_input: bool) -> Tensor:
+    """``x W_ih^T`` (raw-input families) or the cell's whole input side, in bfloat16 by torch."""
+    if raw_input:
+        return torch.nn.functional.linear(x, params["weight_ih"])
+    if "layer_norm_ih_weight" in params:
+        return cell.project_input(params, x)
+    return torch.nn.functional.linear(x, params["weight_ih"], params.get("bias_ih"))
+
+
 def needs_backward(x: Tensor, state0: State, params: Params) -> bool:
     """Whether autograd will ask for gradients of this run (else the kernels keep nothing for it)."""
     return torch.is_grad_enabled() and (
@@ -289,7 +298,7 @@ class FusedCPUExecutor(Executor):
         if request.device.type != "cpu":
             return f"runs on CPU only, not {request.device.type}"
         if request.dtype not in _DTYPES:
-            return f"dtype {request.dtype} is not supported (float32, float64)"
+            return f"dtype {request.dtype} is not supported (float32, float64, bfloat16)"
         refusal = compiled_kernel_refusal(request, exportable=True)
         if refusal is not None:
             return refusal
@@ -301,6 +310,15 @@ class FusedCPUExecutor(Executor):
         if kernel_family(cell) is None:
             return f"the fused_cpu extension has no {cell.kernel_family()!r} kernel"
         return None
+
+    def precision(self, dtype: torch.dtype) -> str | None:
+        if dtype != torch.bfloat16 or _unavailable() is not None:
+            return None
+        module, _ = _extension()
+        gemms = ("per-step GEMMs on AMX tiles" if module.amx_available()
+                 else "per-step GEMMs in float32 (no AMX on this CPU)")
+        return (f"bfloat16: state and pointwise math in float32; {gemms}; projections and weight "
+                "gradients in torch's bf16 GEMM (float32 accumulation)")
 
     def yields_to(self, cell: CellSpec, request: RunRequest) -> str | None:
         """For auto dispatch: the executor that should run this request instead, though this one can.
@@ -353,18 +371,44 @@ class FusedCPUExecutor(Executor):
         # torch.compile (inference) and torch.export record the kernels as custom operators
         as_operator = (custom_ops.capturing() and not return_states
                        and (torch.compiler.is_exporting() or not backward))
-        if as_operator and _plain_lstm(family, cell, params, (rmask, zh, zc), lengths, reverse):
+        low = x.dtype if x.dtype == torch.bfloat16 else None
+        if low is not None:
+            # bfloat16: the projections over all steps run in torch's bf16 GEMM (oneDNN: AMX or
+            # AVX512-BF16 dot products, fp32 accumulation); the loop keeps its state, pointwise math
+            # and sums in float32 and takes bf16 operands in its GEMMs (gemm_precision); the casts
+            # are differentiable, so autograd hands back bf16 gradients
+            gx = _bf16_projection(cell, params, x, raw_input).float()
+            h0, c0 = h0.float(), None if c0 is None else c0.float()
+            named = {name: t.float() for name, t in named.items()}
+            rmask, zh, zc = (None if m is None else m.float() for m in (rmask, zh, zc))
+            options = {**options, "gemm_precision": "bf16"}
+        elif as_operator and _plain_lstm(family, cell, params, (rmask, zh, zc), lengths, reverse):
             y, h, c = torch.ops.rnnkit.lstm_layer(
                 custom_ops.encode_options(options), x, h0, c0, params["weight_ih"], params["weight_hh"],
                 params.get("bias_ih"), params.get("bias_hh"))
             return RunResult(y, (h, c), None)
-        if raw_input:  # the kernel applies the input side (b_ih, LN_ih) itself
+        elif raw_input:  # the kernel applies the input side (b_ih, LN_ih) itself
             gx = (torch.nn.functional.linear(x, params["weight_ih"]) if as_operator
                   else project(x, params["weight_ih"], None, backward))
         elif as_operator or "layer_norm_ih_weight" in params:  # the cell's own projection
             gx = cell.project_input(params, x).contiguous()
         else:
             gx = project(x, params["weight_ih"], params.get("bias_ih"), backward)
+        result = self._loop(family, options, names, named, two_states, raw_input, cell, gx, h0, c0,
+                            (rmask, zh, zc, lengths), reverse, return_states, backward, as_operator)
+        if low is None:
+            return result
+        return RunResult(result.outputs.to(low), tuple(s.to(low) for s in result.final_state),
+                         None if result.states is None else tuple(s.to(low) for s in result.states))
+
+    @staticmethod
+    def _loop(family: str, options: dict[str, str], names: tuple[str, ...], named: Params,
+              two_states: bool, raw_input: bool, cell: CellSpec, gx: Tensor, h0: Tensor,
+              c0: Tensor | None, constants: tuple, reverse: bool, return_states: bool, backward: bool,
+              as_operator: bool) -> RunResult:
+        """The time loop over ``gx``: one custom operator under capture, else the extension (through
+        :class:`_FusedRun` when autograd needs its backward)."""
+        rmask, zh, zc, lengths = constants
 
         if as_operator:
             y, h, c = torch.ops.rnnkit.fused_rnn(

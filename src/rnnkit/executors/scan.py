@@ -48,7 +48,7 @@ from rnnkit.executors.reference import run_steps
 
 # kernel families (CellSpec.kernel_family()) -> the scan extension's family ids
 _FAMILY = {"mingru": 0, "minlstm": 1}
-_FUSED_DTYPES = (torch.float32, torch.float64)
+_FUSED_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 _TRITON_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 IMPLS = ("fused", "triton")
 
@@ -149,7 +149,7 @@ class ScanExecutor(Executor):
             if request.device.type != "cpu":
                 return f"the fused scan runs on CPU, not {request.device.type}"
             if request.dtype not in _FUSED_DTYPES:
-                return f"dtype {request.dtype} is not supported on CPU (float32, float64)"
+                return f"dtype {request.dtype} is not supported on CPU (float32, float64, bfloat16)"
             return _unavailable()
         from rnnkit.executors.triton_scan import interpreting, triton_available
 
@@ -169,7 +169,13 @@ class ScanExecutor(Executor):
         T, B = x.shape[0], x.shape[1]
         H = cell.hidden_size
         gx = _project_input(cell, params, x, state0)
-        if self._impl(x.device) == "fused":
+        if self._impl(x.device) == "fused" and x.dtype == torch.bfloat16:
+            # the projection ran in bf16 (torch's GEMM); the recurrence runs in float32, casts
+            # differentiable, results back in bf16
+            outputs, final = self._run_fused(cell, gx.float(), state0[0].float(), z, lengths, reverse,
+                                             T, B, H)
+            outputs, final = outputs.to(x.dtype), final.to(x.dtype)
+        elif self._impl(x.device) == "fused":
             outputs, final = self._run_fused(cell, gx, state0[0], z, lengths, reverse, T, B, H)
         else:
             outputs, final = self._run_triton(cell, gx, state0[0], z, lengths, reverse, T, B, H)

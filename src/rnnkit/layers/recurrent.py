@@ -22,6 +22,7 @@ from rnnkit.cells.base import CellSpec, InitOptions, Params, State
 from rnnkit.cells.registry import cell_builder, options_repr
 from rnnkit.executors.base import RunRequest, StepMasks, Sweep
 from rnnkit.executors.dispatch import ExecutionPlan, get_executor, plan_stack, validate_backend
+from rnnkit.executors.kernel_families import kernel_options
 from rnnkit.executors.native import NativeExecutor, flat_weights, torch_mode
 from rnnkit.executors.recompute import is_batched
 from rnnkit.layers.graph_capture import capture_mode, refuse_scripting
@@ -138,6 +139,10 @@ class Recurrent(StreamingStep, nn.Module):
         self.cells: list[CellSpec] = [first] + [
             build_cell(layer_input, hidden_size, bias) for _ in range(num_layers - 1)
         ]
+        for spec in self.cells:
+            # the kernels' options as strings, cached now: torch.compile(dynamic=True) traces a float
+            # option as a symbol, and str() of one cannot be traced
+            kernel_options(spec)
         self.proj_size: int = getattr(first, "proj_size", 0)
         self.zoneout = self._check_zoneout(zoneout, first)
         self._state_sizes = first.state_sizes()  # read on every streaming step()

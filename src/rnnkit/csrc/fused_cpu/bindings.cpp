@@ -3,6 +3,7 @@
 
 #include <torch/extension.h>
 
+#include "amx_gemm.h"
 #include "api.h"
 #include "stepper.h"
 
@@ -23,5 +24,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("step", &Stepper::step, py::arg("x"), py::arg("h"), py::arg("c") = py::none());
   m.def("project", &project, "input projection x W^T (+ b) into the block cache");
   m.def("project_backward", &project_backward, "gradients of project: dx, dw, db");
+  m.def("amx_available", &rnnkit_amx::available,
+        "whether a bfloat16 module's per-step GEMMs run on AMX tiles here (amx_gemm.h)");
   m.def("bernoulli_mask", &bernoulli_mask, "counter-based Bernoulli mask (see bernoulli_mask.cpp)");
 }

@@ -69,8 +69,9 @@ SequenceResult lstm_forward(const SequenceArgs& args) {
   const T* gxp = gx.data_ptr<T>();
   const T* whh = w_hh.data_ptr<T>();
   const T* whr = proj ? w_hr->data_ptr<T>() : nullptr;
-  const StepWeight<T> Whh = StepWeight<T>::xwT(whh, Gt, P, L);
-  const StepWeight<T> Whr = proj ? StepWeight<T>::xwT(whr, P, H, L) : StepWeight<T>{};
+  const bool bf16 = args.options.bf16_gemms();
+  const StepWeight<T> Whh = StepWeight<T>::xwT(whh, Gt, P, L, bf16);
+  const StepWeight<T> Whr = proj ? StepWeight<T>::xwT(whr, P, H, L, bf16) : StepWeight<T>{};
   const T* rmp = ptr_or_null<T>(rmask);
   Tensor len64;
   if (has(lengths)) len64 = lengths->to(at::kLong).contiguous();
@@ -215,8 +216,9 @@ BackwardResult lstm_backward(const BackwardArgs& args) {
   const T* dcsp = dCS.defined() ? dCS.data_ptr<T>() : nullptr;
   const T* whh = w_hh.data_ptr<T>();
   const T* whr = proj ? w_hr->data_ptr<T>() : nullptr;
-  const StepWeight<T> Whh = StepWeight<T>::xw(whh, Gt, P, L);
-  const StepWeight<T> Whr = proj ? StepWeight<T>::xw(whr, P, H, L) : StepWeight<T>{};
+  const bool bf16 = args.options.bf16_gemms();
+  const StepWeight<T> Whh = StepWeight<T>::xw(whh, Gt, P, L, bf16);
+  const StepWeight<T> Whr = proj ? StepWeight<T>::xw(whr, P, H, L, bf16) : StepWeight<T>{};
   const T* liw = ptr_or_null<T>(ln_ih_w);
   const T* lhw = ptr_or_null<T>(ln_hh_w);
   const T* lcw = ptr_or_null<T>(K.layer_norm_c_weight);
@@ -353,7 +355,7 @@ BackwardResult lstm_backward(const BackwardArgs& args) {
     std::memcpy(out.data_ptr<T>(), acc.data() + off, sizeof(T) * n);
     return out;
   };
-  Tensor dw_hh = weight_grad(DGR.view({TB, Gt}), HIN.view({TB, P}));
+  Tensor dw_hh = weight_grad(DGR.view({TB, Gt}), HIN.view({TB, P}), bf16);
   Tensor db_ih = has(b_ih) ? vec(0, Gt) : Tensor();
   Tensor db_hh = has(b_hh) ? vec(0, Gt) : Tensor();
   Tensor dln_ih_w, dln_ih_b, dln_hh_w, dln_hh_b, dlnc_w, dlnc_b, dpi, dpf, dpo, dw_hr;
@@ -370,7 +372,7 @@ BackwardResult lstm_backward(const BackwardArgs& args) {
     dpf = vec(3 * Gt + 3 * H, H);
     dpo = vec(3 * Gt + 4 * H, H);
   }
-  if (proj) dw_hr = weight_grad(DHT.view({TB, P}), M.view({TB, H}));
+  if (proj) dw_hr = weight_grad(DHT.view({TB, P}), M.view({TB, H}), bf16);
   prof.lap(prof.other);
   prof.report("lstm backward", L, B, H);
   BackwardResult out{DX, dh, dc, {}};

@@ -95,6 +95,10 @@ struct Options {
     auto it = values.find(name);
     return it == values.end() ? fallback : it->second;
   }
+  // Not a cell option: the executor's "gemm_precision" = "bf16" for a bfloat16 module. The loop keeps
+  // float32 state and math; its per-step GEMMs run on AMX tiles where the CPU has them (amx_gemm.h)
+  // and the weight gradients over all steps in ATen's bf16 GEMM, both with float32 accumulation.
+  bool bf16_gemms() const { return text("gemm_precision", "") == "bf16"; }
   std::optional<double> number(const std::string& name) const {
     auto it = values.find(name);
     if (it == values.end() || it->second == "None") return std::nullopt;

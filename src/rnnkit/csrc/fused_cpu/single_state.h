@@ -124,7 +124,8 @@ SequenceResult single_state_forward(const SequenceArgs& A) {
 
   Prof prof;
   const StepWeight<T> Whh = F::kDiagonal ? StepWeight<T>{}
-                                         : StepWeight<T>::xwT(p.weight_hh->data_ptr<T>(), Gt, P, L);
+                                         : StepWeight<T>::xwT(p.weight_hh->data_ptr<T>(), Gt, P, L,
+                                                                   A.options.bf16_gemms());
   over_batch(B, batch_chunks(B), prof, [&](int64_t r0, int64_t r1, int64_t, Prof&) {
   const int64_t nb = r1 - r0;
   for (int64_t k = 0; k < L; ++k) {
@@ -204,7 +205,8 @@ BackwardResult single_state_backward(const BackwardArgs& A) {
 
   Prof prof;
   const StepWeight<T> Whh = F::kDiagonal ? StepWeight<T>{}
-                                         : StepWeight<T>::xw(p.weight_hh->data_ptr<T>(), Gt, P, L);
+                                         : StepWeight<T>::xw(p.weight_hh->data_ptr<T>(), Gt, P, L,
+                                                                  A.options.bf16_gemms());
   over_batch(B, batch_chunks(B), prof, [&](int64_t r0, int64_t r1, int64_t, Prof&) {
   const int64_t nb = r1 - r0;
   for (int64_t k = 0; k < L; ++k) {
@@ -269,7 +271,7 @@ BackwardResult single_state_backward(const BackwardArgs& A) {
   BackwardResult out{DX, dh, Tensor(), {}};
   KernelParams& g = out.grads;
   if (F::kDiagonal) g.weight_hh = (DGR * HIN).view({TB, H}).sum(0);
-  else g.weight_hh = weight_grad(DGR.view({TB, Gt}), HIN.view({TB, P}));
+  else g.weight_hh = weight_grad(DGR.view({TB, Gt}), HIN.view({TB, P}), A.options.bf16_gemms());
   if (has(p.bias_hh)) g.bias_hh = DGH.view({TB, Gt}).sum(0);
   if (ln) {
     g.layer_norm_hh_weight = (DGH * XH).view({TB, Gt}).sum(0);

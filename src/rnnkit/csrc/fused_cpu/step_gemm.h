@@ -1,5 +1,5 @@
 // The fused loops' GEMMs: the per-step recurrent GEMM (StepWeight: rnnkit's packed AVX-512 kernel for
-// float32, BLAS otherwise), the many-row GEMMs of the input projection (big_gemm), the weight
+// float32, AMX tiles for a bfloat16 module where the CPU has them, BLAS otherwise), the many-row GEMMs of the input projection (big_gemm), the weight
 // gradients over all steps (weight_grad), and the streaming step's few-row products (small_xwT2).
 #pragma once
 
@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include "amx_gemm.h"
 #include "blas.h"
 #include "packed_gemm.h"
 #include "weight_grad.h"
@@ -33,25 +34,26 @@ struct StepWeight {
   int64_t K = 0, N = 0;
   bool transposed = false;
   rnnkit_packed::PackedB packed;
+  rnnkit_amx::PackedTiles tiles;  // a bfloat16 module's weight on AMX (amx_gemm.h)
 
   static constexpr int64_t kMinSteps = 4;
 
-  static StepWeight xwT(const T* W, int64_t N, int64_t K, int64_t steps) {
-    StepWeight s{W, K, N, true, {}};
-    if constexpr (std::is_same<T, float>::value)
-      if (use_packed(steps)) rnnkit_packed::pack(W, K, N, true, s.packed);
-    return s;
+  // bf16: the loop of a bfloat16 module (Options::bf16_gemms), whose weight is exact in bf16: on a
+  // CPU with AMX the products take A rounded to bf16 (float32 accumulation); elsewhere float32.
+  static StepWeight xwT(const T* W, int64_t N, int64_t K, int64_t steps, bool bf16 = false) {
+    return make(W, K, N, true, steps, bf16);
   }
-  static StepWeight xw(const T* W, int64_t K, int64_t N, int64_t steps) {
-    StepWeight s{W, K, N, false, {}};
-    if constexpr (std::is_same<T, float>::value)
-      if (use_packed(steps)) rnnkit_packed::pack(W, K, N, false, s.packed);
-    return s;
+  static StepWeight xw(const T* W, int64_t K, int64_t N, int64_t steps, bool bf16 = false) {
+    return make(W, K, N, false, steps, bf16);
   }
   // C[M, N] = A[M, K] op(W) + beta C (beta 0 or 1); A and C rows contiguous (strides K and N).
   void run(int64_t M, const T* A, T* C, T beta) const {
     if (M == 0) return;
     if constexpr (std::is_same<T, float>::value) {
+      if (!tiles.empty()) {
+        rnnkit_amx::gemm(M, A, K, tiles, C, N, beta != T(0));
+        return;
+      }
       if (!packed.empty() && K > 0) {
         rnnkit_packed::gemm_packed(M, A, K, packed, C, N, beta != T(0));
         return;
@@ -62,6 +64,16 @@ struct StepWeight {
 
  private:
   static bool use_packed(int64_t steps) { return own_kernels_enabled() && steps >= kMinSteps; }
+  static StepWeight make(const T* W, int64_t K, int64_t N, bool transposed, int64_t steps, bool bf16) {
+    StepWeight s{W, K, N, transposed, {}, {}};
+    if constexpr (std::is_same<T, float>::value) {
+      if (bf16 && K > 0 && N > 0 && rnnkit_amx::available())
+        rnnkit_amx::pack(W, K, N, transposed, s.tiles);
+      else if (use_packed(steps))
+        rnnkit_packed::pack(W, K, N, transposed, s.packed);
+    }
+    return s;
+  }
 };
 
 // The many-row GEMMs (input projection and its dx, big_gemm) go in blocks of kBigGemmBlock rows and
@@ -73,7 +85,12 @@ constexpr int64_t kMinKernelRows = StepWeight<float>::kMinSteps * kBigGemmBlock;
 // dW [N, K] = dG^T X for dG [M, N] and X [M, K]: a weight's gradient summed over every step. float32
 // from kMinKernelRows (256) rows runs the AVX-512 kernel of weight_grad.h (rows of dW split over the
 // threads; MKL's sgemm takes its AVX2 path on AMD CPUs), anything else at::mm.
-inline at::Tensor weight_grad(const at::Tensor& dG_in, const at::Tensor& X_in) {
+// With bf16 (a bfloat16 module's run) both operands are rounded to bf16 and multiplied by ATen's
+// bf16 GEMM (oneDNN: AMX or AVX512-BF16, float32 accumulation): the gradient is rounded to the
+// module's bf16 anyway.
+inline at::Tensor weight_grad(const at::Tensor& dG_in, const at::Tensor& X_in, bool bf16 = false) {
+  if (bf16)
+    return at::mm(dG_in.to(at::kBFloat16).t(), X_in.to(at::kBFloat16)).to(dG_in.scalar_type());
   const int64_t M = dG_in.size(0), N = dG_in.size(1), K = X_in.size(1);
   if (dG_in.scalar_type() != at::kFloat || X_in.scalar_type() != at::kFloat || M < kMinKernelRows ||
       N == 0 || K == 0 || !own_kernels_enabled())
