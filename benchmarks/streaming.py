@@ -10,6 +10,8 @@ For each cell variant, in one process and interleaved (anchor, ours, ... per rep
 - ``cell``: ``torch.nn.LSTMCell``/``GRUCell``/``RNNCell`` called once per step from Python, fed its
   own last state likewise (the anchor: the target is ``ours`` at least 3x faster at B=1, H=256); a
   cell torch.nn has no equivalent of is timed against ``RNNCell`` (``LSTMCell`` for two states),
+- ``int8``: the same module after ``rnnkit.quantize_step`` (int8 weights in the C++ step; issue
+  #19's target: at least 1.5x faster than ``ours`` at B=1, H=256), fed its own last state,
 - ``mv``: a bare ``torch.mv(W_hh, h)``: one matrix-vector product with the recurrent weight (with
   ``W_ih`` for a cell whose ``W_hh`` is a vector, IndRNN), the memory-traffic floor of one
   projection (a full LSTM step reads ``W_ih`` and ``W_hh``, so about 2x this is the floor for I = H).
@@ -18,7 +20,7 @@ Variants: the option variants listed below, then every registered cell family in
 options (``rnnkit.cells.cell_names()``).
 
 Each repetition times ``--steps`` consecutive steps; the script prints the median microseconds per
-step and the ratios ``cell / ours`` (speed-up) and ``ours / mv``.
+step and the ratios ``cell / ours`` (speed-up), ``ours / int8`` (speed-up) and ``ours / mv``.
 
 Run (from the repository root)::
 
@@ -29,6 +31,7 @@ Run (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -37,7 +40,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from rnnkit import Recurrent
+from rnnkit import Recurrent, quantize_step
 from rnnkit.cells import cell_names
 
 LISTED: dict[str, tuple[str, dict]] = {
@@ -69,6 +72,12 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     torch.manual_seed(args.seed)
     B, I, H = args.batch, args.input, args.hidden
     ours = Recurrent(cell_name, I, H, **options).eval()
+    int8 = quantize_step(copy.deepcopy(ours))
+    try:
+        with torch.inference_mode():
+            int8.step(torch.zeros(B, I))
+    except ValueError:  # a cell without the C++ step (minGRU, minLSTM): no int8 step
+        int8 = None
     x = torch.randn(B, I)
     n_state = len(ours.cell.state_sizes())
     anchor = anchor_for(cell_name, n_state)(I, H)
@@ -82,7 +91,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     hx = ours._prepare_state(ours_state, B, x.unsqueeze(0), True)
 
     # ours and the anchor each feed their last state back in, as a stream does
-    carried = {"cell": cell_state, "ours": ours_state}
+    carried = {"cell": cell_state, "ours": ours_state, "int8": ours_state}
 
     def cell_step() -> None:
         carried["cell"] = anchor(x, carried["cell"])
@@ -90,9 +99,13 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     def ours_step() -> None:
         carried["ours"] = ours.step(x, carried["ours"])[1]
 
+    def int8_step() -> None:
+        carried["int8"] = int8.step(x, carried["int8"])[1]
+
     fns = {
         "cell": cell_step,
         "ours": ours_step,
+        **({"int8": int8_step} if int8 is not None else {}),
         "python": lambda: ours._python_step(x, hx),
         "mv": lambda: torch.mv(w_hh, h),
     }
@@ -109,6 +122,8 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     med["cell/ours"] = med["cell"] / med["ours"]
     med["python/ours"] = med["python"] / med["ours"]
     med["ours/mv"] = med["ours"] / med["mv"]
+    med["ours/int8"] = med["ours"] / med["int8"] if "int8" in med else float("nan")
+    med.setdefault("int8", float("nan"))
     return med
 
 
@@ -133,11 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"H={args.hidden} threads={args.threads} torch {torch.__version__}")
     print(f"# load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'variant':<18} {'ours us':>8} {'python us':>9} {'cell us':>8} {'mv us':>7} "
-          f"{'cell/ours':>9} {'python/ours':>11} {'ours/mv':>7}")
+          f"{'cell/ours':>9} {'python/ours':>11} {'ours/mv':>7} {'int8 us':>8} {'ours/int8':>9}")
     for name in names:
         r = measure(name, args)
         print(f"{name:<18} {r['ours']:>8.1f} {r['python']:>9.1f} {r['cell']:>8.1f} {r['mv']:>7.1f} "
-              f"{r['cell/ours']:>9.2f} {r['python/ours']:>11.2f} {r['ours/mv']:>7.2f}", flush=True)
+              f"{r['cell/ours']:>9.2f} {r['python/ours']:>11.2f} {r['ours/mv']:>7.2f} {r['int8']:>8.1f} "
+              f"{r['ours/int8']:>9.2f}", flush=True)
     print(f"# load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 

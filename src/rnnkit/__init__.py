@@ -9,7 +9,7 @@ from rnnkit.layers.orthogonal import orthogonal_recurrence
 from rnnkit.layers.recurrent import Recurrent
 from rnnkit.layers.torch_cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.layers.torch_rnn import GRU, LSTM, RNN
-from rnnkit.quantization import quantize_dynamic
+from rnnkit.quantization import quantize_dynamic, quantize_step
 
 __all__ = [
     "GRU",
@@ -26,6 +26,7 @@ __all__ = [
     "load",
     "orthogonal_recurrence",
     "quantize_dynamic",
+    "quantize_step",
     "register_model",
     "save",
     "to_torch",

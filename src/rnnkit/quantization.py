@@ -1,4 +1,5 @@
-"""``rnnkit.quantize_dynamic``: dynamic int8 quantization of models that hold rnnkit's layers.
+"""``rnnkit.quantize_dynamic``: dynamic int8 quantization of models that hold rnnkit's layers, and
+``rnnkit.quantize_step``: rnnkit's own int8 streaming step.
 
 torch's ``torch.ao.quantization.quantize_dynamic`` picks modules by type (``type(m) in {nn.LSTM,
 ...}``), so it silently leaves rnnkit's drop-ins in float32: they are no torch.nn subclasses
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from rnnkit.executors.native import torch_mode
+from rnnkit.executors.streaming import STEP_PRECISIONS
 from rnnkit.layers.conversion import to_torch
 from rnnkit.layers.recurrent import Recurrent
 from rnnkit.layers.torch_cells import GRUCell, LSTMCell, RNNCell, _CellModule
@@ -96,3 +98,28 @@ def quantize_dynamic(
             stacklevel=2,
         )
     return torch.ao.quantization.quantize_dynamic(model, types, dtype=dtype, inplace=True)
+
+
+
+def quantize_step(module: nn.Module, precision: str = "int8") -> nn.Module:
+    """Set the streaming ``step()`` of every :class:`~rnnkit.Recurrent` inside ``module`` (``module``
+    itself included) to ``precision``, in place, and return ``module``.
+
+    ``"int8"``: each step's projections use int8 copies of ``W_ih`` and ``W_hh`` (per-row symmetric
+    scales, quantized when the step is first taken and again after any change to a parameter) and
+    the step's activations quantized per row at run time, summed in int32 (AVX512-VNNI where the
+    CPU has it); biases, layer norms, gates and the state stay float32. Dynamic quantization as
+    torch's ``quantize_dynamic``, for every cell the fused kernels run (layer norm, peepholes,
+    projection, GRU, Elman, IndRNN), not only torch.nn's. It runs on the C++ step only (CPU,
+    float32, no autograd); a step that cannot run there raises ``ValueError`` rather than running
+    in float. ``forward`` over a sequence is unchanged. ``"float"`` restores the module's own
+    precision.
+    """
+    if precision not in STEP_PRECISIONS:
+        raise ValueError(f"precision must be one of {STEP_PRECISIONS}, got {precision!r}")
+    layers = [m for m in module.modules() if isinstance(m, Recurrent)]
+    if not layers:
+        raise ValueError("quantize_step: no rnnkit recurrent layers in this module")
+    for layer in layers:
+        layer.step_precision = precision
+    return module

@@ -20,6 +20,12 @@ specification and supports autograd):
 
 ``step()`` already runs with evaluation semantics (zoneout by its expectation; the stochastic
 regularisers refuse training mode), so the fast path needs no masks.
+
+``Recurrent.step_precision = "int8"`` (set by :func:`rnnkit.quantize_step`) makes the Stepper take
+int8 copies of the weights, quantized when it is built (``csrc/fused_cpu/int8_gemv.h``: per-row
+symmetric weights, activations quantized at every step, int32 sums) and again when a weight's
+version counter moves (an in-place update); a step the fast path cannot run raises instead of
+running another precision.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from rnnkit.executors.kernel_families import kernel_options
 from rnnkit.executors.recompute import tracked
 
 _DTYPES = (torch.float32, torch.float64)
+STEP_PRECISIONS = ("float", "int8")  # Recurrent.step_precision
 
 
 def fast_step_refusal(module, x: Tensor, hx: State) -> str | None:
@@ -46,6 +53,8 @@ def fast_step_refusal(module, x: Tensor, hx: State) -> str | None:
         return f"runs on CPU in float32/float64, not {x.device.type} {x.dtype}"
     if x.dtype != module._parameters["weight_ih_l0"].dtype:
         return "input and weights differ in dtype"
+    if module.step_precision == "int8" and x.dtype != torch.float32:
+        return f"the int8 step quantizes float32 modules, not {x.dtype}"
     if torch.is_grad_enabled() and (
         tracked(x) or any(map(tracked, hx)) or any(map(tracked, module.parameters()))
     ):
@@ -79,10 +88,13 @@ def _layer(module, layer: int) -> tuple[str, dict[str, str], dict[str, Tensor]]:
 
 def stepper(module):
     """The module's ``fused_cpu.Stepper``, cached while its parameters are the same contiguous
-    objects (so the bound tensors are the parameters themselves, updated in place by an optimiser)."""
+    objects (so the bound tensors are the parameters themselves, updated in place by an optimiser;
+    an int8 Stepper re-quantizes its weight copies when their version counters move)."""
     key = tuple(map(id, module._parameters.values()))
+    precision = module.step_precision
     cached = module.__dict__.get("_fast_stepper")
-    if cached is not None and cached[0] == key and cached[1] == module.zoneout:
+    if (cached is not None and cached[0] == key and cached[1] == module.zoneout
+            and cached[3] == precision):
         return cached[2]
     ext, _ = fused_cpu._extension()
     zoneout = module.zoneout
@@ -90,7 +102,7 @@ def stepper(module):
     zc = float(zoneout[1]) if len(zoneout) > 1 else 0.0
     contiguous = all(p.is_contiguous() for p in module._parameters.values())
     layers = [_layer(module, layer) for layer in range(len(module.cells))]
-    made = ext.Stepper(layers, zh, zc, bool(module.residual))
+    made = ext.Stepper(layers, zh, zc, bool(module.residual), precision == "int8")
     if contiguous:
-        module.__dict__["_fast_stepper"] = (key, module.zoneout, made)
+        module.__dict__["_fast_stepper"] = (key, module.zoneout, made, precision)
     return made

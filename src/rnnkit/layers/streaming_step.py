@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.cells.base import State
-from rnnkit.executors.streaming import fast_step_refusal, stepper
+from rnnkit.executors.streaming import STEP_PRECISIONS, fast_step_refusal, stepper
 from rnnkit.layers.graph_capture import capture_mode
 
 
@@ -47,6 +47,19 @@ def _step_result(out: list[Tensor], batched: bool) -> tuple[Tensor, Any, tuple[T
 
 class StreamingStep:
     """``step()`` and the caches it keeps on the module (dropped whenever a parameter changes)."""
+
+    @property
+    def step_precision(self) -> str:
+        """``"float"`` (the module's dtype) or ``"int8"``: the C++ step on int8 copies of the weights
+        (:func:`rnnkit.quantize_step`). Setting it drops the streaming caches."""
+        return self.__dict__.get("_step_precision", "float")
+
+    @step_precision.setter
+    def step_precision(self, value: str) -> None:
+        if value not in STEP_PRECISIONS:
+            raise ValueError(f"step_precision must be one of {STEP_PRECISIONS}, got {value!r}")
+        self.__dict__["_step_precision"] = value
+        self._drop_stream_caches()
 
     def step(
         self, x_t: Tensor, state: Tensor | tuple[Tensor, ...] | None = None
@@ -91,11 +104,15 @@ class StreamingStep:
         hx = self._prepare_state(state, inp.shape[0], inp, batched)
         self.__dict__.pop("_stream_lane", None)
         # a tracer cannot record the C++ step: the Python step is recordable and right for any batch
-        if (self.backend in ("auto", "fused_cpu") and capture_mode() is None
-                and fast_step_refusal(self, inp, hx) is None):
+        refusal = (f"backend={self.backend!r}" if self.backend not in ("auto", "fused_cpu")
+                   else "a tracer records the call" if capture_mode() is not None
+                   else fast_step_refusal(self, inp, hx))
+        if refusal is None:
             # one C++ call for the whole stack (rnnkit.executors.streaming); same results, no autograd
             made = stepper(self)
             return self._finish_fast_step(made.step(inp, *hx), batched, x_t, made)
+        if self.step_precision == "int8":  # never a silently different precision
+            raise ValueError(f"step_precision='int8' runs only on the fast C++ step, which refuses: {refusal}")
         y, final = self._python_step(inp, hx)
         y, returned, _ = _step_result([y, *final], batched)
         return y, returned

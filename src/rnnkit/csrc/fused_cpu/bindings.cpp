@@ -20,7 +20,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("families", &families, "the kernel families: name -> {states, raw_input}");
   py::class_<Stepper>(m, "Stepper", "one streaming time step of a whole stack (no autograd)")
       .def(py::init<const std::vector<std::tuple<std::string, OptionDict, TensorDict>>&, double,
-                    double, bool>())
+                    double, bool, bool>(),
+           py::arg("layers"), py::arg("zh"), py::arg("zc"), py::arg("residual"), py::arg("int8") = false)
       .def("step", &Stepper::step, py::arg("x"), py::arg("h"), py::arg("c") = py::none());
   m.def("project", &project, "input projection x W^T (+ b) into the block cache");
   m.def("project_backward", &project_backward, "gradients of project: dx, dw, db");

@@ -14,7 +14,7 @@
 namespace rnnkit {
 
 Stepper::Stepper(const std::vector<std::tuple<std::string, OptionDict, TensorDict>>& layers,
-                 double zh, double zc, bool residual)
+                 double zh, double zc, bool residual, bool int8)
     : zh_(zh), zc_(zc), residual_(residual) {
   TORCH_CHECK(!layers.empty(), "fused_cpu.Stepper: no layers");
   for (const auto& [family, options, params] : layers) {
@@ -30,9 +30,24 @@ Stepper::Stepper(const std::vector<std::tuple<std::string, OptionDict, TensorDic
       layer.step64 = &F::template step<double>;
     });
     TORCH_CHECK(found, "fused_cpu.Stepper: no kernel family '", family, "'");
+    if (int8) {
+      TORCH_CHECK(p.weight_ih->scalar_type() == at::kFloat, "fused_cpu.Stepper: int8 needs float32 weights");
+      layer.quantize();
+    }
     TORCH_CHECK(layers_.empty() || layers_[0].two_states == layer.two_states,
                 "fused_cpu.Stepper: every layer has the same state");
     layers_.push_back(std::move(layer));
+  }
+}
+
+void StepLayer::quantize() {
+  const Tensor& wih = *params.weight_ih;
+  ih8 = std::make_shared<const Int8Weight>(quantize_rows(wih.data_ptr<float>(), wih.size(0), wih.size(1)));
+  ih_version = wih._version();
+  if (params.weight_hh->dim() == 2) {
+    const Tensor& whh = *params.weight_hh;
+    hh8 = std::make_shared<const Int8Weight>(quantize_rows(whh.data_ptr<float>(), whh.size(0), whh.size(1)));
+    hh_version = whh._version();
   }
 }
 
@@ -48,7 +63,7 @@ std::vector<StepScratch<T>>& Stepper::scratch() {
 
 // One layer: x (B, I), h (B, P), c (B, H) for a two-state family -> hn (B, P), cn (B, H).
 template <typename T>
-void step_layer(const StepLayer& L, StepScratch<T>& s, int64_t B, int64_t I, const T* xp, int64_t P,
+void step_layer(StepLayer& L, StepScratch<T>& s, int64_t B, int64_t I, const T* xp, int64_t P,
                 const T* hp, const T* cp, T zh, T zc, T* hn, T* cn) {
   const KernelParams& p = L.params;
   const int64_t Gt = p.weight_ih->size(0);
@@ -57,6 +72,17 @@ void step_layer(const StepLayer& L, StepScratch<T>& s, int64_t B, int64_t I, con
   T* gxr = s.gxr.data();
   T* ghr = s.ghr.data();
   const T* wih = p.weight_ih->data_ptr<T>();
+  if constexpr (std::is_same<T, float>::value) {
+    if (L.ih8) {  // int8 weights (int8_gemv.h); an element-wise recurrence is the family's own
+      if (p.weight_ih->_version() != L.ih_version ||
+          (L.hh8 && p.weight_hh->_version() != L.hh_version))
+        L.quantize();  // the parameters were updated in place
+      int8_xwT(B, xp, *L.ih8, gxr);
+      if (L.hh8) int8_xwT(B, hp, *L.hh8, ghr);
+      L.step32(p, L.options, s, B, Gt, P, gxr, ghr, hp, cp, zh, zc, hn, cn);
+      return;
+    }
+  }
   if (p.weight_hh->dim() == 2) {  // a matrix recurrence: h W_hh^T with x W_ih^T
     const T* whh = p.weight_hh->data_ptr<T>();
     if (B <= 4) {
@@ -82,6 +108,8 @@ std::vector<Tensor> Stepper::step(const Tensor& x, const Tensor& h, const OptT& 
               "fused_cpu.Stepper.step: x (B, I) and h (L, B, P) expected");
   const bool two = layers_[0].two_states;
   TORCH_CHECK(two == has(c), "fused_cpu.Stepper.step: c is given exactly for a two-state family");
+  TORCH_CHECK(!layers_[0].ih8 || x.scalar_type() == at::kFloat,
+              "fused_cpu.Stepper.step: an int8 Stepper steps float32 inputs");
   const Tensor xc = x.contiguous(), hc = h.contiguous();
   const Tensor cc = two ? c->contiguous() : Tensor();
   // fresh outputs straight from the CPU allocator: through the dispatcher (empty_like, select for

@@ -6,10 +6,12 @@
 
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "int8_gemv.h"
 #include "params.h"
 #include "step_scratch.h"
 
@@ -26,13 +28,18 @@ struct StepLayer {
   bool two_states = false;
   StepFn<float> step32 = nullptr;
   StepFn<double> step64 = nullptr;
+  // int8 weights (int8_gemv.h): copies, quantized again when the parameter's version counter moves
+  std::shared_ptr<const Int8Weight> ih8, hh8;
+  int64_t ih_version = 0, hh_version = 0;
+  void quantize();  // (re)builds ih8 and, for a matrix recurrence, hh8
 };
 
 class Stepper {
  public:
   // layers[l] = (kernel family, the cell's options, its parameters by name incl. weight_ih).
+  // int8: the projections take int8 copies of W_ih and a matrix W_hh (float32 modules only).
   Stepper(const std::vector<std::tuple<std::string, OptionDict, TensorDict>>& layers, double zh,
-          double zc, bool residual);
+          double zc, bool residual, bool int8 = false);
 
   // x (B, I); h (L, B, P); c (L, B, H) for a two-state family -> [y (B, P), h_new (L, B, P), c_new].
   // Not reentrant (it keeps its scratch between calls): Python calls it holding the GIL.
