@@ -65,6 +65,76 @@ def _set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def train_run(out: Path, train_file: Path, valid: Path | None, config: Path | None, flags: dict,
+              resume: bool = False, init_from: Path | None = None):
+    """``train``'s work (also ``TranslateModel.fit``'s): options resolved as app defaults < the resumed
+    run's < ``config`` < ``flags`` (None: not given), then one training run into ``out``. Returns
+    (metrics, training config)."""
+    from rnnkit.apps.translate.options import TRAIN_DEFAULTS, TranslateConfig
+    from rnnkit.apps.translate.task import run_translate
+    from rnnkit.training.cli_support import resolve_layers
+    from rnnkit.training.config import read_config_file
+
+    layers: list[tuple[str, dict]] = [("translate defaults", dict(TRAIN_DEFAULTS))]
+    if resume:
+        from rnnkit.training.cli_support import resumed_layer
+
+        layers.append(resumed_layer(out, "translate"))
+    if config is not None:
+        layers.append((str(config), read_config_file(config)))
+    layers.append(("--", flags))
+    cfg, opts = resolve_layers(TranslateConfig, layers)
+    metrics = run_translate(cfg, opts, out, train_file, valid, resume=resume, init_from=init_from)
+    return metrics, cfg
+
+
+def search_settings(opts, beam: int | None, alpha: float | None, max_len_ratio: float | None,
+                    batch_size: int, n_best: int = 1) -> tuple[int, float, float]:
+    """(beam, alpha, max-length ratio): the given ones, else the run's; each checked."""
+    beam = beam if beam is not None else opts.beam
+    alpha = alpha if alpha is not None else opts.alpha
+    ratio = max_len_ratio if max_len_ratio is not None else opts.max_len_ratio
+    _search_options(beam, alpha, ratio, n_best)
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    return beam, alpha, ratio
+
+
+def evaluate_pairs(run_dir: Path, test_file: Path, beam: int | None = None, alpha: float | None = None,
+                   max_len_ratio: float | None = None, header: bool | None = None,
+                   batch_size: int = 64) -> tuple[dict, list[str]]:
+    """``evaluate``'s work: (scores, the best translation of each source)."""
+    import time
+
+    from rnnkit.apps.translate.data import read_pairs
+    from rnnkit.apps.translate.decode import translate
+    from rnnkit.apps.translate.metrics import scores_for
+
+    model, vocab, opts = _load_run(run_dir)
+    beam, alpha, ratio = search_settings(opts, beam, alpha, max_len_ratio, batch_size)
+    pairs = read_pairs(test_file, opts.header if header is None else header)
+    t0 = time.perf_counter()
+    hyps = [h[0] for h in translate(model, vocab, [s for s, _ in pairs], beam, alpha, ratio, opts.max_len,
+                                    batch_size)]
+    seconds = time.perf_counter() - t0
+    result = {"file": str(test_file), **scores_for(opts.tokenizer, hyps, [t for _, t in pairs]), "beam": beam,
+              "alpha": alpha,
+              "decode_seconds": round(seconds, 2), "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 1)}
+    return result, hyps
+
+
+def translate_sentences(run, sentences: list[str], beam: int | None = None,
+                        alpha: float | None = None, max_len_ratio: float | None = None, n_best: int = 1,
+                        batch_size: int = 64) -> list[list[str]]:
+    """``translate``'s work: the ``n_best`` translations of each sentence, best first. ``run``: a run
+    directory, or what :func:`_load_run` returned for one."""
+    from rnnkit.apps.translate.decode import translate
+
+    model, vocab, opts = _load_run(run) if isinstance(run, (str, Path)) else run
+    beam, alpha, ratio = search_settings(opts, beam, alpha, max_len_ratio, batch_size, n_best)
+    return translate(model, vocab, sentences, beam, alpha, ratio, opts.max_len, batch_size, n_best)
+
+
 @app.command()
 def train(
     train_file: Annotated[Path, typer.Argument(help="TSV of source<TAB>target pairs (with --resume: the run's "
@@ -117,10 +187,6 @@ def train(
     import json
 
     from rnnkit.apps.translate.metrics import summary
-    from rnnkit.apps.translate.options import TRAIN_DEFAULTS, TranslateConfig
-    from rnnkit.apps.translate.task import run_translate
-    from rnnkit.training.cli_support import resolve_layers
-    from rnnkit.training.config import read_config_file
 
     if (out is None) == (resume is None):
         raise UserError("give exactly one of --out DIR (a new run) or --resume RUN_DIR")
@@ -131,17 +197,8 @@ def train(
              "bidirectional": bidirectional, "dropout": dropout, "label_smoothing": label_smoothing, "beam": beam,
              "minutes": minutes, "max_epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
              "threads": threads, "quiet": True if quiet else None, **parse_set(set_)}
-    layers: list[tuple[str, dict]] = [("translate defaults", dict(TRAIN_DEFAULTS))]
-    if resume is not None:
-        from rnnkit.training.cli_support import resumed_layer
-
-        layers.append(resumed_layer(resume, "translate"))
-    if config is not None:
-        layers.append((str(config), read_config_file(config)))
-    layers.append(("--", flags))
-    cfg, opts = resolve_layers(TranslateConfig, layers)
     out = resume if resume is not None else out
-    metrics = run_translate(cfg, opts, out, train_file, valid, resume=resume is not None, init_from=init_from)
+    metrics, cfg = train_run(out, train_file, valid, config, flags, resume=resume is not None, init_from=init_from)
     v = metrics["translate"]["valid"]
     if not cfg.quiet:
         typer.echo(f"{metrics['status']}: step {metrics['global_step']} in {metrics['train_seconds']:.0f} s; "
@@ -168,28 +225,11 @@ def evaluate(
     """BLEU, chrF (sacrebleu, signatures printed) and exact match of a run on a TSV of pairs; for a
     --tokenizer g2p run, word and phoneme error rates."""
     import json
-    import time
 
-    from rnnkit.apps.translate.data import read_pairs
-    from rnnkit.apps.translate.decode import translate
-    from rnnkit.apps.translate.metrics import scores_for
     from rnnkit.io.atomic import write_text_atomic
 
-    model, vocab, opts = _load_run(run_dir)
-    beam, alpha = beam if beam is not None else opts.beam, alpha if alpha is not None else opts.alpha
-    ratio = max_len_ratio if max_len_ratio is not None else opts.max_len_ratio
-    _search_options(beam, alpha, ratio)
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     _set_threads(threads)
-    pairs = read_pairs(test_file, opts.header if header is None else header)
-    t0 = time.perf_counter()
-    hyps = [h[0] for h in translate(model, vocab, [s for s, _ in pairs], beam, alpha, ratio, opts.max_len,
-                                    batch_size)]
-    seconds = time.perf_counter() - t0
-    result = {"file": str(test_file), **scores_for(opts.tokenizer, hyps, [t for _, t in pairs]), "beam": beam,
-              "alpha": alpha,
-              "decode_seconds": round(seconds, 2), "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 1)}
+    result, hyps = evaluate_pairs(run_dir, test_file, beam, alpha, max_len_ratio, header, batch_size)
     if hypotheses is not None:
         write_text_atomic(hypotheses, "".join(h + "\n" for h in hyps))
     typer.echo(json.dumps(result, indent=2))
@@ -209,14 +249,9 @@ def translate_cmd(
 ) -> None:
     """Translate sentences (one per line, from FILE or standard input): one output line per input line."""
     from rnnkit.apps.translate.data import read_sentences
-    from rnnkit.apps.translate.decode import translate
 
-    model, vocab, opts = _load_run(run_dir)
-    beam, alpha = beam if beam is not None else opts.beam, alpha if alpha is not None else opts.alpha
-    ratio = max_len_ratio if max_len_ratio is not None else opts.max_len_ratio
-    _search_options(beam, alpha, ratio, n_best)
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    run = _load_run(run_dir)  # a bad run directory or option is refused before standard input is read
+    search_settings(run[2], beam, alpha, max_len_ratio, batch_size, n_best)
     _set_threads(threads)
     if file is None:
         from rnnkit.io.text_file import decode_utf8
@@ -225,7 +260,7 @@ def translate_cmd(
         sentences = read_sentences(None, stdin_text)
     else:
         sentences = read_sentences(file)
-    outs = translate(model, vocab, sentences, beam, alpha, ratio, opts.max_len, batch_size, n_best)
+    outs = translate_sentences(run, sentences, beam, alpha, max_len_ratio, n_best, batch_size)
     sys.stdout.write("".join("\t".join(o) + "\n" for o in outs))
     sys.stdout.flush()
 
