@@ -14,13 +14,13 @@ def _one_intra_op_thread():
     yield
 
 
-@pytest.fixture(autouse=True)
-def _fresh_compile_caches():
-    """Every test compiles from an empty Dynamo cache: each compiled module instance adds a
-    recompile of ``Recurrent.forward``, and after ``torch._dynamo.config.recompile_limit`` of them
-    ``fullgraph=True`` fails however right the module is (the order of a full run decided which)."""
-    yield
-    import sys
+@pytest.fixture
+def fresh_dynamo():
+    """The test compiles from an empty Dynamo cache: each compiled module instance adds a recompile
+    of ``Recurrent.forward``, and after ``torch._dynamo.config.recompile_limit`` of them
+    ``fullgraph=True`` fails however right the module is (which test hit it depended on the order
+    of a full run). Files that compile many modules use it (``pytestmark``)."""
+    import torch._dynamo
 
-    if "torch._dynamo" in sys.modules:
-        torch._dynamo.reset()
+    torch._dynamo.reset()
+    yield

@@ -11,6 +11,8 @@ import rnnkit
 
 from .cases import case_id, family_cases
 
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # compiles many modules (conftest)
+
 DTYPES = [torch.float32, torch.bfloat16]
 SHAPES = [(9, 7, 4), (2, 2, 4), (17, 3, 4)]
 

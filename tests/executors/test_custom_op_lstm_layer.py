@@ -12,6 +12,8 @@ import rnnkit
 from rnnkit.executors import custom_ops  # noqa: F401  (registers the operators)
 from rnnkit.executors.fused_cpu import SMALL_LSTM
 
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # compiles many modules (conftest)
+
 I, H = 4, 64
 CHECKS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
 

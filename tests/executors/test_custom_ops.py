@@ -11,6 +11,8 @@ from rnnkit.cells import make_cell
 from rnnkit.executors import custom_ops  # (importing it registers the operators)
 from rnnkit.executors.kernel_families import kernel_options
 
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # compiles many modules (conftest)
+
 CHECKS = ("test_schema", "test_faketensor")
 T, B, I, H = 5, 3, 4, 6
 
