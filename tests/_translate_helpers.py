@@ -31,11 +31,17 @@ def reversal_tsv(n: int, rng: random.Random) -> str:
     return "\n".join(rows) + "\n"
 
 
+def reversal_files(root: Path, n_train: int, n_valid: int, seed: int) -> Path:
+    """``root/train.tsv`` and ``root/valid.tsv``: reversal pairs (with a header); returns ``root``."""
+    rng = random.Random(seed)
+    (root / "train.tsv").write_text(reversal_tsv(n_train, rng))
+    (root / "valid.tsv").write_text(reversal_tsv(n_valid, rng))
+    return root
+
+
 def train_reversal_run(root: Path, flags: list[str]) -> tuple[Path, Path]:
     """A translate run trained on 400 reversal pairs (50 for validation) in ``root/run``."""
-    rng = random.Random(0)
-    (root / "train.tsv").write_text(reversal_tsv(400, rng))
-    (root / "valid.tsv").write_text(reversal_tsv(50, rng))
+    reversal_files(root, 400, 50, seed=0)
     run = root / "run"
     assert main(["translate", "train", str(root / "train.tsv"), "--valid", str(root / "valid.tsv"),
                  "--out", str(run), *flags]) == 0

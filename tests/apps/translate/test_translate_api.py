@@ -5,14 +5,13 @@ model; pairs go in as lists without a file; bad input is a UserError."""
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from _training_helpers import main_captured
-from _translate_helpers import reversal_tsv
+from _translate_helpers import reversal_files
 from rnnkit.apps.translate import TranslateModel
 from rnnkit.errors import UserError
 
@@ -26,11 +25,7 @@ FLAGS = ["--tokenizer", "char", "--hidden", "32", "--embedding-size", "16", "--b
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("translate_api")
-    rng = random.Random(0)
-    (root / "train.tsv").write_text(reversal_tsv(120, rng))
-    (root / "valid.tsv").write_text(reversal_tsv(20, rng))
-    return root
+    return reversal_files(tmp_path_factory.mktemp("translate_api"), 120, 20, seed=0)
 
 
 def _pairs(path) -> list[tuple[str, str]]:

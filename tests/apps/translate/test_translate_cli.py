@@ -112,14 +112,9 @@ def _files(run):
 @pytest.fixture(scope="module")
 def resumable(tmp_path_factory):
     """(root, a 2-epoch run, a 4-epoch run) on 160 reversal pairs (about a second each)."""
-    import random
+    from _translate_helpers import reversal_files
 
-    from _translate_helpers import reversal_tsv
-
-    root = tmp_path_factory.mktemp("translate-resume")
-    rng = random.Random(1)
-    (root / "train.tsv").write_text(reversal_tsv(160, rng))
-    (root / "valid.tsv").write_text(reversal_tsv(20, rng))
+    root = reversal_files(tmp_path_factory.mktemp("translate-resume"), 160, 20, seed=1)
     data = [str(root / "train.tsv"), "--valid", str(root / "valid.tsv")]
     assert main(["translate", "train", *data, "--out", str(root / "short"), "--epochs", "2", *RESUME_TINY]) == 0
     assert main(["translate", "train", *data, "--out", str(root / "full"), "--epochs", "4", *RESUME_TINY]) == 0
