@@ -7,6 +7,8 @@ plus float64 gradcheck through the fused path and the dispatcher's choices.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -422,6 +424,36 @@ def test_fast_step_matches_python_step_and_forward(name, options, layers, H, B, 
             torch.testing.assert_close(a, b, **tol)
         y1, _ = m.step(x[0, 0])  # unbatched
         torch.testing.assert_close(y1, out[0, 0], **tol)
+
+
+@pytest.mark.parametrize("name,options,layers,H", STEP_CASES[::3], ids=lambda v: str(v))
+def test_bf16_fast_step_is_the_float32_step_of_the_same_numbers(name, options, layers, H):
+    """A bfloat16 module's step runs the C++ step in float32 on float32 copies of its parameters: from
+    the same (bf16) state and input it equals the float32 module's step, rounded to bf16; the copies
+    follow an in-place update."""
+    from rnnkit.executors.streaming import Bfloat16Stepper, fast_step_refusal, stepper
+    from rnnkit.layers.recurrent import Recurrent
+
+    torch.manual_seed(0)
+    I, B = (2 * H if options.get("residual") else 5), 3
+    m16 = Recurrent(name, I, H, num_layers=layers, **options).eval().bfloat16()
+    m32 = copy.deepcopy(m16).float()
+    x = torch.randn(B, I).bfloat16()
+    state = tuple(torch.randn(layers, B, n).bfloat16() for n in m16.cell.state_sizes())
+    state = state if len(state) > 1 else state[0]
+    with torch.no_grad():
+        for _ in range(2):
+            assert fast_step_refusal(m16, x, m16._prepare_state(state, B, x[None], True)) is None
+            y16, s16 = m16.step(x, state)
+            y32, s32 = m32.step(x.float(), tuple(s.float() for s in state) if isinstance(state, tuple)
+                                else state.float())
+            assert isinstance(stepper(m16), Bfloat16Stepper) and y16.dtype == torch.bfloat16
+            torch.testing.assert_close(y16, y32.bfloat16(), rtol=0, atol=0)
+            for a, b in zip(s16 if isinstance(s16, tuple) else (s16,), s32 if isinstance(s32, tuple) else (s32,),
+                            strict=True):
+                torch.testing.assert_close(a, b.bfloat16(), rtol=0, atol=0)
+            next(iter(m16.parameters())).mul_(0.5)  # in place: the next step must see it
+            next(iter(m32.parameters())).mul_(0.5)
 
 
 def test_fast_step_sees_parameter_updates_and_conversions():

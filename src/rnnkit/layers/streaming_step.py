@@ -70,7 +70,9 @@ class StreamingStep:
         the regularisers (zoneout by its expectation), so stochastic regularisers need ``eval()``.
         Without autograd (``torch.no_grad()``/``inference_mode()``, or nothing requiring grad) on CPU,
         with backend "auto" or "fused_cpu", each layer's step is one C++ call
-        (:mod:`rnnkit.executors.streaming`); otherwise the cells' Python ``step`` runs.
+        (:mod:`rnnkit.executors.streaming`); otherwise the cells' Python ``step`` runs. With
+        ``step_precision = "int8"`` (:func:`rnnkit.quantize_step`) only the C++ call runs, on int8
+        weights; a step it cannot take raises ``ValueError``.
         """
         # A stream passes back the state the last fast step returned, with an input like the last
         # one: then nothing that decides the path can have changed but what is checked here (the
@@ -122,7 +124,9 @@ class StreamingStep:
         (which may reuse the parts (L, B, n) it returns without checking them again)."""
         y, returned, parts = _step_result(out, batched)
         cached = self.__dict__.get("_fast_stepper")
-        if cached is not None and cached[2] is made:  # bound to the parameters themselves (contiguous)
+        # a lane only for a Stepper bound to the parameters themselves (contiguous; not bf16's copies,
+        # which the full path re-validates by version at every step)
+        if cached is not None and cached[2] is made and cached[4] is None:
             # the next fast step replaces the state and its parts in place
             self.__dict__["_stream_lane"] = StreamLane(returned, x_t.shape, x_t.dtype, made, self.zoneout,
                                                        batched, parts, cached[0])
