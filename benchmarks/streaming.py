@@ -26,6 +26,7 @@ Run (from the repository root)::
 
     .venv/bin/python benchmarks/streaming.py                       # B=1, I=H=256, every variant
     .venv/bin/python benchmarks/streaming.py --batch 1 --input 256 --hidden 256 --threads 1
+    .venv/bin/python benchmarks/streaming.py --cells lstm,gru --dtype bfloat16   # bf16 modules
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     cell_name, options = VARIANTS[name]
     torch.manual_seed(args.seed)
     B, I, H = args.batch, args.input, args.hidden
+    dtype = getattr(torch, args.dtype)
     ours = Recurrent(cell_name, I, H, **options).eval()
     int8 = quantize_step(copy.deepcopy(ours))
     try:
@@ -78,16 +80,18 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
             int8.step(torch.zeros(B, I))
     except ValueError:  # a cell without the C++ step (minGRU, minLSTM): no int8 step
         int8 = None
-    x = torch.randn(B, I)
+    if dtype != torch.float32:  # int8 quantizes float32 modules
+        ours, int8 = ours.to(dtype), None
+    x = torch.randn(B, I, dtype=dtype)
     n_state = len(ours.cell.state_sizes())
-    anchor = anchor_for(cell_name, n_state)(I, H)
-    state = tuple(torch.zeros(1, B, H) for _ in range(n_state))
+    anchor = anchor_for(cell_name, n_state)(I, H).to(dtype)
+    state = tuple(torch.zeros(1, B, H, dtype=dtype) for _ in range(n_state))
     ours_state = state if n_state > 1 else state[0]
     cell_state = tuple(s[0] for s in state) if n_state > 1 else state[0][0]
     w_hh = getattr(ours, "weight_hh_l0", ours.weight_ih_l0).detach().clone()  # minGRU/minLSTM: none
     if w_hh.dim() < 2:  # an element-wise recurrence: the input projection's matrix instead
         w_hh = ours.weight_ih_l0.detach().clone()
-    h = torch.randn(w_hh.shape[1])
+    h = torch.randn(w_hh.shape[1], dtype=dtype)
     hx = ours._prepare_state(ours_state, B, x.unsqueeze(0), True)
 
     # ours and the anchor each feed their last state back in, as a stream does
@@ -138,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=15, help="repetitions (median; 15)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="the modules' dtype (bfloat16: no int8 column)")
     args = p.parse_args(argv)
     names = [c.strip() for c in args.cells.split(",") if c.strip()]
     unknown = [c for c in names if c not in VARIANTS]
@@ -145,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"unknown cells {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(args.threads)
     print(f"# rnnkit Recurrent.step() vs torch.nn cells: B={args.batch} I={args.input} "
-          f"H={args.hidden} threads={args.threads} torch {torch.__version__}")
+          f"H={args.hidden} threads={args.threads} {args.dtype} torch {torch.__version__}")
     print(f"# load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'variant':<18} {'ours us':>8} {'python us':>9} {'cell us':>8} {'mv us':>7} "
           f"{'cell/ours':>9} {'python/ours':>11} {'ours/mv':>7} {'int8 us':>8} {'ours/int8':>9}")

@@ -24,7 +24,7 @@
 
 namespace rnnkit {
 
-#ifndef RNNKIT_INT8_GRAIN_LOG
+#ifndef RNNKIT_INT8_GRAIN_LOG  // bytes of int8 weights from which the products use the threads
 #define RNNKIT_INT8_GRAIN_LOG 17
 #endif
 constexpr int64_t kInt8Rows = 16;  // output rows per block: the 16 int32 lanes of one zmm
@@ -99,50 +99,75 @@ inline void block_dot(const uint8_t* a, const int8_t* block, int64_t stride, int
 #endif
 }
 
-// C[B, N] = A[B, K] W^T with W quantized (quantize_rows); A float32, rows contiguous.
-inline void int8_xwT(int64_t B, const float* A, const Int8Weight& W, float* C) {
-  const int64_t N = W.N, K = W.K, Kp = W.Kp, groups = Kp / kInt8Depth;
-  thread_local std::vector<uint8_t> aq;
-  thread_local std::vector<float> sa;
-  aq.assign(size_t(B * Kp), 128);  // zero, offset
-  sa.assign(size_t(B), 1.0f);
+// B rows of float32 activations quantized for int8_xw: bytes (rows of Kp, offset by 128) and scales
+struct QuantizedActivations {
+  std::vector<uint8_t> bytes;
+  std::vector<float> scale;
+};
+
+inline void quantize_activations(int64_t B, const float* A, int64_t K, int64_t Kp, QuantizedActivations& out) {
+  out.bytes.assign(size_t(B * Kp), 128);  // zero, offset
+  out.scale.assign(size_t(B), 1.0f);
   for (int64_t b = 0; b < B; ++b) {
     const float* a = A + b * K;
     float amax = 0.0f;
     for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(a[k]));
     const float s = amax > 0.0f ? amax / 127.0f : 1.0f, inv = 1.0f / s;
-    sa[size_t(b)] = s;
-    uint8_t* out = aq.data() + b * Kp;
+    out.scale[size_t(b)] = s;
+    uint8_t* row = out.bytes.data() + b * Kp;
     for (int64_t k = 0; k < K; ++k)
-      out[k] = uint8_t(std::clamp<int32_t>(int32_t(std::nearbyint(a[k] * inv)), -127, 127) + 128);
+      row[k] = uint8_t(std::clamp<int32_t>(int32_t(std::nearbyint(a[k] * inv)), -127, 127) + 128);
   }
-  const int64_t blocks = W.Np / kInt8Rows;
-  // threads only for large products: a fork costs about as much as 64 blocks at K=256
-  const int64_t grain = std::max<int64_t>((int64_t(1) << RNNKIT_INT8_GRAIN_LOG) / std::max<int64_t>(kInt8Rows * B * Kp, 1), 8);
-  const uint8_t* aqp = aq.data();
-  const float* sap = sa.data();
-  constexpr int64_t kGroup = 4;  // blocks per broadcast
+}
+
+constexpr int64_t kInt8Group = 4;  // blocks of 16 rows per broadcast of the activations
+
+inline int64_t int8_groups(const Int8Weight& W) {
+  return (W.Np / kInt8Rows + kInt8Group - 1) / kInt8Group;
+}
+
+// Groups [g0, g1) of W's rows: C[b, r] for those rows and every b.
+inline void int8_rows(int64_t B, const QuantizedActivations& act, const Int8Weight& W, float* C, int64_t g0,
+                      int64_t g1) {
+  const int64_t N = W.N, Kp = W.Kp, groups = Kp / kInt8Depth, blocks = W.Np / kInt8Rows;
   const int64_t stride = groups * kInt8Rows * kInt8Depth;
-  const int64_t quads = (blocks + kGroup - 1) / kGroup;
-  at::parallel_for(0, quads, std::max<int64_t>(grain / kGroup, 1), [&](int64_t k0, int64_t k1) {
-    alignas(64) int32_t acc[kGroup * kInt8Rows];
-    for (int64_t quad = k0; quad < k1; ++quad) {
-      const int64_t b0 = quad * kGroup, nb = std::min(kGroup, blocks - b0);
-      const int8_t* first = W.q.data() + b0 * stride;
-      const int64_t r0 = b0 * kInt8Rows, rows = std::min(nb * kInt8Rows, N - r0);
-      for (int64_t b = 0; b < B; ++b) {
-        const uint8_t* a = aqp + b * Kp;
-        switch (nb) {
-          case 4: block_dot<4>(a, first, stride, groups, acc); break;
-          case 3: block_dot<3>(a, first, stride, groups, acc); break;
-          case 2: block_dot<2>(a, first, stride, groups, acc); break;
-          default: block_dot<1>(a, first, stride, groups, acc); break;
-        }
-        for (int64_t r = 0; r < rows; ++r)
-          C[b * N + r0 + r] = sap[b] * W.scale[size_t(r0 + r)] *
-                              float(acc[r] - 128 * W.row_sum[size_t(r0 + r)]);
+  alignas(64) int32_t acc[kInt8Group * kInt8Rows];
+  for (int64_t g = g0; g < g1; ++g) {
+    const int64_t b0 = g * kInt8Group, nb = std::min(kInt8Group, blocks - b0);
+    const int8_t* first = W.q.data() + b0 * stride;
+    const int64_t r0 = b0 * kInt8Rows, rows = std::min(nb * kInt8Rows, N - r0);
+    for (int64_t b = 0; b < B; ++b) {
+      const uint8_t* a = act.bytes.data() + b * Kp;
+      switch (nb) {
+        case 4: block_dot<4>(a, first, stride, groups, acc); break;
+        case 3: block_dot<3>(a, first, stride, groups, acc); break;
+        case 2: block_dot<2>(a, first, stride, groups, acc); break;
+        default: block_dot<1>(a, first, stride, groups, acc); break;
       }
+      const float sa = act.scale[size_t(b)];
+      for (int64_t r = 0; r < rows; ++r)
+        C[b * N + r0 + r] = sa * W.scale[size_t(r0 + r)] * float(acc[r] - 128 * W.row_sum[size_t(r0 + r)]);
     }
+  }
+}
+
+// C1[B, N1] = A1[B, K1] W1^T and, if W2, C2 = A2 W2^T (a step's two projections) in one parallel
+// region over both weights' row groups: on two threads each core keeps about one weight in its L2
+// from step to step. Small products run inline (a fork costs about a microsecond).
+inline void int8_xwT2(int64_t B, const float* A1, const Int8Weight& W1, float* C1, const float* A2,
+                      const Int8Weight* W2, float* C2) {
+  thread_local QuantizedActivations act1, act2;
+  quantize_activations(B, A1, W1.K, W1.Kp, act1);
+  if (W2) quantize_activations(B, A2, W2->K, W2->Kp, act2);
+  const int64_t n1 = int8_groups(W1), n2 = W2 ? int8_groups(*W2) : 0, total = n1 + n2;
+  const int64_t bytes = B * (W1.Np * W1.Kp + (W2 ? W2->Np * W2->Kp : 0));
+  const int64_t threads = std::max<int64_t>(at::get_num_threads(), 1);
+  const int64_t grain = bytes < (int64_t(1) << RNNKIT_INT8_GRAIN_LOG) ? total : (total + threads - 1) / threads;
+  const QuantizedActivations& a1 = act1;
+  const QuantizedActivations& a2 = act2;
+  at::parallel_for(0, total, std::max<int64_t>(grain, 1), [&](int64_t g0, int64_t g1) {
+    if (g0 < n1) int8_rows(B, a1, W1, C1, g0, std::min(g1, n1));
+    if (g1 > n1) int8_rows(B, a2, *W2, C2, std::max(g0, n1) - n1, g1 - n1);
   });
 }
 

@@ -77,8 +77,7 @@ void step_layer(StepLayer& L, StepScratch<T>& s, int64_t B, int64_t I, const T* 
       if (p.weight_ih->_version() != L.ih_version ||
           (L.hh8 && p.weight_hh->_version() != L.hh_version))
         L.quantize();  // the parameters were updated in place
-      int8_xwT(B, xp, *L.ih8, gxr);
-      if (L.hh8) int8_xwT(B, hp, *L.hh8, ghr);
+      int8_xwT2(B, xp, *L.ih8, gxr, hp, L.hh8.get(), ghr);
       L.step32(p, L.options, s, B, Gt, P, gxr, ghr, hp, cp, zh, zc, hn, cn);
       return;
     }
