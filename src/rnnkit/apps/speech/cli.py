@@ -44,6 +44,93 @@ def _load_run(run_dir: Path):
     return model, opts
 
 
+def train_run(out: Path, csv_file: Path, config: Path | None, flags: dict, resume: bool = False,
+              init_from: Path | None = None):
+    """``train``'s work (also ``SpeechModel.fit``'s): options resolved as app defaults < the resumed
+    run's < ``config`` < ``flags`` (None: not given), then one training run into ``out``. Returns
+    (metrics, training config)."""
+    from rnnkit.apps.speech.options import TRAIN_DEFAULTS, SpeechConfig
+    from rnnkit.apps.speech.task import run_speech
+    from rnnkit.training.cli_support import resolve_layers
+    from rnnkit.training.config import read_config_file
+
+    layers: list[tuple[str, dict]] = [("speech defaults", dict(TRAIN_DEFAULTS))]
+    if resume:
+        from rnnkit.training.cli_support import resumed_layer
+
+        layers.append(resumed_layer(out, "speech"))
+    if config is not None:
+        layers.append((str(config), read_config_file(config)))
+    layers.append(("--", flags))
+    cfg, opts = resolve_layers(SpeechConfig, layers)
+    metrics = run_speech(cfg.validate(), opts, out, csv_file, init_from=init_from, resume=resume)
+    return metrics, cfg
+
+
+def _check_beam(beam: int) -> None:
+    if not 1 <= beam <= 100:
+        raise UserError(f"--beam must be from 1 to 100, got {beam}")
+
+
+def _lexicon(model, lexicon: Path | None):
+    from rnnkit.apps.speech.ctc_decode import load_lexicon
+
+    return load_lexicon(lexicon, model.alphabet) if lexicon is not None else None
+
+
+def evaluate_rows(run_dir: Path, csv_file: Path, split: str | None = None, beam: int = 1,
+                  lexicon: Path | None = None):
+    """``evaluate``'s work: (scores, the CSV rows scored, their hypotheses)."""
+    import time
+
+    from rnnkit.apps.speech.dataset import load_audio, read_transcripts
+    from rnnkit.apps.speech.metrics import error_rates
+    from rnnkit.apps.speech.task import transcribe_waves
+
+    _check_beam(beam)
+    model, _ = _load_run(run_dir)
+    words = _lexicon(model, lexicon)
+    rows = read_transcripts(csv_file, ("path", "text") + (("split",) if split else ()), model.alphabet)
+    if split is not None:
+        rows = [r for r in rows if r.split == split]
+        if not rows:
+            raise UserError(f"{csv_file} has no rows of split {split!r}")
+    waves = load_audio(rows, model.sample_rate)
+    t0 = time.perf_counter()
+    hyps = transcribe_waves(model, waves, beam, lexicon=words)
+    seconds = time.perf_counter() - t0
+    audio = sum(w.size for w in waves) / model.sample_rate
+    result = {"file": str(csv_file), "split": split, **error_rates([r.text for r in rows], hyps), "beam": beam,
+              "lexicon": str(lexicon) if lexicon else None, "voices": len({r.voice for r in rows}),
+              "audio_seconds": round(audio, 1),
+              "decode_seconds": round(seconds, 2), "real_time_factor": round(seconds / max(audio, 1e-9), 4)}
+    return result, rows, hyps
+
+
+def transcribe_audio(run_dir: Path, audio: list, beam: int = 1, lexicon: Path | None = None) -> list[str]:
+    """``transcribe``'s work on files: the text of each WAV path (read and resampled to the model's
+    rate; every file checked before any is decoded) or 1-D float array at the model's rate."""
+    import numpy as np
+
+    from rnnkit.apps.speech.audio import read_wav
+    from rnnkit.apps.speech.task import transcribe_waves
+
+    _check_beam(beam)
+    model, _ = _load_run(run_dir)
+    words = _lexicon(model, lexicon)
+    waves = []
+    for k, item in enumerate(audio):
+        if isinstance(item, (str, Path)):
+            waves.append(read_wav(Path(item), model.sample_rate))
+            continue
+        wave = np.asarray(item, dtype=np.float32)
+        if wave.ndim != 1 or wave.size == 0 or not np.isfinite(wave).all():
+            raise UserError(f"audio[{k}]: expected a non-empty 1-D array of finite samples at "
+                            f"{model.sample_rate} Hz, got shape {wave.shape}")
+        waves.append(wave)
+    return transcribe_waves(model, waves, beam, lexicon=words)
+
+
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="directory to create (wavs/ and transcripts.csv)")],
@@ -100,11 +187,6 @@ def train(
     report validation WER/CER."""
     import json
 
-    from rnnkit.apps.speech.options import TRAIN_DEFAULTS, SpeechConfig
-    from rnnkit.apps.speech.task import run_speech
-    from rnnkit.training.cli_support import resolve_layers
-    from rnnkit.training.config import read_config_file
-
     if (out is None) == (resume is None):
         raise UserError("give exactly one of --out DIR (a new run) or --resume RUN_DIR")
     if resume is not None and init_from is not None:
@@ -113,17 +195,8 @@ def train(
              "n_mels": n_mels, "norm": norm, "dropout": dropout, "spec_augment": spec_augment, "beam": beam,
              "minutes": minutes, "max_epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
              "threads": threads, "quiet": True if quiet else None, **parse_set(set_)}
-    layers_: list[tuple[str, dict]] = [("speech defaults", dict(TRAIN_DEFAULTS))]
-    if resume is not None:
-        from rnnkit.training.cli_support import resumed_layer
-
-        layers_.append(resumed_layer(resume, "speech"))
-    if config is not None:
-        layers_.append((str(config), read_config_file(config)))
-    layers_.append(("--", flags))
-    cfg, opts = resolve_layers(SpeechConfig, layers_)
     out = resume if resume is not None else out
-    metrics = run_speech(cfg.validate(), opts, out, csv_file, init_from=init_from, resume=resume is not None)
+    metrics, cfg = train_run(out, csv_file, config, flags, resume=resume is not None, init_from=init_from)
     v = metrics["speech"]["valid"]
     if not cfg.quiet:
         typer.echo(f"{metrics['status']}: step {metrics['global_step']} in {metrics['train_seconds']:.0f} s; "
@@ -147,36 +220,14 @@ def evaluate(
 ) -> None:
     """WER and CER (jiwer) of a run on the rows of a transcript CSV."""
     import json
-    import time
 
     import torch
 
-    from rnnkit.apps.speech.ctc_decode import load_lexicon
-    from rnnkit.apps.speech.dataset import load_audio, read_transcripts
-    from rnnkit.apps.speech.metrics import error_rates
-    from rnnkit.apps.speech.task import transcribe_waves
     from rnnkit.io.atomic import write_text_atomic
 
-    if not 1 <= beam <= 100:
-        raise UserError(f"--beam must be from 1 to 100, got {beam}")
-    model, _ = _load_run(run_dir)
-    words = load_lexicon(lexicon, model.alphabet) if lexicon is not None else None
-    rows = read_transcripts(csv_file, ("path", "text") + (("split",) if split else ()), model.alphabet)
-    if split is not None:
-        rows = [r for r in rows if r.split == split]
-        if not rows:
-            raise UserError(f"{csv_file} has no rows of split {split!r}")
     if threads is not None:
         torch.set_num_threads(threads)
-    waves = load_audio(rows, model.sample_rate)
-    t0 = time.perf_counter()
-    hyps = transcribe_waves(model, waves, beam, lexicon=words)
-    seconds = time.perf_counter() - t0
-    audio = sum(w.size for w in waves) / model.sample_rate
-    result = {"file": str(csv_file), "split": split, **error_rates([r.text for r in rows], hyps), "beam": beam,
-              "lexicon": str(lexicon) if lexicon else None, "voices": len({r.voice for r in rows}),
-              "audio_seconds": round(audio, 1),
-              "decode_seconds": round(seconds, 2), "real_time_factor": round(seconds / max(audio, 1e-9), 4)}
+    result, rows, hyps = evaluate_rows(run_dir, csv_file, split, beam, lexicon)
     if hypotheses is not None:
         write_text_atomic(hypotheses, "".join(f"{r.path}\t{h}\n" for r, h in zip(rows, hyps, strict=True)))
     typer.echo(json.dumps(result, indent=2))
@@ -194,11 +245,7 @@ def transcribe(
 ) -> None:
     """Transcribe WAV files (one `path<TAB>text` line each) or, with --stream, audio from standard input
     (partial hypotheses as they change, then the final one and the latency)."""
-    from rnnkit.apps.speech.audio import read_wav
-    from rnnkit.apps.speech.task import transcribe_waves
-
-    if not 1 <= beam <= 100:
-        raise UserError(f"--beam must be from 1 to 100, got {beam}")
+    _check_beam(beam)
     if stream:
         if files:
             raise UserError("--stream reads standard input: give no files (pipe raw PCM in)")
@@ -209,12 +256,7 @@ def transcribe(
         return
     if not files:
         raise UserError("give WAV files to transcribe, or --stream to read standard input")
-    from rnnkit.apps.speech.ctc_decode import load_lexicon
-
-    model, _ = _load_run(run_dir)
-    words = load_lexicon(lexicon, model.alphabet) if lexicon is not None else None
-    waves = [read_wav(f, model.sample_rate) for f in files]  # every file checked before any output
-    for f, text in zip(files, transcribe_waves(model, waves, beam, lexicon=words), strict=True):
+    for f, text in zip(files, transcribe_audio(run_dir, files, beam, lexicon), strict=True):
         typer.echo(f"{f}\t{text}")
 
 
