@@ -20,9 +20,11 @@ def explain_layer(
         plan = layer.plan(return_states=return_states)
     mode = "training" if layer.training else "eval"
     head = f"{name or type(layer).__name__} ({layer.cell_name}, {mode}, backend={layer.backend!r})"
+    step_note = (["  step(): int8 weights and per-step int8 activations on the C++ step (rnnkit.quantize_step)"]
+                 if layer.step_precision == "int8" else [])
     if plan.whole_stack:
         ex = plan.executors[0][0]
-        return [f"{head}: all {layer.num_layers} layer(s) in one call to {ex.name}: {ex.description}"]
+        return [f"{head}: all {layer.num_layers} layer(s) in one call to {ex.name}: {ex.description}", *step_note]
     lines = [f"{head}: per layer ({plan.stack_refused})"]
     for i, per_direction in enumerate(plan.executors):
         for d, ex in enumerate(per_direction):
@@ -33,7 +35,7 @@ def explain_layer(
     notes = {note for per_direction in plan.executors for ex in per_direction
              if dtype is not None and (note := ex.precision(dtype)) is not None}
     lines.extend(f"  {note}" for note in sorted(notes))
-    return lines
+    return lines + step_note
 
 
 def call_plans(module: nn.Module, *example_inputs: Any, **example_kwargs: Any) -> list[tuple[str, ExecutionPlan]]:

@@ -124,6 +124,7 @@ def test_int8_never_runs_another_precision():
 
 def test_float_again_and_forward_unchanged():
     module, int8 = _pair("lstm", {})
+    assert "step(): int8 weights" in rnnkit.explain(int8) and "int8" not in rnnkit.explain(module)
     x = torch.randn(5, B, I)
     with torch.no_grad():
         torch.testing.assert_close(int8(x)[0], module(x)[0], rtol=0, atol=0)  # forward stays float
