@@ -72,6 +72,19 @@ def resumed_layer(run_dir: Path, app: str) -> tuple[str, dict]:
     return str(Path(run_dir) / "config.json"), {**saved.get("train", {}), **saved["task"]}
 
 
+def resolve_app_run(app: str, defaults: dict[str, Any], task_cls: type, flags: dict[str, Any],
+                    config_file: Path | None = None, resume: Path | None = None) -> tuple[TrainConfig, Any]:
+    """(TrainConfig, task config) of an app's train command (and of its Python API's ``fit``): the
+    app's defaults < the resumed run's (``resume``) < the config file < ``flags`` (None: not given)."""
+    layers: list[tuple[str, dict[str, Any]]] = [(f"{app} defaults", dict(defaults))]
+    if resume is not None:
+        layers.append(resumed_layer(resume, app))
+    if config_file is not None:
+        layers.append((str(config_file), read_config_file(config_file)))
+    layers.append(("--", flags))
+    return resolve_layers(task_cls, layers)
+
+
 def resolve_layers(task_cls: type, layers: list[tuple[str, dict[str, Any]]]) -> tuple[TrainConfig, Any]:
     """(TrainConfig, task config) from ``(source, mapping)`` layers whose keys belong to either class;
     a key of neither is refused naming its source (did you mean ...?)."""

@@ -51,18 +51,9 @@ def train_run(out: Path, csv_file: Path, config: Path | None, flags: dict, resum
     (metrics, training config)."""
     from rnnkit.apps.speech.options import TRAIN_DEFAULTS, SpeechConfig
     from rnnkit.apps.speech.task import run_speech
-    from rnnkit.training.cli_support import resolve_layers
-    from rnnkit.training.config import read_config_file
+    from rnnkit.training.cli_support import resolve_app_run
 
-    layers: list[tuple[str, dict]] = [("speech defaults", dict(TRAIN_DEFAULTS))]
-    if resume:
-        from rnnkit.training.cli_support import resumed_layer
-
-        layers.append(resumed_layer(out, "speech"))
-    if config is not None:
-        layers.append((str(config), read_config_file(config)))
-    layers.append(("--", flags))
-    cfg, opts = resolve_layers(SpeechConfig, layers)
+    cfg, opts = resolve_app_run("speech", TRAIN_DEFAULTS, SpeechConfig, flags, config, out if resume else None)
     metrics = run_speech(cfg.validate(), opts, out, csv_file, init_from=init_from, resume=resume)
     return metrics, cfg
 

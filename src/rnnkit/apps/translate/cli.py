@@ -72,18 +72,10 @@ def train_run(out: Path, train_file: Path, valid: Path | None, config: Path | No
     (metrics, training config)."""
     from rnnkit.apps.translate.options import TRAIN_DEFAULTS, TranslateConfig
     from rnnkit.apps.translate.task import run_translate
-    from rnnkit.training.cli_support import resolve_layers
-    from rnnkit.training.config import read_config_file
+    from rnnkit.training.cli_support import resolve_app_run
 
-    layers: list[tuple[str, dict]] = [("translate defaults", dict(TRAIN_DEFAULTS))]
-    if resume:
-        from rnnkit.training.cli_support import resumed_layer
-
-        layers.append(resumed_layer(out, "translate"))
-    if config is not None:
-        layers.append((str(config), read_config_file(config)))
-    layers.append(("--", flags))
-    cfg, opts = resolve_layers(TranslateConfig, layers)
+    cfg, opts = resolve_app_run("translate", TRAIN_DEFAULTS, TranslateConfig, flags, config,
+                                out if resume else None)
     metrics = run_translate(cfg, opts, out, train_file, valid, resume=resume, init_from=init_from)
     return metrics, cfg
 
