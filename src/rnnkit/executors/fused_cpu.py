@@ -262,15 +262,6 @@ def _plain_lstm(family: str, cell: CellSpec, params: Params, masks: tuple, lengt
             and ("bias_ih" in params) == ("bias_hh" in params))
 
 
-def _bf16_projection(cell: CellSpec, params: Params, x: Tensor, raw_input: bool) -> Tensor:
-    """``x W_ih^T`` (raw-input families) or the cell's whole input side, in bfloat16 by torch."""
-    if raw_input:
-        return torch.nn.functional.linear(x, params["weight_ih"])
-    if "layer_norm_ih_weight" in params:
-        return cell.project_input(params, x)
-    return torch.nn.functional.linear(x, params["weight_ih"], params.get("bias_ih"))
-
-
 def needs_backward(x: Tensor, state0: State, params: Params) -> bool:
     """Whether autograd will ask for gradients of this run (else the kernels keep nothing for it)."""
     return torch.is_grad_enabled() and (
@@ -372,28 +363,31 @@ class FusedCPUExecutor(Executor):
         as_operator = (custom_ops.capturing() and not return_states
                        and (torch.compiler.is_exporting() or not backward))
         low = x.dtype if x.dtype == torch.bfloat16 else None
-        if low is not None:
-            # bfloat16: the projections over all steps run in torch's bf16 GEMM (oneDNN: AMX or
-            # AVX512-BF16 dot products, fp32 accumulation); the loop keeps its state, pointwise math
-            # and sums in float32 and takes bf16 operands in its GEMMs (gemm_precision); the casts
-            # are differentiable, so autograd hands back bf16 gradients
-            gx = _bf16_projection(cell, params, x, raw_input).float()
-            h0, c0 = h0.float(), None if c0 is None else c0.float()
-            named = {name: t.float() for name, t in named.items()}
-            rmask, zh, zc = (None if m is None else m.float() for m in (rmask, zh, zc))
-            options = {**options, "gemm_precision": "bf16"}
-        elif as_operator and _plain_lstm(family, cell, params, (rmask, zh, zc), lengths, reverse):
+        if (as_operator and low is None
+                and _plain_lstm(family, cell, params, (rmask, zh, zc), lengths, reverse)):
             y, h, c = torch.ops.rnnkit.lstm_layer(
                 custom_ops.encode_options(options), x, h0, c0, params["weight_ih"], params["weight_hh"],
                 params.get("bias_ih"), params.get("bias_hh"))
             return RunResult(y, (h, c), None)
+        if as_operator or low is not None:  # torch's GEMM: the compiler's own, or its bf16 one
+            gx = (torch.nn.functional.linear(x, params["weight_ih"]) if raw_input  # the kernel adds b_ih, LN_ih
+                  else cell.project_input(params, x).contiguous())
         elif raw_input:  # the kernel applies the input side (b_ih, LN_ih) itself
-            gx = (torch.nn.functional.linear(x, params["weight_ih"]) if as_operator
-                  else project(x, params["weight_ih"], None, backward))
-        elif as_operator or "layer_norm_ih_weight" in params:  # the cell's own projection
+            gx = project(x, params["weight_ih"], None, backward)
+        elif "layer_norm_ih_weight" in params:  # the cell's own projection
             gx = cell.project_input(params, x).contiguous()
         else:
             gx = project(x, params["weight_ih"], params.get("bias_ih"), backward)
+        if low is not None:
+            # bfloat16: the projection above ran in torch's bf16 GEMM (oneDNN: AMX, fp32
+            # accumulation); the loop keeps its state, pointwise math and sums in float32 and runs
+            # its per-step GEMMs on bf16 operands (gemm_precision); the casts are differentiable, so
+            # autograd hands back bf16 gradients
+            gx = gx.float()
+            h0, c0 = h0.float(), None if c0 is None else c0.float()
+            named = {name: t.float() for name, t in named.items()}
+            rmask, zh, zc = (None if m is None else m.float() for m in (rmask, zh, zc))
+            options = {**options, "gemm_precision": "bf16"}
         result = self._loop(family, options, names, named, two_states, raw_input, cell, gx, h0, c0,
                             (rmask, zh, zc, lengths), reverse, return_states, backward, as_operator)
         if low is None:
