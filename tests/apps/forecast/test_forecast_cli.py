@@ -44,7 +44,8 @@ def test_train_evaluate_predict_airpassengers(tmp_path, capsys):
     assert np.isfinite(report["metrics"]["rnnkit-gru"]["crps"])
 
     model = rnnkit.load(out)  # config.json + safetensors, no pickle
-    assert type(model).__name__ == "Forecaster"
+    assert type(model).__name__ == "ForecastEnsemble"  # 85 windows: the automatic ensemble of 5
+    assert model.members == 5 and report["model"]["ensemble"]["members"] == 5
     # the training file lies outside the run directory: read again only when named (docs/security.md)
     assert main(["forecast", "evaluate", str(out), "-q"]) == 2 and "--data" in capsys.readouterr().err
     run(["forecast", "evaluate", str(out), "--data", str(AIR), "-q"], capsys)

@@ -53,6 +53,13 @@ Data = Annotated[Path | None, typer.Option(help="CSV: long (series_id,timestamp,
 Example = Annotated[str | None, typer.Option(help="use a series shipped with statsmodels instead of --data: "
                                                   "sunspots (default) | co2", rich_help_panel=DATA)]
 
+Ensemble = Annotated[int | None, typer.Option(
+    help="networks from different seeds whose forecasts are combined (0, default: auto = 5 when the data give "
+         "fewer than 1000 training windows, else 1; the report says which)", rich_help_panel=MODEL)]
+CombineWith = Annotated[str | None, typer.Option(
+    help="hybrid point forecast: the median of the network's and these statistical forecasts, e.g. arima,holt "
+         "(intervals stay the network's; default none)", rich_help_panel=MODEL)]
+
 
 def _flags(**kw) -> dict[str, object]:
     sets = kw.pop("set_", None)
@@ -140,6 +147,8 @@ def train(
     holdout: Annotated[int | None, typer.Option(help="steps held out for the report (-1: one horizon)",
                                                 rich_help_panel=MODEL)] = None,
     baselines: Annotated[str | None, typer.Option(help="naive,snaive,ets,arima", rich_help_panel=MODEL)] = None,
+    ensemble: Ensemble = None,
+    combine_with: CombineWith = None,
     epochs: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
     batch_size: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
     lr: Annotated[float | None, typer.Option(rich_help_panel=TRAIN)] = None,
@@ -179,14 +188,15 @@ def run_train(tcfg, fcfg, out: Path, command: str | None = None, backtest: bool 
     if not origins:
         return {}
     return report_run(model, resolved, data, origins, out, "backtest" if backtest else "evaluation", command,
-                      tcfg.quiet, tcfg.seed)
+                      tcfg.quiet, tcfg.seed, metrics.get("ensemble_rule"))
 
 
 def model_label(cfg) -> str:
     return "rnnkit-transformer" if cfg.arch == "transformer" else f"rnnkit-{cfg.cell}"
 
 
-def report_run(model, cfg, data, origins, out: Path, name: str, command: str | None, quiet: bool, seed: int = 0):
+def report_run(model, cfg, data, origins, out: Path, name: str, command: str | None, quiet: bool, seed: int = 0,
+               ensemble_rule: str | None = None):
     from rnnkit.io.atomic import write_text_atomic
 
     from .model import count_parameters
@@ -196,7 +206,11 @@ def report_run(model, cfg, data, origins, out: Path, name: str, command: str | N
     label = model_label(cfg)
     report, w, point, samples, preds = score(model, cfg, data, origins, label, seed)
     report["model"] = {"label": label, "parameters": count_parameters(model), "head": cfg.head,
-                       "likelihood": cfg.likelihood, "context": cfg.context, "transform": cfg.transform}
+                       "likelihood": cfg.likelihood, "context": cfg.context, "transform": cfg.transform,
+                       "ensemble": {"members": len(getattr(model, "contexts", [cfg.context])),
+                                    "rule": ensemble_rule or f"ensemble={cfg.ensemble}"}}
+    if cfg.combine_list():
+        report["model"]["combine_with"] = {"methods": cfg.combine_list(), "how": cfg.combine_how}
     write_report(out, report, name, command)
     frame = forecast_frame(cfg, data, w, point, samples, {k: v for k, v in preds.items() if k != label})
     write_text_atomic(out / f"{name}_forecasts.csv", frame.to_csv(index=False))
@@ -257,7 +271,8 @@ def evaluate_run(run_dir: Path, data: Path | None = None, quiet: bool = True, co
     holdout = saved.get("data_info", {}).get("holdout") or fcfg.horizon
     d = drop_short(fcfg, read_data(fcfg), holdout, horizon=0)
     origins, _ = evaluation_origins(d, fcfg.horizon, max(1, holdout // fcfg.horizon), fcfg.horizon)
-    return report_run(model, fcfg, d, origins, Path(run_dir), "evaluation", command, quiet)
+    return report_run(model, fcfg, d, origins, Path(run_dir), "evaluation", command, quiet,
+                      ensemble_rule=saved.get("data_info", {}).get("ensemble_rule"))
 
 
 @app.command()
@@ -342,6 +357,8 @@ def backtest(
     head: Annotated[str | None, typer.Option(help="auto | direct | autoregressive", rich_help_panel=MODEL)] = None,
     likelihood: Annotated[str | None, typer.Option(help="gaussian | student_t", rich_help_panel=MODEL)] = None,
     baselines: Annotated[str | None, typer.Option(rich_help_panel=MODEL)] = None,
+    ensemble: Ensemble = None,
+    combine_with: CombineWith = None,
     epochs: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
     lr: Annotated[float | None, typer.Option(rich_help_panel=TRAIN)] = None,
     seed: Seed = None,
@@ -368,7 +385,8 @@ def demo(out_dir: Path, quick: bool) -> list[str]:
     tcfg = TrainConfig(max_epochs=8 if quick else 40, batch_size=32, lr=3e-3, quiet=True, threads=1,
                        tensorboard=False, clip_norm=1.0)
     fcfg = ForecastConfig(data=str(path), horizon=10, season=11, cell="gru", windows=3,  # the 11-year cycle
-                          baselines="naive,snaive,ets,arima", n_samples=100).validate()
+                          baselines="naive,snaive,ets,arima", n_samples=100,
+                          ensemble=1).validate()  # one network: the demo stays quick
     rep = run_train(tcfg, fcfg, out_dir, command=None, backtest=True)
     mt = rep["metrics"]
     rows = ", ".join(f"{n} {v['rmse']:.1f}" for n, v in mt.items())

@@ -384,6 +384,10 @@ class Windows:
     series: np.ndarray
     origin: np.ndarray  # index in the series of the first forecast step
     method: np.ndarray | None = None  # who forecast each window (the model, or the named fallback)
+    #: with ``combine_with``: the network's own point forecasts (N, H) and each combined method's
+    #: ``(point, samples, fell_back)`` per window (None where the fallback forecast the window)
+    network: np.ndarray | None = None
+    parts: dict | None = None
 
     def __len__(self) -> int:
         return len(self.y_ctx)

@@ -7,7 +7,13 @@ likelihood...) stay with ``ForecastConfig.validate``, next to the code that defi
 
 from __future__ import annotations
 
-from rnnkit.apps.forecast.pipeline import ForecastConfig
+from rnnkit.apps.forecast.pipeline import (
+    AUTO_ENSEMBLE_MEMBERS,
+    AUTO_ENSEMBLE_WINDOWS,
+    COMBINABLE,
+    ForecastConfig,
+    combine_with_problem,
+)
 from rnnkit.validation import Opt, declare_options
 
 declare_options(ForecastConfig, {
@@ -23,7 +29,11 @@ declare_options(ForecastConfig, {
     "max_windows": Opt(min=1),
     "n_samples": Opt(min=1, max=100_000),
     "plot_series": Opt(min=0, max=1000),
-    "ensemble": Opt(min=1, max=1000),
+    "ensemble": Opt(min=0, max=1000, help=f"members from different seeds (0: auto = {AUTO_ENSEMBLE_MEMBERS} under "
+                                        f"{AUTO_ENSEMBLE_WINDOWS} training windows, else 1)"),
+    "combine_with": Opt(check=combine_with_problem, allowed=f"comma-separated names from {', '.join(COMBINABLE)}",
+                        help="statistical forecasts whose median with the network's is the point forecast"),
+    "combine_how": Opt(choices=("median", "mean")),
     "min_context": Opt(min=2),
     "seeds": Opt(min=1, max=1000),
 })

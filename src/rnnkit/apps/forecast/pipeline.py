@@ -71,7 +71,7 @@ class ForecastConfig:
     baselines: str = "naive,snaive,ets,theta,arima,median"
     plot_series: int = 4
     short: str = "pad"  # pad (left padding + mask) | drop: series shorter than context + horizon (+ hold-out)
-    ensemble: int = 1  # > 1: that many forecasters from different initialisations, trained together
+    ensemble: int = 0  # members from different initialisations, trained together (0: auto, resolve_ensemble)
     min_context: int = 4  # real steps a window needs; shorter histories are forecast by the fallback
     fallback: str = "naive"
     lookbacks: str = ""  # contexts as multiples of the horizon ("1.5,2,3"): an ensemble over them
@@ -79,6 +79,8 @@ class ForecastConfig:
     combine: str = "median"  # the members' point forecasts -> one (median | mean)
     validation: str = "auto"  # holdout: the last horizon of the training part, not trained on | last | auto
     calibrate: bool = True  # conformal factors from the held-out validation windows (calibration.py)
+    combine_with: str = ""  # statistical forecasts combined with the network's point forecast (hybrid)
+    combine_how: str = "median"  # median | mean of the network's and the combine_with point forecasts
 
     def validate(self) -> ForecastConfig:
         if self.horizon <= 0:
@@ -102,9 +104,14 @@ class ForecastConfig:
             raise UserError(f"unknown transform {self.transform!r}; choose none or log")
         if self.scaling not in ("auto", "window", "last", "holt", "none"):
             raise UserError(f"unknown scaling {self.scaling!r}; choose auto, window, last, holt or none")
-        for name in ("hidden", "num_layers", "windows", "n_samples", "max_windows", "ensemble"):
+        for name in ("hidden", "num_layers", "windows", "n_samples", "max_windows"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.ensemble < 0:
+            raise UserError(f"ensemble must be at least 1 (or 0: auto), got {self.ensemble}")
+        self.combine_list()
+        if self.combine_how not in ("median", "mean"):
+            raise UserError(f"unknown combine_how {self.combine_how!r}; choose median or mean")
         for b in self.baseline_list():
             if b not in bl.BASELINES:
                 raise UserError(f"unknown baseline {b!r}; choose from {', '.join(bl.BASELINES)}")
@@ -126,6 +133,13 @@ class ForecastConfig:
             raise UserError(f"lookbacks must be positive multiples of the horizon, got {self.lookbacks!r}")
         return out
 
+    def combine_list(self) -> list[str]:
+        names = [b.strip() for b in str(self.combine_with).split(",") if b.strip()]
+        why = combine_with_problem(names)
+        if why:
+            raise UserError(f"combine_with: {why}")
+        return names
+
     def baseline_list(self) -> list[str]:
         return [b.strip() for b in self.baselines.split(",") if b.strip()]
 
@@ -134,6 +148,22 @@ class ForecastConfig:
             return [float(q) for q in str(self.quantiles).split(",") if q.strip()]
         except ValueError:
             raise UserError(f"quantiles must be numbers separated by commas, got {self.quantiles!r}") from None
+
+
+#: what ``combine_with`` may name: the statistical baselines (``median`` is itself a combination)
+COMBINABLE = tuple(b for b in bl.BASELINES if b != "median")
+
+
+def combine_with_problem(names: list[str] | str) -> str | None:
+    """Why ``names`` (a list, or the option's comma-separated text) is not a valid ``combine_with``."""
+    if isinstance(names, str):
+        names = [b.strip() for b in names.split(",") if b.strip()]
+    for b in names:
+        if b not in COMBINABLE:
+            return f"unknown method {b!r}; choose from {', '.join(COMBINABLE)} (comma-separated)"
+    if len(set(names)) < len(names):
+        return f"a method is named twice in {','.join(names)!r}"
+    return None
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -228,11 +258,33 @@ def resolve_shapes(cfg: ForecastConfig, data: Series, holdout: int) -> tuple[int
 
 
 def member_contexts(cfg: ForecastConfig, context: int) -> list[int]:
-    """One context per ensemble member: the lookbacks (multiples of the horizon) x seeds, or ``context``."""
+    """One context per ensemble member: the lookbacks (multiples of the horizon) x seeds, or ``context``
+    (``ensemble`` members; ``ensemble=0``, auto, counts as 1 here: :func:`resolve_ensemble` decides)."""
     looks = cfg.lookback_list()
     base = [max(cfg.min_context, round(m * cfg.horizon)) for m in looks] if looks else [context]
-    n = max(cfg.seeds, cfg.ensemble if not looks else 1)
+    n = max(cfg.seeds, max(cfg.ensemble, 1) if not looks else 1)
     return [c for c in base for _ in range(n)]
+
+
+#: ``ensemble=0`` (auto): this many members when the training set has fewer windows than
+#: AUTO_ENSEMBLE_WINDOWS, else one. Measured (docs/benchmarks.md, AirPassengers, 85 windows): one
+#: network's test RMSE varies 16.9-18.9 with the seed, five members' 16.0-16.8, at ~2 s per member;
+#: a member's cost grows with the windows, so large training sets (collections: thousands) keep one
+AUTO_ENSEMBLE_MEMBERS = 5
+AUTO_ENSEMBLE_WINDOWS = 1000
+
+
+def resolve_ensemble(cfg: ForecastConfig, n_windows: int) -> tuple[int, str]:
+    """(members, why): ``ensemble`` as given, or for ``0`` (auto) 5 members under 1,000 training
+    windows and 1 from there on; ``why`` says which rule applied (for the report)."""
+    if cfg.ensemble:
+        return cfg.ensemble, f"ensemble={cfg.ensemble} (given)"
+    if cfg.lookback_list() or cfg.seeds > 1:
+        return 1, "ensemble auto: lookbacks or seeds given (their members are the ensemble)"
+    if n_windows < AUTO_ENSEMBLE_WINDOWS:
+        return AUTO_ENSEMBLE_MEMBERS, (f"ensemble auto: {AUTO_ENSEMBLE_MEMBERS} members ({n_windows} training windows "
+                                       f"< {AUTO_ENSEMBLE_WINDOWS})")
+    return 1, f"ensemble auto: 1 member ({n_windows} training windows >= {AUTO_ENSEMBLE_WINDOWS})"
 
 
 #: ``validation=auto`` holds a validation window out from this many series on
@@ -350,6 +402,10 @@ def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout:
     contexts = member_contexts(cfg, context)
     context = max(contexts)  # windows of the longest; each member reads its own last steps
     train, val, held_out = training_windows(cfg, data.cut(holdout), context, season, tcfg.seed)
+    members, ensemble_rule = resolve_ensemble(cfg, len(train))  # auto: 5 members on few windows
+    if not cfg.lookback_list() and cfg.seeds == 1:
+        cfg = dataclasses.replace(cfg, ensemble=members)
+        contexts = member_contexts(cfg, context)  # the same context, so the same windows
     if len(train) < 8 * tcfg.batch_size:  # few windows: smaller batches, so an epoch is several steps
         tcfg = dataclasses.replace(tcfg, batch_size=max(1, min(tcfg.batch_size, len(train) // 8 or 1)))
     seed_everything(tcfg.seed)
@@ -358,9 +414,11 @@ def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout:
     task = ForecastTask(model, tcfg, train, val, select_best=held_out)
     resolved = dataclasses.replace(cfg, context=context, season=season, head=head, scaling=scaling)
     info = {"freq": data.freq, "n_series": len(data), "train_windows": len(train), "holdout": holdout,
-            "val_windows": len(val), "val_held_out": held_out, "contexts": contexts}
+            "val_windows": len(val), "val_held_out": held_out, "contexts": contexts,
+            "members": len(contexts), "ensemble_rule": ensemble_rule}
     recorded = {**as_dict(resolved), "data": recorded_path(cfg.data, run_dir)}
     metrics = fit(task, run_dir, {"app": "forecast", "task": recorded, "data_info": info})
+    metrics["ensemble_rule"] = ensemble_rule
     model.eval()
     if held_out:
         metrics["best_epochs"] = task.best_epochs()
@@ -418,7 +476,32 @@ def model_forecast(model, cfg: ForecastConfig, data: Series, origins: list[np.nd
         ids = sorted({data.ids[int(s)] for s in w.series[short]})
         note(f"{len(ids)} series shorter than min_context {cfg.min_context} forecast by the fallback "
              f"{cfg.fallback!r}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
+    if cfg.combine_list():
+        point = combine_point(cfg, data, w, point, short)
     return w, point, samp
+
+
+def combine_point(cfg: ForecastConfig, data: Series, w: Windows, point: np.ndarray, short: np.ndarray) -> np.ndarray:
+    """``combine_with``: each window's point forecast as the median (``combine_how=mean``: the mean)
+    of the network's and the named statistical methods' point forecasts, fitted on the same history
+    (a hybrid in the spirit of ES-RNN and FFORMA: a combination of a learned and classical
+    forecasts). The intervals stay the network's calibrated samples. Windows forecast by the
+    fallback are left as they are. Keeps the parts on ``w`` (``network``, ``parts``) for the report."""
+    names = cfg.combine_list()
+    w.network = point.copy()
+    w.parts = {n: [None] * len(w) for n in names}
+    out = point.copy()
+    reduce = np.median if cfg.combine_how == "median" else np.mean
+    for i in np.flatnonzero(~short):
+        s, o = int(w.series[i]), int(w.origin[i])
+        hist = data.values[s][:o]
+        stack = [point[i]]
+        for n in names:
+            got = bl.forecast(n, hist, cfg.horizon, cfg.season, cfg.n_samples)  # as score() fits it
+            w.parts[n][i] = got
+            stack.append(got[0])
+        out[i] = reduce(np.stack(stack), 0)
+    return out
 
 
 def score(model, cfg: ForecastConfig, data: Series, origins: list[np.ndarray], label: str, seed: int = 0):
@@ -428,22 +511,30 @@ def score(model, cfg: ForecastConfig, data: Series, origins: list[np.ndarray], l
     w, point, samples = model_forecast(model, cfg, data, origins, seed)
     short = too_short(cfg, w)
     H, m = cfg.horizon, cfg.season
-    names = [label, *cfg.baseline_list()]
+    alone = f"{label}-alone" if w.network is not None else None  # the network without the combination
+    names = [label, *([alone] if alone else []), *cfg.baseline_list()]
     rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     fallbacks = dict.fromkeys(names, 0)
     fallbacks[label] = int(short.sum())
     arima_ok = _arima_cheap(data, len(w), m)
     preds: dict[str, np.ndarray] = {label: point}
-    for n in names[1:]:
+    if alone:
+        preds[alone] = np.where(short[:, None], point, w.network)
+        fallbacks[alone] = int(short.sum())
+    first = 2 if alone else 1
+    for n in names[first:]:
         preds[n] = np.full_like(point, np.nan)
     for i in range(len(w)):
         s, o = int(w.series[i]), int(w.origin[i])
         hist, actual = data.values[s][:o], data.values[s][o:o + H]
         rows[label].append(window_metrics(actual, point[i], hist, m, None if short[i] else samples[i].T))
-        for n in names[1:]:
+        if alone:
+            rows[alone].append(window_metrics(actual, preds[alone][i], hist, m, None if short[i] else samples[i].T))
+        for n in names[first:]:
             if n == "median" or (n == "arima" and not arima_ok):
                 continue
-            p, smp, fell = bl.forecast(n, hist, H, m, cfg.n_samples)
+            cached = w.parts.get(n, [None] * len(w))[i] if w.parts else None  # already fitted to combine
+            p, smp, fell = cached if cached is not None else bl.forecast(n, hist, H, m, cfg.n_samples)
             fallbacks[n] += int(fell)
             preds[n][i] = p
             rows[n].append(window_metrics(actual, p, hist, m, smp))
@@ -521,6 +612,9 @@ def write_report(run_dir: Path, report: dict[str, Any], name: str, command: str 
         lines += ["", f"{fb['windows']} windows with fewer than {fb['min_context']} values of history were forecast "
                       f"by the fallback `{fb['method']}` (series {', '.join(fb['series'][:10])}"
                       f"{' ...' if len(fb['series']) > 10 else ''})."]
+    ens = report.get("model", {}).get("ensemble")
+    if ens:
+        lines += ["", f"Model: {ens['members']} member(s); {ens['rule']}."]
     if "calibration" in report:
         f = np.asarray(report["calibration"]["factors"])
         lines += ["", f"Intervals calibrated on held-out validation windows (conformal): 80% widths x "

@@ -1,0 +1,117 @@
+"""Defaults chosen by measurement (issue #20): the automatic ensemble for small training sets, and the
+hybrid point forecast ``combine_with`` (the median of the network's and statistical forecasts)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import rnnkit
+from _paths import DATA
+from rnnkit.apps.forecast import ForecastModel
+from rnnkit.apps.forecast.pipeline import (
+    AUTO_ENSEMBLE_MEMBERS,
+    AUTO_ENSEMBLE_WINDOWS,
+    ForecastConfig,
+    resolve_ensemble,
+)
+from rnnkit.cli import main
+from rnnkit.errors import UserError
+
+AIR = DATA / "forecast_airpassengers.csv"
+QUICK = ["--epochs", "2", "--hidden", "8", "-q", "--set", "n_samples=40"]
+
+
+def test_auto_ensemble_rule_picks_what_it_says():
+    cfg = ForecastConfig()
+    assert cfg.ensemble == 0  # auto is the default
+    assert resolve_ensemble(cfg, 85)[0] == AUTO_ENSEMBLE_MEMBERS == 5  # AirPassengers' 85 windows
+    assert resolve_ensemble(cfg, AUTO_ENSEMBLE_WINDOWS - 1)[0] == 5
+    members, why = resolve_ensemble(cfg, AUTO_ENSEMBLE_WINDOWS)
+    assert members == 1 and "1000 training windows >= 1000" in why
+    assert resolve_ensemble(ForecastConfig(ensemble=3), 10) == (3, "ensemble=3 (given)")
+    assert resolve_ensemble(ForecastConfig(ensemble=1), 10)[0] == 1
+    assert resolve_ensemble(ForecastConfig(lookbacks="1.5,2"), 10)[0] == 1  # the lookbacks are the ensemble
+    assert resolve_ensemble(ForecastConfig(seeds=2), 10)[0] == 1
+
+
+def test_auto_ensemble_in_a_run_is_reported_and_reloads(tmp_path, capsys):
+    out = tmp_path / "auto"
+    assert main(["forecast", "train", "--out", str(out), "--data", str(AIR), "--horizon", "6",
+                 "--baselines", "naive", *QUICK]) == 0
+    model = rnnkit.load(out)
+    assert type(model).__name__ == "ForecastEnsemble" and model.members == 5
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["model"]["ensemble"]["members"] == 5
+    assert "ensemble auto: 5 members" in report["model"]["ensemble"]["rule"]
+    assert "5 member(s); ensemble auto" in (out / "evaluation.md").read_text()
+    assert json.loads((out / "config.json").read_text())["task"]["ensemble"] == 5  # resolved, recorded
+    one = tmp_path / "one"
+    assert main(["forecast", "train", "--out", str(one), "--data", str(AIR), "--horizon", "6",
+                 "--baselines", "naive", "--ensemble", "1", *QUICK]) == 0
+    assert type(rnnkit.load(one)).__name__ == "Forecaster"
+    assert "1 member(s); ensemble=1 (given)" in (one / "evaluation.md").read_text()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "combine_with=arima,prophet"], "'prophet'"),
+    (["--combine-with", "median"], "'median'"),
+    (["--combine-with", "holt,holt"], "twice"),
+    (["--set", "combine_how=mode"], "combine_how"),
+    (["--ensemble", "-1"], "ensemble"),
+])
+def test_bad_combination_options_are_one_line_exit_2(args, message, tmp_path, capsys):
+    code = main(["forecast", "train", "--out", str(tmp_path / "bad"), "--data", str(AIR), "--horizon", "6",
+                 *QUICK, *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("rnnkit: error:") and err.count("\n") == 1, err
+    assert message in err, err
+
+
+def test_bad_combination_from_python_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="'prophet'"):
+        ForecastModel(combine_with="prophet", max_epochs=1).fit(AIR, tmp_path / "py")
+
+
+def test_combination_is_the_median_of_the_parts(tmp_path, capsys):
+    """On a tiny series: the reported forecast is the median of the network alone, ARIMA and damped
+    Holt at every step, the network alone and each part are in the report, and the intervals are the
+    network's (the same quantiles as without the combination)."""
+    air = pd.read_csv(AIR).iloc[:60]
+    path = tmp_path / "tiny.csv"
+    air.to_csv(path, index=False)
+    common = ["--data", str(path), "--horizon", "4", "--baselines", "holt,arima,naive", "--ensemble", "1",
+              "--seed", "3", *QUICK]
+    assert main(["forecast", "train", "--out", str(tmp_path / "hyb"), *common, "--combine-with", "arima,holt"]) == 0
+    assert main(["forecast", "train", "--out", str(tmp_path / "net"), *common]) == 0
+    hyb = pd.read_csv(tmp_path / "hyb" / "evaluation_forecasts.csv")
+    net = pd.read_csv(tmp_path / "net" / "evaluation_forecasts.csv")
+    parts = np.stack([hyb["rnnkit-lstm-alone"], hyb["arima"], hyb["holt"]])
+    np.testing.assert_allclose(hyb["forecast"], np.median(parts, 0), rtol=1e-12)
+    np.testing.assert_allclose(hyb["rnnkit-lstm-alone"], net["forecast"], rtol=1e-9)  # same network, same seed
+    for q in ("q0.1", "q0.9"):
+        np.testing.assert_allclose(hyb[q], net[q], rtol=1e-9)
+    report = json.loads((tmp_path / "hyb" / "evaluation.json").read_text())
+    assert {"rnnkit-lstm", "rnnkit-lstm-alone", "arima", "holt"} <= set(report["metrics"])
+    assert report["model"]["combine_with"] == {"methods": ["arima", "holt"], "how": "median"}
+
+
+def test_combine_point_mean_and_fallback_windows():
+    """``combine_how=mean`` averages; windows forecast by the fallback are left alone."""
+    from rnnkit.apps.forecast import baselines as bl
+    from rnnkit.apps.forecast.data import Series, make_windows
+    from rnnkit.apps.forecast.pipeline import combine_point
+
+    y = 10 + np.arange(12.0) + np.sin(np.arange(12.0))
+    data = Series(ids=["a"], values=[y], pos=[np.arange(12)], times=[np.arange(12)], past=[np.zeros((12, 0))],
+                  known=[np.zeros((12, 0))], static=np.zeros((1, 0)))
+    w = make_windows(data, 6, 3, [np.array([3, 9])], 1)
+    cfg = ForecastConfig(horizon=3, season=1, combine_with="naive,holt", combine_how="mean", n_samples=10)
+    point = np.full((2, 3), 100.0)
+    out = combine_point(cfg, data, w, point, np.array([True, False]))
+    np.testing.assert_array_equal(out[0], point[0])
+    want = (100.0 + bl.naive(y[:9], 3, 1) + bl.holt(y[:9], 3, 1)) / 3
+    np.testing.assert_allclose(out[1], want)
+    np.testing.assert_array_equal(w.network, point)
