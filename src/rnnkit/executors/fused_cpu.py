@@ -359,11 +359,12 @@ class FusedCPUExecutor(Executor):
         names = tuple(named)
         # without autograd (inference) the kernels keep nothing for backward: no per-step buffers
         backward = needs_backward(x, state0, params)
-        # torch.compile (inference) and torch.export record the kernels as custom operators
-        as_operator = (custom_ops.capturing() and not return_states
-                       and (torch.compiler.is_exporting() or not backward))
+        # torch.compile and torch.export record the kernels as custom operators: inference as one,
+        # training (torch.compile with autograd) as fused_rnn_train and its backward operator
+        as_operator = custom_ops.capturing() and not return_states
+        training = as_operator and backward and not torch.compiler.is_exporting()
         low = x.dtype if x.dtype == torch.bfloat16 else None
-        if (as_operator and low is None
+        if (as_operator and not training and low is None
                 and _plain_lstm(family, cell, params, (rmask, zh, zc), lengths, reverse)):
             y, h, c = torch.ops.rnnkit.lstm_layer(
                 custom_ops.encode_options(options), x, h0, c0, params["weight_ih"], params["weight_hh"],
@@ -389,7 +390,8 @@ class FusedCPUExecutor(Executor):
             rmask, zh, zc = (None if m is None else m.float() for m in (rmask, zh, zc))
             options = {**options, "gemm_precision": "bf16"}
         result = self._loop(family, options, names, named, two_states, raw_input, cell, gx, h0, c0,
-                            (rmask, zh, zc, lengths), reverse, return_states, backward, as_operator)
+                            (rmask, zh, zc, lengths), reverse, return_states, backward, as_operator,
+                            training)
         if low is None:
             return result
         return RunResult(result.outputs.to(low), tuple(s.to(low) for s in result.final_state),
@@ -399,15 +401,16 @@ class FusedCPUExecutor(Executor):
     def _loop(family: str, options: dict[str, str], names: tuple[str, ...], named: Params,
               two_states: bool, raw_input: bool, cell: CellSpec, gx: Tensor, h0: Tensor,
               c0: Tensor | None, constants: tuple, reverse: bool, return_states: bool, backward: bool,
-              as_operator: bool) -> RunResult:
-        """The time loop over ``gx``: one custom operator under capture, else the extension (through
+              as_operator: bool, training: bool = False) -> RunResult:
+        """The time loop over ``gx``: one custom operator under capture (``fused_rnn_train``, whose
+        autograd formula is the backward operator, when ``training``), else the extension (through
         :class:`_FusedRun` when autograd needs its backward)."""
         rmask, zh, zc, lengths = constants
 
         if as_operator:
-            y, h, c = torch.ops.rnnkit.fused_rnn(
-                family, custom_ops.encode_options(options), ",".join(names), gx, h0, c0,
-                list(named.values()), rmask, zh, zc, lengths, bool(reverse))
+            op = torch.ops.rnnkit.fused_rnn_train if training else torch.ops.rnnkit.fused_rnn
+            y, h, c = op(family, custom_ops.encode_options(options), ",".join(names), gx, h0, c0,
+                         list(named.values()), rmask, zh, zc, lengths, bool(reverse))[:3]
             return RunResult(y, (h, c) if two_states else (h,), None)
         module, _ = _extension()
         if backward:

@@ -189,9 +189,9 @@ class ScanExecutor(Executor):
         if lengths is not None:
             lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
         family, act_g = _FAMILY[declared_kernel_family(cell)], cell.activation == "g"
-        if custom_ops.capturing() and (torch.compiler.is_exporting()
-                                       or not fused_cpu.needs_backward(gx, (h0,), {})):
-            # torch.compile (inference) and torch.export record the kernel as a custom operator
+        if custom_ops.capturing():
+            # torch.compile and torch.export record the kernel as a custom operator (its autograd
+            # formula the operator rnnkit::scan_backward)
             return torch.ops.rnnkit.scan(family, act_g, gx, h0, z, lengths, bool(reverse))
         meta = (_extension()[0], family, act_g, bool(reverse), cell)
         return _FusedScan.apply(meta, gx.contiguous(), h0.contiguous(), z, lengths)
