@@ -65,7 +65,8 @@ def plot_gradient_flow(flows: GradientFlow | dict[str, GradientFlow], path: str 
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set_title(f"{label}: log10 |dL/ds_k|", fontsize=9)
         ax.set_xlabel("boundary k (state after k inputs)", fontsize=8)
-        fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
+        ax.set_ylabel("layer, state", fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="log10 |dL/ds_k|")
     fig.tight_layout()
     return save_figure_atomic(fig, path)
 
@@ -122,6 +123,8 @@ def plot_gate_saturation(stats: GateStats | dict[str, GateStats], path: str | os
             for a, b in _saturated_zones(s.kind):
                 ax.axvspan(a, b, color="tab:red", alpha=0.15)
             ax.set_title(f"{label} L{layer}{'r' if d else ''} {name}: {100 * s.saturated:.0f}% sat.", fontsize=7)
+            ax.set_xlabel("gate value", fontsize=6)
+            ax.set_ylabel("share of steps", fontsize=6)
             ax.tick_params(labelsize=6)
     fig.tight_layout()
     return save_figure_atomic(fig, path)

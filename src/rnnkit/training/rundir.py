@@ -236,8 +236,9 @@ def plot_log(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     values = [v for _, v in ep_train + ep_val] + [r["train_loss"] for r in steps]
     if values and min(values) > 0:
         ax.set_yscale("log")
+    ax.set_title("training and validation loss")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (the task's training objective)")
     ax.legend()
     ax.grid(alpha=0.3)
     written.append(save_figure_atomic(fig, inside_run_dir(out, "loss.png")))
@@ -246,6 +247,7 @@ def plot_log(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     if lrs:
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.plot(*zip(*lrs, strict=True))
+        ax.set_title("learning-rate schedule")
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("learning rate")
         ax.grid(alpha=0.3)

@@ -216,7 +216,7 @@ def report_run(model, cfg, data, origins, out: Path, name: str, command: str | N
     write_text_atomic(out / f"{name}_forecasts.csv", frame.to_csv(index=False))
     base = next(((n, preds[n]) for n in ("snaive", "ets", "naive") if n in preds), None)
     plot_forecasts(out / f"{name}.png", data, w, point, samples, f"{label} {name} (horizon {cfg.horizon})",
-                   cfg.plot_series, base)
+                   cfg.plot_series, base, value_label=cfg.target)
     if not quiet:
         print_table(report["metrics"], f"{name}: {report['series']} series, {report['windows']} windows, "
                                        f"horizon {cfg.horizon}")
@@ -329,7 +329,7 @@ def forecast_next(run_dir: Path, data: Path | None = None, future: Path | None =
             rec.update({f"q{q:g}": float(v) for q, v in zip(qs, qv[:, k], strict=True)})
             recs.append(rec)
     png = plot_future(Path(run_dir) / "predict.png", d, point, samples, ft, f"forecast of the next {H} steps",
-                      fcfg.plot_series)
+                      fcfg.plot_series, value_label=fcfg.target)
     return pd.DataFrame.from_records(recs), png
 
 
