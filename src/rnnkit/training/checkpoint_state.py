@@ -12,7 +12,11 @@ names files that Lightning deletes later. So resume never hands the file to Ligh
 - ``callbacks``: the RunDirectory log (known columns, numbers) and EarlyStopping's counters (its
   patience comes from the config); ModelCheckpoint's state (paths) is dropped: it starts afresh with
   its directory inside the run directory;
-- ``rnnkit``: the task's extras (validation history, NT-ASGD switch, skipped steps).
+- ``rnnkit``: the task's extras (validation history, NT-ASGD switch, skipped steps) and, for a task
+  whose recurrent state flows from one epoch into the next (``SequenceTask.epoch_carry``: the text
+  app's stream), that state: one per process, each of the structure and shapes of
+  ``task.carry_template``; one saved by another number of processes is dropped (the stream goes on
+  from zeros).
 
 RNG state is not stored: every epoch reseeds from (seed, epoch, rank). Anything else, or anything
 malformed, is a one-line :class:`~rnnkit.io.saving.CorruptRunFile` that names the field, never its
@@ -45,6 +49,8 @@ OPTIMIZER_STATE_KEYS = {
 }
 LOG_COLUMNS = frozenset({"epoch", "step", "train_loss", "val_loss", "lr", "epoch_end"})
 MAX_DEPTH = 12
+#: the most processes whose carried states a checkpoint may hold
+MAX_PROCESSES = 4096
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -155,7 +161,7 @@ def trusted_state(ckpt: Any, task: Any, trainer: Any, source: str, lr_scale: flo
         if not isinstance(version, str) or len(version) > 40:
             raise c.fail("pytorch-lightning_version", "must be a short string")
         out["pytorch-lightning_version"] = version
-    extras = _extras(c, ckpt.get("rnnkit", {}))
+    extras = _extras(c, ckpt.get("rnnkit", {}), task, trainer)
     out["rnnkit"] = extras
     out["optimizer_states"], out["lr_schedulers"] = _optimizer(c, ckpt, task, extras["ntasgd_switched"])
     if lr_scale != 1.0:
@@ -195,9 +201,9 @@ def _non_negative(c: _Checker, value: Any, where: str) -> None:
         raise c.fail(where, "must not be negative")
 
 
-def _extras(c: _Checker, extra: Any) -> dict[str, Any]:
+def _extras(c: _Checker, extra: Any, task: Any, trainer: Any) -> dict[str, Any]:
     extra = c.dict(extra, "rnnkit")
-    if set(extra) - {"val_history", "ntasgd_switched", "skipped_steps"}:
+    if set(extra) - {"val_history", "ntasgd_switched", "skipped_steps", "carry"}:
         raise c.fail("rnnkit", "has unknown keys")
     history = extra.get("val_history", [])
     if not isinstance(history, list):
@@ -207,7 +213,23 @@ def _extras(c: _Checker, extra: Any) -> dict[str, Any]:
         raise c.fail("rnnkit.ntasgd_switched", "must be a boolean")
     return {"val_history": [float(c.number(v, "rnnkit.val_history[]")) for v in history],
             "ntasgd_switched": switched,
-            "skipped_steps": c.int(extra.get("skipped_steps", 0), "rnnkit.skipped_steps")}
+            "skipped_steps": c.int(extra.get("skipped_steps", 0), "rnnkit.skipped_steps"),
+            "carry": _carry(c, extra.get("carry"), task, trainer)}
+
+
+def _carry(c: _Checker, carry: Any, task: Any, trainer: Any) -> list[Any] | None:
+    """The recurrent state of every process at the checkpoint's epoch end (``SequenceTask.epoch_carry``)."""
+    if carry is None:
+        return None
+    if not getattr(task, "epoch_carry", False):
+        raise c.fail("rnnkit.carry", "is a recurrent state this task does not carry between epochs")
+    if not isinstance(carry, list) or not 1 <= len(carry) <= MAX_PROCESSES:
+        raise c.fail("rnnkit.carry", f"must be a list of 1 to {MAX_PROCESSES} states, one per process")
+    world = trainer.world_size
+    if len(carry) != world:  # saved by another number of processes: its rows do not map onto ours
+        return None
+    template = task.carry_template(task.cfg.batch_size // world)
+    return [c.conform(state, template, f"rnnkit.carry[{r}]") for r, state in enumerate(carry)]
 
 
 def _optimizer(c: _Checker, ckpt: dict[str, Any], task: Any, switched: bool) -> tuple[list, list]:

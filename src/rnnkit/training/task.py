@@ -38,7 +38,7 @@ from rnnkit.training.optim import (
     ntasgd_should_switch,
     schedule_interval,
 )
-from rnnkit.training.tbptt import detach_state, split_time
+from rnnkit.training.tbptt import detach_state, map_state, split_time
 
 
 class NonFiniteLoss(UserError):
@@ -59,6 +59,9 @@ class SequenceTask(pl.LightningModule):
     stateful: bool = False
     #: which dimension of the batch tensors is time (for TBPTT chunking)
     time_dim: int = 0
+    #: the carried state flows on from one epoch into the next (the text app's stream): it is saved in
+    #: the checkpoint (``rnnkit.carry``, one state per process) and restored by ``--resume``
+    epoch_carry: bool = False
 
     def __init__(self, model: nn.Module, train_config: TrainConfig) -> None:
         super().__init__()
@@ -89,6 +92,11 @@ class SequenceTask(pl.LightningModule):
                         "gradient-flow diagnostics are not available for this task")
 
     def compute_loss(self, batch: Any, state: Any) -> tuple[Tensor | None, Any]:
+        raise NotImplementedError
+
+    def carry_template(self, rows: int) -> Any:
+        """For an ``epoch_carry`` task: a state of the structure and shapes the training leaves for a batch
+        of ``rows`` rows (``checkpoint_state`` checks a checkpoint's carried state against it)."""
         raise NotImplementedError
 
     def forward(self, *args, **kwargs):
@@ -214,12 +222,25 @@ class SequenceTask(pl.LightningModule):
         rank = self.world[0]
         return (self.cfg.seed * 1_000_003 + self.current_epoch * 1009 + rank) % (2**63)
 
+    def on_train_start(self) -> None:
+        if self._carry is not None:  # restored from the checkpoint on the CPU, before the model moved
+            self._carry = map_state(self._carry, lambda t: t.to(self.device))
+
     def on_train_epoch_start(self) -> None:
         # every epoch's randomness (dropout masks, ...) depends only on (seed, epoch, rank): a
-        # resumed run draws exactly what the uninterrupted run drew
+        # resumed run draws exactly what the uninterrupted run drew (reseeded again at the first batch)
         torch.manual_seed(self.epoch_seed())
         self._carry = None
         self._train_sum.zero_()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if batch_idx == 0:
+            # reseed here as well: the DataLoader's iterator draws its base seed from torch's global
+            # generator when the epoch's iteration begins, which Lightning does *before*
+            # on_train_epoch_start in a session's first epoch and *after* it in the others; a resumed
+            # run's first epoch would otherwise draw other dropout masks (final losses were off by 3e-6
+            # to 8e-4 relative: speech, text, translate with dropout)
+            torch.manual_seed(self.epoch_seed())
 
     def on_train_epoch_end(self) -> None:
         total = self._reduce(self._train_sum)
@@ -307,9 +328,23 @@ class SequenceTask(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rnnkit"] = {"val_history": list(self.val_history), "ntasgd_switched": self.ntasgd_switched,
                                 "skipped_steps": self.skipped_steps}
+        if self.epoch_carry and self.stateful and self._carry is not None:
+            # every process's state (each owns its rows of the streams): all of them take part
+            checkpoint["rnnkit"]["carry"] = self._gather_carry()
+
+    def _gather_carry(self) -> list[Any]:
+        """``[state of rank 0, state of rank 1, ...]``, on the CPU."""
+        world = self.world[1]
+        if world == 1:
+            return [map_state(self._carry, lambda t: t.detach().cpu())]
+        gathered = map_state(self._carry, lambda t: self.trainer.strategy.all_gather(t.detach()).cpu())
+        return [map_state(gathered, lambda t, r=r: t[r].clone()) for r in range(world)]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         extra = checkpoint.get("rnnkit", {})
         self.val_history = list(extra.get("val_history", []))
         self.ntasgd_switched = bool(extra.get("ntasgd_switched", False))
         self.skipped_steps = int(extra.get("skipped_steps", 0))
+        carry = extra.get("carry")  # checked by checkpoint_state: one state per process of this run, or None
+        rank, world = self.world
+        self._carry = carry[rank] if self.epoch_carry and carry is not None and len(carry) == world else None

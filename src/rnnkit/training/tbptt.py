@@ -36,6 +36,19 @@ def detach_state(state: Any) -> Any:
     return state
 
 
+def map_state(state: Any, fn) -> Any:
+    """``fn`` applied to every tensor of ``state`` (tuples/lists/dicts of tensors, None kept)."""
+    if isinstance(state, Tensor):
+        return fn(state)
+    if isinstance(state, tuple) and hasattr(state, "_fields"):  # a named tuple
+        return type(state)(*(map_state(s, fn) for s in state))
+    if isinstance(state, (tuple, list)):
+        return type(state)(map_state(s, fn) for s in state)
+    if isinstance(state, dict):
+        return {k: map_state(v, fn) for k, v in state.items()}
+    return state
+
+
 def split_time(batch: Any, k: int, time_dim: int = 0) -> list[Any]:
     """Split every tensor of ``batch`` that has the time dimension into chunks of ``k`` steps.
 

@@ -18,6 +18,7 @@ class TimeBudget:
         raise NotImplementedError
 
     def on_train_start(self) -> None:
+        super().on_train_start()  # type: ignore[misc]  (the task's own, e.g. SequenceTask's)
         self._t0 = time.perf_counter()
         self.stopped_by_time = False
 

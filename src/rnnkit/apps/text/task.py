@@ -132,6 +132,7 @@ class _EpochWindows(Dataset):
 class TextTask(TimeBudget, SequenceTask):
     stateful = True
     time_dim = 0
+    epoch_carry = True  # an epoch of epoch_steps windows goes on from the last one's state (checkpointed)
 
     def __init__(self, model, train_config: TrainConfig, text: TextConfig, train_ids: Tensor, valid_ids: Tensor,
                  tokens_per_char: float) -> None:
@@ -168,6 +169,16 @@ class TextTask(TimeBudget, SequenceTask):
 
     def budget_minutes(self) -> float | None:
         return self.text.minutes
+
+    @torch.no_grad()
+    def carry_template(self, rows: int) -> Any:
+        """The state the model leaves for ``rows`` streams (one token, evaluation mode: nothing random)."""
+        training = self.model.training
+        self.model.eval()
+        try:
+            return self.model(torch.zeros(1, rows, dtype=torch.long), None)[1]
+        finally:
+            self.model.train(training)
 
     def on_train_epoch_start(self) -> None:
         carry = self._carry
