@@ -23,20 +23,29 @@ Modes:
 Backends are ``auto`` and the names in ``rnnkit.executors.backend_names()``. A backend that cannot run
 a configuration is reported ``n/a`` with its reason. ``auto`` is measured once with the explicit
 backend it resolves to when that one is also asked for (``--measure-aliases`` measures it apart).
-Before timing, each rnnkit module runs once on a short prefix of the sequence to estimate one
-repetition; if that estimate exceeds ``--budget`` seconds the row is reported ``skipped (budget)``
-(this keeps the slow ``reference`` loop from dominating a default run).
+Before timing anything, every rnnkit module and its anchor run on a short prefix of the sequence
+to estimate one repetition; the script prints the whole run's expected duration from these
+estimates (``# plan: about ...``), then times. A row whose estimate exceeds ``--budget`` seconds is
+reported ``skipped (budget)`` (this keeps the slow ``reference`` loop from dominating a run).
+
+By default the script runs a quick selection (about a minute on 2 cores): the ``quick`` grid
+(three sizes), ``lstm,gru,lstm+layer_norm,mingru``, backends ``auto,fused_cpu,native``, 5
+repetitions. ``--full`` runs grid G, every variant and backend, 7 repetitions (about 20 minutes on
+2 cores): the tables of docs/benchmarks.md. An explicit ``--grid``/``--cells``/``--backends``/
+``--modes``/``--reps`` wins over either preset.
 
 Run (from the repository root)::
 
-    .venv/bin/python benchmarks/executors.py                      # grid G, every variant/backend
+    .venv/bin/python benchmarks/executors.py                      # the quick selection
+    .venv/bin/python benchmarks/executors.py --full               # grid G, every variant/backend
     .venv/bin/python benchmarks/executors.py --grid small --reps 3 --cells lstm,gru
-    .venv/bin/python benchmarks/executors.py --backends auto,native,reference --markdown \\
+    .venv/bin/python benchmarks/executors.py --full --backends auto,native,reference --markdown \\
         --json runs/bench_executors.json
 
-``--grid`` takes ``G`` (the grid of docs/benchmarks.md), ``small`` (a quick subset for smoke runs)
-or explicit sizes ``TxBxIxH[,TxBxIxH...]``. Measure on an otherwise idle machine: the machine
-information printed first includes the load average at the start and at the end of the run.
+``--grid`` takes ``G`` (the grid of docs/benchmarks.md), ``quick`` (the default's three sizes),
+``small`` (a subset for smoke runs) or explicit sizes ``TxBxIxH[,TxBxIxH...]``. Measure on an
+otherwise idle machine: the machine information printed first includes the load average at the
+start and at the end of the run.
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ from torch import Tensor, nn
 
 import rnnkit
 from rnnkit import Recurrent
+from rnnkit._plan import add_full_flag, announce, apply_preset
 from rnnkit.cells import cell_names
 from rnnkit.errors import BackendUnavailable
 from rnnkit.executors import backend_names
@@ -90,6 +100,7 @@ GRIDS: dict[str, tuple[Size, ...]] = {
         Size(512, 16, 64, 128),
     ),
     "small": (Size(100, 1, 64, 64), Size(100, 32, 128, 128)),
+    "quick": (Size(100, 1, 64, 64), Size(100, 32, 128, 128), Size(100, 64, 256, 256)),
 }
 
 
@@ -241,6 +252,23 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 
 # ---- argument parsing -------------------------------------------------------------------------
+# the default run: a few representative cells, sizes and backends (about a minute on 2 cores)
+QUICK: dict[str, Any] = {
+    "grid": GRIDS["quick"],
+    "cells": ["lstm", "gru", "lstm+layer_norm", "mingru"],
+    "backends": ["auto", "fused_cpu", "native"],
+    "modes": list(MODES),
+    "reps": 5,
+}
+FULL_TEXT = "grid G, every variant and backend, 7 repetitions"
+
+
+def full_preset() -> dict[str, Any]:
+    """``--full``: grid G, every variant and backend (the tables of docs/benchmarks.md)."""
+    return {"grid": GRIDS["G"], "cells": list(VARIANTS), "backends": ["auto", *backend_names()],
+            "modes": list(MODES), "reps": 7}
+
+
 def parse_grid(text: str) -> tuple[Size, ...]:
     if text in GRIDS:
         return GRIDS[text]
@@ -274,16 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="benchmarks/executors.py",
         description="rnnkit executors vs torch.nn: median times and ratios (ours / torch.nn).",
     )
-    p.add_argument("--grid", type=parse_grid, default=GRIDS["G"],
-                   help="G (default), small, or TxBxIxH[,TxBxIxH...]")
-    p.add_argument("--cells", type=parse_list(list(VARIANTS), "cells"), default=list(VARIANTS),
-                   help=f"comma-separated variants (default all: {','.join(VARIANTS)})")
+    add_full_flag(p, FULL_TEXT)
+    p.add_argument("--grid", type=parse_grid, default=None,
+                   help="G, quick, small, or TxBxIxH[,TxBxIxH...] (default quick; --full: G)")
+    p.add_argument("--cells", type=parse_list(list(VARIANTS), "cells"), default=None,
+                   help=f"comma-separated variants (default {','.join(QUICK['cells'])}; --full: all: "
+                        f"{','.join(VARIANTS)})")
     backends = ["auto", *backend_names()]
-    p.add_argument("--backends", type=parse_list(backends, "backends"), default=backends,
-                   help=f"comma-separated rnnkit backends (default: {','.join(backends)})")
-    p.add_argument("--modes", type=parse_list(MODES, "modes"), default=list(MODES),
+    p.add_argument("--backends", type=parse_list(backends, "backends"), default=None,
+                   help=f"comma-separated rnnkit backends (default {','.join(QUICK['backends'])}; --full: "
+                        f"{','.join(backends)})")
+    p.add_argument("--modes", type=parse_list(MODES, "modes"), default=None,
                    help="fwd,fwdbwd (default both)")
-    p.add_argument("--reps", type=int, default=7, help="timed repetitions per row (median; 7)")
+    p.add_argument("--reps", type=int, default=None,
+                   help=f"timed repetitions per row (median; default {QUICK['reps']}; --full: 7)")
     p.add_argument("--warmup", type=int, default=1, help="untimed full-size runs per module (1)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2)")
     p.add_argument("--budget", type=float, default=20.0,
@@ -323,7 +355,10 @@ def make_input(size: Size, mode: str, seed: int) -> Tensor:
     return x.requires_grad_(mode == "fwdbwd")
 
 
-def estimate_rep(module: nn.Module, x: Tensor, mode: str, probe_steps: int = 16) -> float:
+PROBE_STEPS = 16
+
+
+def estimate_rep(module: nn.Module, x: Tensor, mode: str, probe_steps: int = PROBE_STEPS) -> float:
     """Seconds of one full repetition, extrapolated (linearly in T) from a short prefix."""
     T = x.shape[0]
     steps = min(T, probe_steps)
@@ -371,15 +406,44 @@ class Entry:
     module: Recurrent | None = None
 
 
-def measure_group(
+@dataclass
+class Group:
+    """One (variant, size, mode) ready to time: its anchor, input, rows and the modules to time."""
+
+    variant: Variant
+    mode: str
+    anchor: nn.RNNBase
+    x: Tensor
+    rows: list[Row]
+    runnable: list[Entry]  # estimated, within the budget
+    aliases: list[tuple[Row, Row]]  # (auto, the explicit backend's row it copies)
+    anchor_estimate_s: float = 0.0  # one repetition of the anchor, estimated like ours
+
+    def expected_s(self, args: argparse.Namespace) -> float:
+        """Seconds :func:`time_group` is expected to take, from the estimates of one repetition:
+        warm-up and timed repetitions of every runnable module, paired with the anchor's, and the
+        output comparison of a plain cell."""
+        plain = not self.variant.options and self.variant.equivalent
+        total = 0.0
+        for entry in self.runnable:
+            est = entry.row.estimate_s or 0.0
+            total += est * (args.warmup + args.reps + plain)
+            total += self.anchor_estimate_s * (args.reps + plain)
+        if self.runnable:
+            total += self.anchor_estimate_s * args.warmup
+        return total
+
+
+def prepare_group(
     variant: Variant, size: Size, mode: str, backends: Sequence[str], args: argparse.Namespace,
-) -> list[Row]:
-    """All backends of one (variant, size, mode): each row paired with its own anchor samples."""
+    estimates: dict[str, float] | None = None,
+) -> Group:
+    """Build the modules of one (variant, size, mode) and estimate one repetition of each on a short
+    prefix (``estimates``: backend -> seconds from an earlier probe of the same group, reused)."""
     torch.manual_seed(args.seed)
     anchor = variant.make_anchor(size)
     set_mode(anchor, mode, variant)
     x = make_input(size, mode, args.seed)
-    plain = not variant.options and variant.equivalent
 
     rows: list[Row] = []
     timed: list[Entry] = []
@@ -418,18 +482,57 @@ def measure_group(
     for entry in timed:
         assert entry.module is not None
         try:
-            entry.row.estimate_s = estimate_rep(entry.module, x, mode)
+            known = (estimates or {}).get(entry.row.backend)
+            entry.row.estimate_s = known if known is not None else estimate_rep(entry.module, x, mode)
             if entry.row.estimate_s > args.budget:
                 entry.row.status = "skipped (budget)"
                 continue
+        except Exception as err:
+            entry.row.status = f"error: {type(err).__name__}: {err}"
+            continue
+        runnable.append(entry)
+    group = Group(variant, mode, anchor, x, rows, runnable, aliases)
+    if runnable:
+        known = (estimates or {}).get("torch.nn")
+        group.anchor_estimate_s = known if known is not None else estimate_rep(anchor, x, mode)
+    return group
+
+
+def probe_group(
+    variant: Variant, size: Size, mode: str, backends: Sequence[str], args: argparse.Namespace,
+) -> tuple[int, float, dict[str, float]]:
+    """(rows, expected seconds, estimates by backend and ``torch.nn``) of one group; its modules are
+    dropped (a whole grid's would not fit in memory) and rebuilt when it is timed."""
+    group = prepare_group(variant, size, mode, backends, args)
+    estimates = {e.row.backend: e.row.estimate_s for e in group.runnable if e.row.estimate_s is not None}
+    estimates.update({r.backend: r.estimate_s for r in group.rows
+                      if r.status == "skipped (budget)" and r.estimate_s is not None})
+    if group.runnable:
+        estimates["torch.nn"] = group.anchor_estimate_s
+    return len(group.rows), group.expected_s(args), estimates
+
+
+def measure_group(
+    variant: Variant, size: Size, mode: str, backends: Sequence[str], args: argparse.Namespace,
+    estimates: dict[str, float] | None = None,
+) -> list[Row]:
+    """All backends of one (variant, size, mode): each row paired with its own anchor samples."""
+    return time_group(prepare_group(variant, size, mode, backends, args, estimates), args)
+
+
+def time_group(group: Group, args: argparse.Namespace) -> list[Row]:
+    anchor, x, mode, runnable = group.anchor, group.x, group.mode, group.runnable
+    plain = not group.variant.options and group.variant.equivalent
+    for entry in list(runnable):
+        assert entry.module is not None
+        try:
             for _ in range(args.warmup):
                 run_once(entry.module, x, mode)
             if plain:
                 entry.row.max_abs_diff = max_abs_diff(anchor, entry.module, x)
         except Exception as err:
             entry.row.status = f"error: {type(err).__name__}: {err}"
-            continue
-        runnable.append(entry)
+            runnable.remove(entry)
 
     if runnable:
         for _ in range(args.warmup):
@@ -444,11 +547,11 @@ def measure_group(
         for entry in runnable:
             summarise(entry.row)
 
-    for alias, source in aliases:
+    for alias, source in group.aliases:
         for name in ("status", "ours_ms", "anchor_ms", "ratio", "ratio_paired", "spread",
                      "ratio_min", "estimate_s", "max_abs_diff", "ours_samples_ms", "anchor_samples_ms"):
             setattr(alias, name, getattr(source, name))
-    return rows
+    return group.rows
 
 
 def summarise(row: Row) -> None:
@@ -545,13 +648,26 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 # ---- main -------------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, bool]:
+    """The options of ``argv`` with the preset filled in (quick, or ``--full``); whether the quick
+    preset chose any of them."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    quick = apply_preset(args, QUICK, full_preset())
+    if args.reps < 1 or args.warmup < 0 or args.threads < 1:
+        parser.error("--reps and --threads must be >= 1, --warmup >= 0")
+    return args, quick
+
+
+def planned_rows(args: argparse.Namespace) -> int:
+    """Rows the run reports: a row per mode, size, variant and backend."""
+    return len(args.modes) * len(args.grid) * len(args.cells) * len(args.backends)
+
+
 def main(argv: Sequence[str] | None = None) -> list[Row]:
     """Run the benchmark described by ``argv`` (``sys.argv[1:]`` if None); return the rows."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.reps < 1 or args.warmup < 0 or args.threads < 1:
-        parser.error("--reps and --threads must be >= 1, --warmup >= 0")
+    args, quick = parse_args(argv)
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -567,17 +683,22 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         print(f"# WARNING: {busy}")
     print("# ratio = median(ours) / median(torch.nn): a time ratio, > 1 means rnnkit is slower;")
     print("# r(min) = min(ours) / min(torch.nn); spread = (max - min) / median of ours' repetitions")
-    print(TEXT_HEADER, flush=True)
 
     rows: list[Row] = []
     try:
-        for mode in args.modes:
-            for size in args.grid:
-                for name in args.cells:
-                    group = measure_group(VARIANTS[name], size, mode, args.backends, args)
-                    for row in group:
-                        print(text_line(row), flush=True)
-                    rows.extend(group)
+        groups = [(VARIANTS[name], size, mode) for mode in args.modes for size in args.grid for name in args.cells]
+        print(f"# estimating: every module of {len(groups)} groups once on a {PROBE_STEPS}-step prefix", flush=True)
+        probed = [probe_group(*g, args.backends, args) for g in groups]
+        expected = sum(seconds for _, seconds, _ in probed)
+        info["expected_s"] = float(f"{expected:.3g}")
+        announce(f"{sum(n for n, _, _ in probed)} rows", expected,
+                 full=f"{FULL_TEXT}, the tables of docs/benchmarks.md" if quick else None)
+        print(TEXT_HEADER, flush=True)
+        for g, (_, _, estimates) in zip(groups, probed, strict=True):
+            group = measure_group(*g, args.backends, args, estimates)
+            for row in group:
+                print(text_line(row), flush=True)
+            rows.extend(group)
     finally:
         torch.set_num_threads(previous_threads)
 
