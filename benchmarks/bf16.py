@@ -18,7 +18,12 @@ master weights (forward and backward in bf16, the optimizer on float32 copies). 
 every 50 steps and the final losses per seed: bf16 is "within noise" if its final loss differs from
 fp32's by less than the spread of fp32's final losses over the seeds.
 
-    python benchmarks/bf16.py                       # speed at (100,64,256,256) and (200,64,512,512)
+By default the speed comparison is quick: (100,64,256,256) only, 5 repetitions; ``--full`` adds
+(200,64,512,512) and takes 7 repetitions (the table of docs/benchmarks.md). The expected duration
+(speed: every configuration on a 16-step prefix; training: 3 steps of each run) is printed first.
+
+    python benchmarks/bf16.py                       # quick: speed at (100,64,256,256)
+    python benchmarks/bf16.py --full                # speed at (100,64,256,256) and (200,64,512,512)
     python benchmarks/bf16.py --train --seeds 0 1 2 --steps 300
 """
 
@@ -30,13 +35,19 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
 
 import rnnkit
+from rnnkit._plan import add_full_flag, announce, apply_preset
 
 BF16 = torch.bfloat16
+QUICK = {"shapes": ["100x64x256x256"], "reps": 5}
+FULL = {"shapes": ["100x64x256x256", "200x64x512x512"], "reps": 7}
+FULL_TEXT = f"shapes {' '.join(FULL['shapes'])}, {FULL['reps']} repetitions"
+PROBE_T, PROBE_STEPS = 16, 3
 
 
 def _fwd(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -77,6 +88,12 @@ def speed(cell: str, shape: tuple[int, int, int, int], mode: str, reps: int) -> 
             run()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def _sunspot_windows(window: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,18 +142,28 @@ def train(seed: int, steps: int, bf16: bool, hidden: int = 128) -> list[float]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shapes", nargs="*", default=["100x64x256x256", "200x64x512x512"],
-                   help="TxBxIxH")
+    add_full_flag(p, FULL_TEXT)
+    p.add_argument("--shapes", nargs="*", default=None,
+                   help=f"TxBxIxH (default {' '.join(QUICK['shapes'])}; --full: {' '.join(FULL['shapes'])})")
     p.add_argument("--cells", nargs="*", default=["lstm", "gru"])
     p.add_argument("--modes", nargs="*", default=["fwdbwd", "fwd"], choices=["fwd", "fwdbwd"])
-    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--reps", type=int, default=None,
+                   help=f"repetitions (median; default {QUICK['reps']}; --full: {FULL['reps']})")
     p.add_argument("--train", action="store_true", help="the training comparison instead of speed")
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=300)
     args = p.parse_args(argv)
+    quick = apply_preset(args, QUICK, FULL) and not args.train
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load {os.getloadavg()[0]:.2f}, CPU bf16: {torch.backends.mkldnn.is_available()}")
     if args.train:
+        _sunspot_windows()  # imports statsmodels: not a cost of the runs
+        expected = 0.0
+        for bf16 in (False, True):  # 1 step, then 1 + PROBE_STEPS: the set-up and the cost of a step
+            t1, t2 = (_seconds(partial(train, 0, n, bf16)) for n in (1, 1 + PROBE_STEPS))
+            per_step = max(0.0, t2 - t1) / PROBE_STEPS
+            expected += len(args.seeds) * (max(0.0, t1 - per_step) + args.steps * per_step)
+        announce(f"{2 * len(args.seeds)} training runs of {args.steps} steps", expected)
         finals = {False: [], True: []}
         for seed in args.seeds:
             for bf16 in (False, True):
@@ -151,6 +178,13 @@ def main(argv: list[str] | None = None) -> None:
               f"bf16 {statistics.mean(finals[True]):.4f}; |bf16 - fp32| per seed max {max(gaps):.4f}: "
               f"{'within' if max(gaps) <= spread else 'outside'} the fp32 seed spread")
         return
+    configs = [(cell, tuple(int(v) for v in text.split("x")), mode)
+               for cell in args.cells for text in args.shapes for mode in args.modes]
+    expected = 0.0
+    for cell, shape, mode in configs:  # every run of the configuration on a short prefix, scaled to T
+        probe = speed(cell, (min(shape[0], PROBE_T), *shape[1:]), mode, 1)  # type: ignore[arg-type]
+        expected += sum(probe.values()) * (args.reps + 1) * shape[0] / min(shape[0], PROBE_T)
+    announce(f"{len(configs)} rows x {args.reps} repetitions", expected, full=FULL_TEXT if quick else None)
     print(f"{'cell':5} {'shape':16} {'mode':7} {'fp32 ms':>9} {'bf16 ms':>9} {'fp32/bf16':>9} "
           f"{'torch bf16 ms':>13} {'rnnkit/torch bf16':>17}")
     for cell in args.cells:

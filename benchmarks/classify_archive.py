@@ -9,6 +9,11 @@ system of the child, ``resource.getrusage(RUSAGE_CHILDREN)``) are recorded besid
 Each run appends one JSON line to ``OUT/results.jsonl`` (set, label, seed, accuracies of the model and
 the 1-NN DTW baseline, epochs, CPU seconds, load average at the start); a run whose directory already
 holds ``evaluation.json`` is skipped, so the script can be stopped and started again.
+
+By default a quick run: GunPoint, seed 0 (one training); ``--full``: the five sets below, seeds 0 1 2
+(15 trainings, an hour or more on 2 cores). An explicit ``--sets``/``--seeds`` wins over either preset.
+The planned trainings are printed first; a training's length (early stopping) is not known beforehand,
+so the expected duration of the rest is printed after each one.
 """
 
 from __future__ import annotations
@@ -23,7 +28,12 @@ import sys
 import time
 from pathlib import Path
 
+from rnnkit._plan import add_full_flag, announce, apply_preset, duration
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "classification"
+QUICK = {"sets": ["GunPoint"], "seeds": [0]}
+FULL = {"sets": ["GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions", "ArrowHead"], "seeds": [0, 1, 2]}
+FULL_TEXT = f"sets {' '.join(FULL['sets'])}, seeds {' '.join(map(str, FULL['seeds']))}"
 
 
 def child_cpu() -> float:
@@ -82,9 +92,10 @@ def main() -> None:
     argv = argv[:argv.index("--")] if "--" in argv else argv
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--sets", nargs="*", default=["GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions",
-                                                 "ArrowHead"])
-    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    add_full_flag(p, FULL_TEXT)
+    p.add_argument("--sets", nargs="*", default=None,
+                   help=f"default {' '.join(QUICK['sets'])}; --full: {' '.join(FULL['sets'])}")
+    p.add_argument("--seeds", nargs="*", type=int, default=None, help="default 0; --full: 0 1 2")
     p.add_argument("--label", default="default", help="names the runs of these extra flags")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--table", action="store_true")
@@ -92,10 +103,19 @@ def main() -> None:
     if args.table:
         print(table(args.out))
         return
+    quick = apply_preset(args, QUICK, FULL)
     args.out.mkdir(parents=True, exist_ok=True)
-    for dataset in args.sets:
-        for seed in args.seeds:
-            one_run(args.out, dataset, args.label, seed, args.threads, extra)
+    planned = [(d, s) for d in args.sets for s in args.seeds
+               if not (args.out / f"{d}-{args.label}-s{s}" / "evaluation.json").exists()]
+    announce(f"{len(planned)} trainings ({' '.join(args.sets)} x seeds {' '.join(map(str, args.seeds))}; "
+             f"{len(args.sets) * len(args.seeds) - len(planned)} already recorded), each until early stopping: "
+             "the estimate follows the first", full=FULL_TEXT if quick else None)
+    start = time.perf_counter()
+    for done, (dataset, seed) in enumerate(planned, 1):
+        one_run(args.out, dataset, args.label, seed, args.threads, extra)
+        if done < len(planned):
+            left = (time.perf_counter() - start) / done * (len(planned) - done)
+            print(f"# {done} of {len(planned)} trainings done: about {duration(left)} left (estimate)", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ For a 2-layer LSTM (default) at a few shapes, the sequence graph against ``modul
 ``torch.inference_mode`` and the step graph against ``module.step``, both on the same number of
 threads. Runs are interleaved (ort, eager, ort, eager, ...) so load changes hit both; the table gives
 medians and the median of the per-round ratios.
+
+The default run takes well under two minutes on 2 cores (33 s measured at load 8), so it has no quick
+preset: the models are exported and every function is called once before the expected duration is
+printed (``# plan: ...``); then the rounds run.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 import torch
 
 import rnnkit
+from rnnkit._plan import announce
 from rnnkit.deploy.onnx_export import export_onnx, onnx_session
 
 
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# {args.cell} {options or ''}, {args.layers} layers, lowering {args.lowering}, "
           f"{args.threads} thread(s), torch {torch.__version__}, "
           f"onnxruntime {_ort_version()}; medians of {args.rounds} interleaved rounds")
-    print(f"{'graph':8} {'T':>4} {'B':>3} {'I':>4} {'H':>4} {'ort ms':>9} {'eager ms':>9} {'ort/eager':>9}")
+    rows = []  # (graph, T, B, I, H, ort function, eager function, calls per timing)
     with tempfile.TemporaryDirectory() as tmp:
         for T, B, I, H in shapes:
             torch.manual_seed(0)
@@ -83,10 +88,17 @@ def main(argv: list[str] | None = None) -> None:
                     return m.step(x_t, st)
 
             inner = max(1, min(1000, int(2e7 // (T * B * H * H * args.layers))))  # capped for tiny shapes
-            o, e, r = _compare(lambda s=seq, f=feeds: s.run(None, f), eager_seq, args.rounds, inner)
-            print(f"{'sequence':8} {T:4d} {B:3d} {I:4d} {H:4d} {o * 1e3:9.3f} {e * 1e3:9.3f} {r:9.2f}")
-            o, e, r = _compare(lambda s=step, f=step_feeds: s.run(None, f), eager_step, args.rounds, 200)
-            print(f"{'step':8} {'1':>4} {B:3d} {I:4d} {H:4d} {o * 1e3:9.3f} {e * 1e3:9.3f} {r:9.2f}")
+            rows.append(("sequence", T, B, I, H, lambda s=seq, f=feeds: s.run(None, f), eager_seq, inner))
+            rows.append(("step", 1, B, I, H, lambda s=step, f=step_feeds: s.run(None, f), eager_step, 200))
+    expected = 0.0
+    for *_, ort_fn, eager_fn, inner in rows:  # one call each after a warm-up: what the rounds repeat
+        ort_fn(), eager_fn()
+        expected += (args.rounds * inner + 1) * (_time(ort_fn, 1) + _time(eager_fn, 1))
+    announce(f"{len(rows)} rows x {args.rounds} rounds", expected)
+    print(f"{'graph':8} {'T':>4} {'B':>3} {'I':>4} {'H':>4} {'ort ms':>9} {'eager ms':>9} {'ort/eager':>9}")
+    for graph, T, B, I, H, ort_fn, eager_fn, inner in rows:
+        o, e, r = _compare(ort_fn, eager_fn, args.rounds, inner)
+        print(f"{graph:8} {T!s:>4} {B:3d} {I:4d} {H:4d} {o * 1e3:9.3f} {e * 1e3:9.3f} {r:9.2f}")
 
 
 def _parse_shapes(text: str) -> list[tuple[int, int, int, int]]:

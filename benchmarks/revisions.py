@@ -18,6 +18,11 @@ drift between rounds; the printed figure per row is
 
 ``executors`` rows come from its ``--json`` output (the ratio column); ``streaming`` rows from its
 printed table (the ``cell/ours`` column, inverted so that below 1 is again faster).
+
+The planned work (2 x ``--rounds`` benchmark processes) is printed first, and the expected duration of
+the rest after each round. Give the benchmark its selection explicitly (``--grid``, ``--cells``, ...):
+both benchmarks run a quick selection by default since issue #25, and a revision older than that its
+full grid.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from rnnkit._plan import announce, duration
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,11 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_round: list[dict[str, tuple[float, float]]] = []
         print(f"# {args.bench} {' '.join(args.bench_args)}: before={args.before} after={args.after}, "
               f"{args.rounds} rounds; load average {os.getloadavg()[0]:.2f} at start", flush=True)
+        announce(f"{2 * args.rounds} benchmark processes ({args.rounds} rounds x 2 revisions; the first of each "
+                 "revision may build its C++ extensions); the estimate follows the first round")
+        start = time.perf_counter()
         for index in range(args.rounds):
             before = run_round(trees["before"], args.bench, args.bench_args, scratch)
             after = run_round(trees["after"], args.bench, args.bench_args, scratch)
             per_round.append({k: (before[k], after[k]) for k in before if k in after})
-            print(f"# round {index + 1} done, load average {os.getloadavg()[0]:.2f}", flush=True)
+            left = (time.perf_counter() - start) / (index + 1) * (args.rounds - index - 1)
+            print(f"# round {index + 1} done, load average {os.getloadavg()[0]:.2f}"
+                  + (f"; about {duration(left)} left (estimate)" if index + 1 < args.rounds else ""), flush=True)
     print(f"{'row':<52} {'before':>7} {'after':>7} {'after/before':>12} {'per-round range':>16}")
     for key in per_round[0]:
         pairs = [r[key] for r in per_round if key in r]

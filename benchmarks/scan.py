@@ -22,8 +22,13 @@ for backward, workspaces, gradients). It
 is the process's real peak, so it includes allocator slack; torch has no CPU allocator statistics
 (``tracemalloc`` does not see torch's allocations).
 
+By default a quick run: T = 256,1024, 3 repetitions; ``--full``: T = 256,1024,4096,16384, 5
+repetitions (the tables of docs/benchmarks.md). The expected duration, from each variant on a
+short prefix, is printed first.
+
 Run (from the repository root)::
 
+    .venv/bin/python benchmarks/scan.py                        # quick: T = 256,1024
     .venv/bin/python benchmarks/scan.py --ts 256,1024,4096,16384 --reps 5 --memory --markdown
 """
 
@@ -43,8 +48,14 @@ import torch
 from torch import nn
 
 import rnnkit
+from rnnkit._plan import add_full_flag, announce, apply_preset
 
 VARIANTS = ("gru", "mingru", "minlstm", "mingru_ref", "minlstm_ref")
+QUICK = {"ts": "256,1024", "reps": 3}
+FULL = {"ts": "256,1024,4096,16384", "reps": 5}
+FULL_TEXT = f"T = {FULL['ts']}, {FULL['reps']} repetitions"
+PROBE_T = 32
+MEMORY_CHILD_S = 5.0  # a --memory subprocess: an interpreter importing torch, then one forward+backward
 
 
 def build(variant: str, I: int, H: int) -> nn.Module:
@@ -99,12 +110,27 @@ def measure_memory(variant: str, T: int, B: int, H: int) -> int | None:
     return int(proc.stdout.strip().splitlines()[-1])
 
 
+def active_variants(variants: list[str], T: int, ref_max_t: int) -> list[str]:
+    """The variants timed at ``T``: the reference loops only up to ``ref_max_t``."""
+    return [v for v in variants if not (v.endswith("_ref") and ref_max_t < T)]
+
+
+def probe_seconds(variant: str, B: int, H: int) -> float:
+    """Seconds per time step of one forward+backward, from a ``PROBE_T``-step run (after one untimed)."""
+    module = build(variant, H, H)
+    x = torch.randn(PROBE_T, B, H, requires_grad=True)
+    fwd_bwd(module, x)
+    return fwd_bwd(module, x) / PROBE_T
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ts", default="256,1024,4096,16384")
+    add_full_flag(p, FULL_TEXT)
+    p.add_argument("--ts", default=None, help=f"sequence lengths (default {QUICK['ts']}; --full: {FULL['ts']})")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--reps", type=int, default=None,
+                   help=f"repetitions (median; default {QUICK['reps']}; --full: {FULL['reps']})")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--ref-max-t", type=int, default=1024)
@@ -120,14 +146,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
         v, T, B, H = args.memory_child
         print(memory_child(v, int(T), int(B), int(H)))
         return []
+    quick = apply_preset(args, QUICK, FULL)
     B, H = args.batch, args.hidden
     variants = [v.strip() for v in args.variants.split(",")]
+    ts = [int(t) for t in args.ts.split(",")]
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch "
           f"{torch.__version__}, threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}",
           flush=True)
+    per_rep = {v: probe_seconds(v, B, H) for v in variants}  # seconds per step
+    runs = [(T, v) for T in ts for v in active_variants(variants, T, args.ref_max_t)]
+    expected = sum(per_rep[v] * T * (args.warmup + args.reps) for T, v in runs)
+    if args.memory:
+        expected += sum(MEMORY_CHILD_S + per_rep[v] * T for T in ts for v in variants
+                        if v in active_variants(variants, T, args.ref_max_t) or not v.endswith("_ref"))
+    announce(f"{len(runs)} (T, variant) rows" + (" and their peak memory" if args.memory else ""), expected,
+             full=FULL_TEXT if quick else None)
     rows = []
-    for T in (int(t) for t in args.ts.split(",")):
-        active = [v for v in variants if not (v.endswith("_ref") and args.ref_max_t < T)]
+    for T in ts:
+        active = active_variants(variants, T, args.ref_max_t)
         modules = {v: build(v, H, H) for v in active}
         x = torch.randn(T, B, H, requires_grad=True)
         times: dict[str, list[float]] = {v: [] for v in active}

@@ -14,6 +14,10 @@ transcript CSV (the held-out test voices of ``rnnkit speech synth``):
   time its last character was emitted (the end of the audio chunk that produced it, plus that
   chunk's compute time) minus the end of the word in the audio.
 
+The warm-up (the first row streamed, and synthesised once when the delay is measured) gives the
+expected duration, printed before the rows run. The default 200 rows take well under two minutes on
+2 cores (about 10 s of compute for 329 s of audio, docs/speech.md), so there is no quick preset.
+
 Run (from the repository root)::
 
     .venv/bin/python benchmarks/speech_streaming.py runs/speech-stream data/digits/transcripts.csv --threads 1
@@ -32,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from rnnkit._plan import announce
 
 
 def _stream(rec, x: np.ndarray, chunk: int, rate: int) -> tuple[float, list[float]]:
@@ -94,7 +100,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
         rows = [r for r in csv.DictReader(f) if r.get("split") == args.split][: args.limit]
     if not rows:
         sys.exit(f"{args.csv} has no rows of split {args.split!r}")
-    _stream(rec, read_wav(args.csv.parent / rows[0]["path"], rate), chunk, rate)  # warm-up: loads the C++ step
+    first = read_wav(args.csv.parent / rows[0]["path"], rate)
+    _stream(rec, first, chunk, rate)  # warm-up: loads the C++ step
+    start = time.perf_counter()
+    _stream(rec, first, chunk, rate)
+    per_row = time.perf_counter() - start  # streaming one row (rows are alike: short utterances)
+    tts = None
+    if not args.no_delay:
+        from rnnkit.apps.speech.word_timing import WordTimedSpeech
+
+        tts = WordTimedSpeech()
+        r = rows[0]
+        start = time.perf_counter()
+        tts.speak(r["text"], r["voice"], int(r["wpm"]), int(r["pitch"]), int(r["gap"]))
+        per_row = 2 * per_row + time.perf_counter() - start  # streamed twice, synthesised once
+    announce(f"{len(rows)} rows of split {args.split}, {args.chunk_ms} ms chunks"
+             + ("" if tts is None else ", streamed again with word timing for the emission delay"), per_row * len(rows))
     audio = compute = 0.0
     refs, hyps = [], []
     for r in rows:
@@ -107,10 +128,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
               "threads": torch.get_num_threads(), "audio_seconds": round(audio, 1),
               "compute_seconds": round(compute, 2), "real_time_factor": round(compute / audio, 4),
               "streamed": error_rates(refs, hyps)}
-    if not args.no_delay:
-        from rnnkit.apps.speech.word_timing import WordTimedSpeech
-
-        tts = WordTimedSpeech()
+    if tts is not None:
         delays, matched, words = [], 0, 0
         for r in rows:
             x, spans = tts.speak(r["text"], r["voice"], int(r["wpm"]), int(r["pitch"]), int(r["gap"]))

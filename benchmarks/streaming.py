@@ -22,9 +22,14 @@ options (``rnnkit.cells.cell_names()``).
 Each repetition times ``--steps`` consecutive steps; the script prints the median microseconds per
 step and the ratios ``cell / ours`` (speed-up), ``ours / int8`` (speed-up) and ``ours / mv``.
 
+By default a quick selection runs (``lstm,gru,rnn_tanh,mingru``, 7 repetitions); ``--full`` runs every
+variant, 15 repetitions (the tables of docs/benchmarks.md). Before timing, each variant runs a few
+steps of every column to estimate the run; the expected duration is printed first (``# plan: ...``).
+
 Run (from the repository root)::
 
-    .venv/bin/python benchmarks/streaming.py                       # B=1, I=H=256, every variant
+    .venv/bin/python benchmarks/streaming.py                       # B=1, I=H=256, quick selection
+    .venv/bin/python benchmarks/streaming.py --full                # every variant, 15 repetitions
     .venv/bin/python benchmarks/streaming.py --batch 1 --input 256 --hidden 256 --threads 1
     .venv/bin/python benchmarks/streaming.py --cells lstm,gru --dtype bfloat16   # bf16 modules
 """
@@ -42,6 +47,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from rnnkit import Recurrent, quantize_step
+from rnnkit._plan import add_full_flag, announce, apply_preset
 from rnnkit.cells import cell_names
 
 LISTED: dict[str, tuple[str, dict]] = {
@@ -55,6 +61,12 @@ LISTED: dict[str, tuple[str, dict]] = {
 VARIANTS: dict[str, tuple[str, dict]] = {**LISTED, **{
     name: (name, {}) for name in cell_names() if name not in LISTED}}
 ANCHORS = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn_tanh": torch.nn.RNNCell}
+
+
+QUICK = {"cells": "lstm,gru,rnn_tanh,mingru", "reps": 7}
+FULL = {"cells": ",".join(VARIANTS), "reps": 15}
+FULL_TEXT = "every variant, 15 repetitions"
+PROBE_STEPS = 10
 
 
 def anchor_for(cell_name: str, n_state: int) -> type[torch.nn.Module]:
@@ -131,20 +143,34 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     return med
 
 
+def expected_seconds(name: str, args: argparse.Namespace) -> float:
+    """Seconds :func:`measure` will take for ``name``: its set-up plus the warm-up and ``--reps``
+    repetitions of ``--steps`` steps of every column, from one probe of ``PROBE_STEPS`` steps."""
+    probe = argparse.Namespace(**{**vars(args), "steps": min(args.steps, PROBE_STEPS), "reps": 1})
+    start = time.perf_counter()
+    med = measure(name, probe)
+    step_s = sum(v for k, v in med.items() if "/" not in k and v == v) * 1e-6  # the columns (nan: no int8)
+    setup = max(0.0, time.perf_counter() - start - 2 * probe.steps * step_s)
+    return setup + (args.reps + 1) * args.steps * step_s
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks/streaming.py", description=__doc__.splitlines()[0])
-    p.add_argument("--cells", default=",".join(VARIANTS),
-                   help=f"comma-separated variants (default all: {','.join(VARIANTS)})")
+    add_full_flag(p, FULL_TEXT)
+    p.add_argument("--cells", default=None,
+                   help=f"comma-separated variants (default {QUICK['cells']}; --full: all: {FULL['cells']})")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--input", type=int, default=256)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--steps", type=int, default=200, help="steps per timed repetition (200)")
-    p.add_argument("--reps", type=int, default=15, help="repetitions (median; 15)")
+    p.add_argument("--reps", type=int, default=None,
+                   help=f"repetitions (median; default {QUICK['reps']}; --full: {FULL['reps']})")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="the modules' dtype (bfloat16: no int8 column)")
     args = p.parse_args(argv)
+    quick = apply_preset(args, QUICK, FULL)
     names = [c.strip() for c in args.cells.split(",") if c.strip()]
     unknown = [c for c in names if c not in VARIANTS]
     if unknown:
@@ -153,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"# rnnkit Recurrent.step() vs torch.nn cells: B={args.batch} I={args.input} "
           f"H={args.hidden} threads={args.threads} {args.dtype} torch {torch.__version__}")
     print(f"# load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    announce(f"{len(names)} variants x {args.reps} repetitions of {args.steps} steps",
+             sum(expected_seconds(name, args) for name in names), full=FULL_TEXT if quick else None)
     print(f"{'variant':<18} {'ours us':>8} {'python us':>9} {'cell us':>8} {'mv us':>7} "
           f"{'cell/ours':>9} {'python/ours':>11} {'ours/mv':>7} {'int8 us':>8} {'ours/int8':>9}")
     for name in names:

@@ -1,5 +1,6 @@
 """Smoke tests of the speed harnesses ``benchmarks/executors.py`` (a tiny grid) and ``benchmarks/gemm.py``
-(no timing asserted)."""
+(no timing asserted), and of the quick default / ``--full`` presets with the plan line every benchmark
+prints before it starts (``rnnkit._plan``)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,38 @@ def test_rows_have_finite_positive_times_and_ratios(bench, tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["machine"]["threads"] == 1
     assert len(saved["rows"]) == len(rows)
+    # the expected duration comes first, from positive estimates of every row
+    lines = printed.splitlines()
+    plan = next(i for i, line in enumerate(lines) if line.startswith("# plan: about "))
+    assert f"for {len(rows)} rows (estimate)" in lines[plan]
+    first_timing = next(i for i, line in enumerate(lines) if line.startswith("lstm "))
+    assert plan < lines.index(bench.TEXT_HEADER) < first_timing
+    assert saved["machine"]["expected_s"] > 0
+    assert all(r.estimate_s is not None and r.estimate_s > 0 for r in rows)
+
+
+def test_quick_default_is_a_subset_of_full_and_flags_win(bench):
+    quick, is_quick = bench.parse_args([])
+    full, full_is_quick = bench.parse_args(["--full"])
+    assert is_quick and not full_is_quick
+    assert bench.planned_rows(quick) < bench.planned_rows(full) / 4
+    assert full.grid == bench.GRIDS["G"] and full.cells == list(bench.VARIANTS) and full.reps == 7
+    assert set(quick.grid) < set(bench.GRIDS["G"]) | set(bench.GRIDS["quick"])
+    assert set(quick.cells) < set(full.cells) and set(quick.backends) < set(full.backends)
+    # an explicit flag wins over either preset
+    args, _ = bench.parse_args(["--full", "--grid", "small", "--reps", "2"])
+    assert args.grid == bench.GRIDS["small"] and args.reps == 2 and args.cells == full.cells
+    args, is_quick = bench.parse_args(["--cells", "gru"])
+    assert args.cells == ["gru"] and args.grid == quick.grid and is_quick
+
+
+def test_plan_line_formats():
+    from rnnkit._plan import duration, plan_line
+
+    assert [duration(s) for s in (0.2, 40, 100, 1200, 7500)] == ["1 s", "40 s", "1 min 40 s", "20 min", "2 h 05 min"]
+    assert plan_line("24 rows", 100, full="grid G") == "# plan: about 1 min 40 s for 24 rows (estimate; --full: grid G)"
+    assert plan_line("2 runs", 90, upper_bound=True) == "# plan: at most 1 min 30 s for 2 runs"
+    assert plan_line("8 trainings") == "# plan: 8 trainings"
 
 
 def test_variant_native_is_na_and_budget_skips(bench):
@@ -89,7 +122,9 @@ def test_gemm_benchmark_rows(capsys):
     for r in rows:
         assert r["ours_s"] > 0 and r["torch_s"] > 0 and math.isfinite(r["ratio"])
         assert r["max_rel_diff"] < 1e-5, r  # the same products as torch.mm
-    assert "weight gradient" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "weight gradient" in printed
+    assert printed.index("# plan: about ") < printed.index("projection")
     with pytest.raises(SystemExit):
         gemm.main(["--shapes", "3x4"])
 
@@ -116,8 +151,28 @@ def test_revisions_reads_the_benchmarks_own_output(bench, tmp_path, capsys):
     streaming.main(["--cells", "gru,rnn_tanh", "--hidden", "8", "--input", "4", "--steps", "2", "--reps", "1",
                     "--threads", "1"])
     printed = capsys.readouterr().out
+    assert printed.index("# plan: about ") < printed.index("\ngru ")
     ratios = revisions.streaming_ratios(printed)
     assert set(ratios) == {"gru", "rnn_tanh"}
     for line in printed.splitlines():
         if line.startswith("gru "):  # ours / cell = 1 / (cell / ours), the printed column
             assert ratios["gru"] == pytest.approx(1 / float(line.split()[5]))
+
+
+@pytest.mark.parametrize(("script", "argv", "first_row"), [
+    ("scan", ["--ts", "16", "--reps", "1", "--warmup", "0", "--batch", "2", "--hidden", "8",
+              "--variants", "gru,mingru"], '{"T": 16'),
+    ("bf16", ["--shapes", "8x2x4x4", "--cells", "gru", "--modes", "fwd", "--reps", "1"], "gru "),
+])
+def test_scripts_print_their_plan_before_timing(script, argv, first_row, capsys):
+    _load_script(script).main(argv)
+    printed = capsys.readouterr().out
+    assert printed.index("# plan: about ") < printed.index(first_row)
+
+
+def test_quick_presets_of_the_scripts_are_smaller_than_full():
+    """The quick default of each script runs less than ``--full`` (which is what docs publish)."""
+    for name in ("scan", "streaming", "gemm", "bf16", "lstm_lengths", "classify_archive"):
+        module = _load_script(name)
+        assert set(module.QUICK) == set(module.FULL), name
+        assert module.QUICK != module.FULL, name

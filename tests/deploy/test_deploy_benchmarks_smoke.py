@@ -41,14 +41,16 @@ def test_compile_benchmark_rows(capsys):
 def test_onnxruntime_benchmark_rows(capsys):
     pytest.importorskip("onnxruntime")
     _load("onnxruntime_vs_eager").main(["--rounds", "1", "--shapes", "4x2x3x5"])
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines[2:]] == ["sequence", "step"]
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]  # not the plan
+    assert [line.split()[0] for line in lines[1:]] == ["sequence", "step"]
 
 
 def test_bf16_benchmark_rows_and_training(capsys):
     bench = _load("bf16")
     bench.main(["--shapes", "4x2x3x5", "--reps", "1", "--cells", "lstm", "gru"])
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].startswith("# plan: about ")  # the expected duration, before the first timing
+    rows = [line.split() for line in printed[3:]]
     assert [(r[0], r[2]) for r in rows] == [(c, m) for c in ("lstm", "gru") for m in ("fwdbwd", "fwd")]
     assert all(float(r[5]) > 0 for r in rows)  # fp32 / bf16
     fp32, bf16 = bench.train(0, 3, False, hidden=8), bench.train(0, 3, True, hidden=8)

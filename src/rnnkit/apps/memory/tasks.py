@@ -8,7 +8,7 @@ seconds of training) is spent.
 Reports the final metric, whether and when (training wall time, evaluation excluded, and step) the
 threshold was reached.
 
-Tasks (``--tasks``, ``name:T`` items; default: all of these):
+Tasks (``--tasks``, ``name:T`` items; ``--full``: all of these):
 
 - ``adding:200,600,1000`` — MSE, threshold 1e-4 (baseline 1/6); Bai et al. 2018 T=600: LSTM 0.164,
   GRU 5.3e-5.
@@ -25,6 +25,11 @@ of Lezcano-Casado & Martinez-Rubio 2019), and every other registered family unde
 (``indrnn``, ``rnn_relu``, ``rnn_modrelu``, a cell you register). The classic cells have one layer
 (as Bai et al.); the min cells two (``--min-layers``): one minGRU layer's gates read only its input,
 so a single layer cannot keep time during the recall phase (Feng et al. stack them).
+
+By default a quick run (``adding:200`` with ``lstm`` and ``gru``, a 45 s budget each: under two
+minutes); ``--full`` runs every task and cell below with a 600 s budget each (many hours on 2 cores).
+An explicit ``--tasks``/``--cells``/``--budget`` wins over either preset. The longest the run can take
+(runs x budget) is printed first.
 
 Run (the full grid takes many hours on 2 cores)::
 
@@ -53,6 +58,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import rnnkit
+from rnnkit._plan import add_full_flag, announce, apply_preset
 from rnnkit.cells.registry import cell_names
 from rnnkit.errors import UserError
 from rnnkit.tasks import (
@@ -80,6 +86,8 @@ _PRESETS = {
 CELLS = {**_PRESETS, **{name: (name, {}) for name in cell_names()
                         if name not in {cell for cell, options in _PRESETS.values() if not options}}}
 DEFAULT_CELLS = ["elman", "lstm", "lstm_chrono", "gru", "mingru", "minlstm", "exprnn"]
+QUICK = {"tasks": "adding:200", "cells": "lstm,gru", "budget": 45.0}
+FULL_TEXT = "every task and cell, 600 s each"
 DEFAULT_TASKS = ["adding:200", "adding:600", "adding:1000", "copy:100", "copy:500", "copy:1000",
                  "selective:256"]
 SELECTIVE_VOCAB, SELECTIVE_TOKENS = 8, 16
@@ -362,9 +370,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Row]:
     """Run the benchmark (``prog`` set: called by the ``rnnkit`` CLI, bad options raise UserError)."""
     parser = _OneLineErrors if prog else argparse.ArgumentParser
     p = parser(prog=prog, description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="name:T items, comma separated")
-    p.add_argument("--cells", default=",".join(DEFAULT_CELLS), help=f"from {', '.join(CELLS)}")
-    p.add_argument("--budget", type=float, default=600.0, help="training seconds per run")
+    add_full_flag(p, FULL_TEXT)
+    p.add_argument("--tasks", default=None,
+                   help=f"name:T items, comma separated (default {QUICK['tasks']}; --full: {','.join(DEFAULT_TASKS)})")
+    p.add_argument("--cells", default=None,
+                   help=f"from {', '.join(CELLS)} (default {QUICK['cells']}; --full: {','.join(DEFAULT_CELLS)})")
+    p.add_argument("--budget", type=float, default=None,
+                   help=f"training seconds per run (default {QUICK['budget']:.0f}; --full: 600)")
     p.add_argument("--max-steps", type=int, default=10**9)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--chrono-tmax", type=float, default=None,
@@ -400,6 +412,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Row]:
         rows = load_rows(args.report)
         print(markdown(rows))
         return rows
+    quick = apply_preset(args, QUICK, {"tasks": ",".join(DEFAULT_TASKS), "cells": ",".join(DEFAULT_CELLS),
+                                       "budget": 600.0})
     if not 0 < args.lr_floor <= 1:
         p.error(f"--lr-floor must be in (0, 1], got {args.lr_floor}")
     if args.cosine_steps < 0:
@@ -415,6 +429,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Row]:
           flush=True)
     rows = []
     tasks = parse_tasks(args.tasks)
+    n_runs = len(tasks) * len(cells)
+    announce(f"{n_runs} runs ({args.tasks} x {','.join(cells)}), each until its threshold or {args.budget:g} "
+             f"{args.clock} seconds of training (evaluations not counted)", n_runs * args.budget,
+             upper_bound=True, full=FULL_TEXT if quick else None)
     _STOP.clear()
     previous = {sig: signal.signal(sig, _STOP.set) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
