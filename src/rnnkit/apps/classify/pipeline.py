@@ -28,6 +28,8 @@ from .metrics import scores
 BASELINE_FILE = "baseline.safetensors"
 CLASS_WEIGHTS = ("none", "balanced")
 BASELINES = ("dtw", "none")
+AUTO_FOLDS = 5  # folds=0 (auto): a 5-fold cross-fitted ensemble ...
+CROSS_FIT_BELOW = 1000  # ... when there are fewer training cases than this (else one model)
 
 
 @dataclass
@@ -52,6 +54,10 @@ class ClassifyConfig:
     baseline: str = "dtw"  # dtw | none
     baseline_window: float = 0.1  # Sakoe-Chiba band, a fraction of the longer series' length
     ensemble: int = 1  # > 1: that many members (seeds seed..seed+N-1), their probabilities averaged
+    # cross-fitting: K members, member k validated on fold k of the training cases and trained on the
+    # others, probabilities averaged; 0 = auto (AUTO_FOLDS under CROSS_FIT_BELOW training cases, else 1),
+    # 1 = one model (or --set ensemble=N) and a held-out validation split (val_fraction)
+    folds: int = 1
 
     def validate(self) -> ClassifyConfig:
         from .model import ARCHS
@@ -68,6 +74,11 @@ class ClassifyConfig:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 1 <= self.ensemble <= 64:
             raise UserError(f"ensemble must lie in [1, 64] members, got {self.ensemble}")
+        if not 0 <= self.folds <= 64:
+            raise UserError(f"folds must lie in [0, 64] (0: auto, 1: a held-out validation split), got {self.folds}")
+        if self.folds >= 2 and self.ensemble > 1:
+            raise UserError(f"folds={self.folds} trains a cross-fitted ensemble of {self.folds} members already; "
+                            "give folds or ensemble, not both")
         if self.transformer_width < 0:
             raise UserError(f"transformer_width must be 0 (matched) or positive, got {self.transformer_width}")
         if not 0 < self.val_fraction < 1:
@@ -89,6 +100,17 @@ class ClassifyConfig:
 
     def kernel_list(self) -> list[int]:
         return _ints(self.kernels, "kernels")
+
+
+def resolved_folds(cfg: ClassifyConfig, n_cases: int) -> int:
+    """The folds a run trains with: ``cfg.folds``, or for auto (0) :data:`AUTO_FOLDS` under
+    :data:`CROSS_FIT_BELOW` training cases (at most one fold per case), else 1; 1 also when a seed
+    ensemble (``ensemble > 1``) is asked for."""
+    if cfg.folds:
+        return cfg.folds
+    if cfg.ensemble > 1 or n_cases >= CROSS_FIT_BELOW:
+        return 1
+    return min(AUTO_FOLDS, n_cases)
 
 
 def _ints(text: str, name: str) -> list[int]:
@@ -194,7 +216,7 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
     from rnnkit.training.config import as_dict
     from rnnkit.training.runner import fit, seed_everything
 
-    from .split import stratified_split
+    from .split import stratified_folds, stratified_split
     from .task import ClassifyTask, as_dataset, balanced_weights
 
     path = data_path if data_path is not None else cfg.data
@@ -203,7 +225,13 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
     if resume:
         _check_resumed_data(run_dir, digest, path)
     y = encode_labels(train.require_labels(), classes, str(path))
-    tr, va = stratified_split(y, cfg.val_fraction, tcfg.seed)
+    folds = resolved_folds(cfg, len(train))
+    fold = None
+    if folds >= 2:  # every training case fits K-1 members and validates the one that never saw it
+        fold = stratified_folds(y, folds, tcfg.seed)
+        tr = va = np.arange(len(train))
+    else:
+        tr, va = stratified_split(y, cfg.val_fraction, tcfg.seed)
     fit_cases, val_cases = train.select(tr), train.select(va)
     check_size(cfg.hidden, cfg.num_layers, input_size=train.n_dims, seq_len=int(train.lengths().max()),
                batch=tcfg.batch_size)
@@ -212,15 +240,18 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
     tcfg = dataclasses.replace(tcfg, batch_size=batch)
     mean, std = normalisation(fit_cases)
     seed_everything(tcfg.seed)
-    model = build_model(cfg, train.n_dims, classes, mean, std, seed=tcfg.seed)
+    model = build_model(dataclasses.replace(cfg, ensemble=folds) if fold is not None else cfg, train.n_dims, classes,
+                        mean, std, seed=tcfg.seed)
     max_len = int(train.lengths().max())
     x_tr, l_tr = pad(fit_cases, max_len)
     x_va, l_va = pad(val_cases, max_len)
     weights = balanced_weights(y[tr], len(classes)) if cfg.class_weights == "balanced" else None
-    task = ClassifyTask(model, tcfg, as_dataset(x_tr, l_tr, y[tr]), as_dataset(x_va, l_va, y[va]), weights)
+    task = ClassifyTask(model, tcfg, as_dataset(x_tr, l_tr, y[tr], fold), as_dataset(x_va, l_va, y[va], fold), weights)
     info = {"classes": classes, "n_dims": train.n_dims, "dim_names": train.dim_names,
-            "train_cases": len(tr), "val_cases": len(va), "val_case_ids": val_cases.ids,
+            "train_cases": len(tr), "val_cases": len(va), "val_case_ids": val_cases.ids, "folds": folds,
             "max_length": max_len, "min_length": int(train.lengths().min()), "data_sha256": digest}
+    if fold is not None:
+        info["case_folds"] = [int(f) for f in fold]  # in the order of val_case_ids (every training case)
     metrics = fit(task, run_dir, {"app": "classify", "task": as_dict(cfg), "data_info": info}, resume=resume)
     if task.best_state is not None:  # the weights of the best validation epoch, not the last one
         model.load_state_dict(task.best_state)
@@ -230,11 +261,15 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
         _write_baseline_refs(run_dir, train, y)
     from .model import count_parameters
 
-    report = score_cases(model, val_cases, y[va], classes, "validation", cfg,
-                         refs=(fit_cases, y[tr]) if cfg.baseline == "dtw" else None)
+    if fold is not None:
+        report = score_out_of_fold(model, val_cases, y[va], fold, classes, cfg)
+    else:
+        report = score_cases(model, val_cases, y[va], classes, "validation", cfg,
+                             refs=(fit_cases, y[tr]) if cfg.baseline == "dtw" else None)
     report["training"] = {"status": metrics["status"], "epochs": metrics["epochs_completed"],
                           "best_epoch": task.best["epoch"], "seconds": metrics["train_seconds"],
-                          "batch_size": batch, "parameters": count_parameters(model), "seed": tcfg.seed}
+                          "batch_size": batch, "parameters": count_parameters(model), "seed": tcfg.seed,
+                          "folds": folds}
     write_report(run_dir, report, model, val_cases, y[va], command)
     return report
 
@@ -349,6 +384,39 @@ def score_cases(model, cases: Cases, y: np.ndarray, classes: list[str], name: st
         table[base] = {**scores(y, base_pred, classes), "seconds": round(time.perf_counter() - t0, 3)}
     return {"split": name, "cases": len(cases), "classes": classes, "metrics": table,
             "_rows": {"proba": proba, "pred": pred, "baseline": base_pred}}
+
+
+def score_out_of_fold(model, cases: Cases, y: np.ndarray, fold: np.ndarray, classes: list[str],
+                      cfg: ClassifyConfig) -> dict[str, Any]:
+    """The validation report of a cross-fitted ensemble: every training case scored by the one member
+    that never trained on it (out-of-fold), and the 1-NN DTW baseline the same way (the references of
+    fold k's cases: the other folds' cases)."""
+    import time
+
+    label = model_label(model.get_config())
+    t0 = time.perf_counter()
+    proba = np.zeros((len(cases), len(classes)), dtype=np.float64)
+    for k, net in enumerate(model.nets):
+        idx = np.flatnonzero(fold == k)
+        if len(idx):
+            proba[idx] = predict_proba(net, cases.select(idx))
+    pred = proba.argmax(1)
+    table = {f"{label} out-of-fold": {**scores(y, pred, classes), "seconds": round(time.perf_counter() - t0, 3)}}
+    base_pred = None
+    if cfg.baseline == "dtw":
+        t0 = time.perf_counter()
+        base_pred = np.zeros(len(cases), dtype=np.int64)
+        mean, std = model.mean.numpy(), model.std.numpy()
+        for k in range(len(model.nets)):
+            idx, ref = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+            if len(idx):
+                rx, rl = pad(cases.select(ref))
+                base_pred[idx] = baseline_predictions(cases.select(idx), (rx, rl, y[ref]), mean, std,
+                                                      cfg.baseline_window)
+        base = f"1nn-dtw (window {cfg.baseline_window:g}) out-of-fold"
+        table[base] = {**scores(y, base_pred, classes), "seconds": round(time.perf_counter() - t0, 3)}
+    return {"split": "validation", "cases": len(cases), "classes": classes, "metrics": table,
+            "folds": len(model.nets), "_rows": {"proba": proba, "pred": pred, "baseline": base_pred}}
 
 
 def write_report(run_dir: Path, report: dict[str, Any], model, cases: Cases, y: np.ndarray | None,

@@ -22,3 +22,20 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     if not val:
         raise UserError("too few training cases for a validation split (every class has a single case)")
     return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
+
+
+def stratified_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The fold (0 .. ``folds`` - 1) of every case: each class shuffled with the seed and dealt round
+    the folds, the next class starting where the last one stopped, so fold sizes differ by one at most
+    and every fold holds about ``1 / folds`` of each class."""
+    if not 2 <= folds <= len(y):
+        raise UserError(f"cross-fitting needs 2 to {len(y)} folds (one case each at least) for {len(y)} "
+                        f"training cases, got {folds}")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=np.int64)
+    start = 0
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        fold[members] = (start + np.arange(len(members))) % folds
+        start = (start + len(members)) % folds
+    return fold

@@ -24,8 +24,12 @@ from .model import Classifier
 BEST_PREFIX = "best__"  # the task's buffers holding the best validation epoch's weights
 
 
-def as_dataset(x: np.ndarray, lengths: np.ndarray, y: np.ndarray) -> TensorDataset:
-    return TensorDataset(torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(y))
+def as_dataset(x: np.ndarray, lengths: np.ndarray, y: np.ndarray, folds: np.ndarray | None = None) -> TensorDataset:
+    """(values, lengths, labels[, fold of each case]): with folds, the task cross-fits an ensemble."""
+    tensors = [torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(y)]
+    if folds is not None:
+        tensors.append(torch.from_numpy(np.asarray(folds, dtype=np.int64)))
+    return TensorDataset(*tensors)
 
 
 def balanced_weights(y: np.ndarray, n_classes: int) -> list[float]:
@@ -62,8 +66,10 @@ class ClassifyTask(SequenceTask):
         return {name: getattr(self, buffer).clone() for name, buffer in self._best_names.items()}
 
     def compute_loss(self, batch: Any, state: Any):
-        x, lengths, y = batch
+        x, lengths, y = batch[:3]
         x = x[:, :int(lengths.max())]  # the batch's own longest case: no step of padding beyond it
+        if len(batch) > 3:  # cross-fitting: member k never learns from, and alone scores, fold k
+            return self._cross_fit_loss(x, lengths, y, batch[3]), None
         if self.model.training and hasattr(self.model, "member_logits"):
             # an ensemble learns member by member: each from its own cross-entropy (their sum), not
             # as one mixture; validation scores the averaged probabilities (the model's logits)
@@ -74,6 +80,20 @@ class ClassifyTask(SequenceTask):
         if not self.model.training:
             self._correct += torch.tensor([float((logits.argmax(-1) == y).sum()), float(len(y))], dtype=torch.float64)
         return loss, None
+
+    def _cross_fit_loss(self, x, lengths, y, fold):
+        logits = torch.stack(self.model.member_logits(x, lengths))  # (members, B, classes)
+        members = torch.arange(len(logits), device=fold.device)
+        if self.model.training:  # each member's weighted mean cross-entropy over the cases outside its fold
+            keep = (fold[None, :] != members[:, None]).to(logits.dtype)  # (members, B)
+            w = self.class_weights[y] if self.class_weights is not None else torch.ones_like(y, dtype=logits.dtype)
+            per = torch.stack([torch.nn.functional.cross_entropy(z, y, weight=self.class_weights, reduction="none")
+                               for z in logits])
+            return ((per * keep).sum(1) / (w[None, :] * keep).sum(1).clamp_min(1e-12)).sum()
+        oof = logits[fold, torch.arange(len(y), device=y.device)]  # each case by the member that never saw it
+        loss = torch.nn.functional.cross_entropy(oof, y, weight=self.class_weights)
+        self._correct += torch.tensor([float((oof.argmax(-1) == y).sum()), float(len(y))], dtype=torch.float64)
+        return loss
 
     def train_dataloader(self):
         return self.loader(self._train, train=True)
