@@ -251,3 +251,21 @@ def test_scan_operator_autograd(family):
     backward_args = (family, family == 0, gx.detach(), h0.detach(), y.detach(), dy, None, *args[4:])
     torch.library.opcheck(torch.ops.rnnkit.scan_backward, backward_args,
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_project_operator(bias):
+    """The packed input projection a compiled training step keeps (float32: the packed kernel from
+    256 rows; float64: BLAS)."""
+    for dtype, rows in ((torch.float32, 300), (torch.float64, 7)):
+        x = _rand(rows, B, I, dtype=dtype).requires_grad_()
+        w = _rand(4 * H, I, dtype=dtype).requires_grad_()
+        b = _rand(4 * H, dtype=dtype).requires_grad_() if bias else None
+        torch.library.opcheck(torch.ops.rnnkit.project, (x, w, b), test_utils=CHECKS,
+                              atol=1e-4 if dtype == torch.float32 else None,
+                              rtol=1e-4 if dtype == torch.float32 else None)
+        dgx = _rand(rows, B, 4 * H, dtype=dtype)
+        torch.library.opcheck(torch.ops.rnnkit.project_backward,
+                              (dgx, x.detach(), w.detach(), True, True, bias),
+                              test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+    torch.autograd.gradcheck(torch.ops.rnnkit.project, (x, w, b))

@@ -15,7 +15,9 @@ reference loop (:mod:`rnnkit.executors.recompute`). Eager calls go straight to t
 the autograd Functions of :mod:`rnnkit.executors.fused_cpu` and :mod:`rnnkit.executors.scan` when
 autograd needs a backward (an operator's dispatch costs microseconds a call); the executors call these
 operators only while a graph is being captured (:func:`capturing`), and project the input with
-``torch.nn.functional.linear`` or the cell's ``project_input`` then (the compiler's own GEMM).
+``torch.nn.functional.linear`` or the cell's ``project_input`` then (the compiler's own GEMM), except
+in a compiled training step, which keeps eager's packed projection as ``rnnkit::project`` (its ``dx``
+and ``dW`` in MKL's sgemm made the compiled 2-layer LSTM step at (100, 16, 128, 128) 1.6x eager).
 
 Operators (all return new tensors, none aliases an input):
 
@@ -37,7 +39,10 @@ Operators (all return new tensors, none aliases an input):
   kernel's buffers for backward, each (T, B, ...) or empty (undefined, or the same buffer as an
   earlier one); ``rnnkit::fused_rnn_backward(family, options, names, dy, dh, dc, saved, gx, h0, c0,
   params, rmask, zh, zc, lengths, reverse) -> (dgx, dh0, dc0, dparams)``;
-- ``rnnkit::scan_backward(family, act_g, gx, h0, y, dy, dh, z, lengths, reverse) -> (dgx, dh0)``.
+- ``rnnkit::scan_backward(family, act_g, gx, h0, y, dy, dh, z, lengths, reverse) -> (dgx, dh0)``;
+- ``rnnkit::project(x, w, b) -> gx`` (``x W^T (+ b)``, differentiable) and
+  ``rnnkit::project_backward(dgx, x, w, need_dx, need_dw, need_db) -> (dx, dw, db)`` (empty where
+  not needed).
 """
 
 from __future__ import annotations
@@ -313,3 +318,53 @@ def _no_double_backward(op: str):
 
 fused_rnn_backward.register_autograd(_no_double_backward("rnnkit::fused_rnn_backward"))
 scan_backward.register_autograd(_no_double_backward("rnnkit::scan_backward"))
+
+
+@torch.library.custom_op("rnnkit::project", mutates_args=())
+def project(x: Tensor, w: Tensor, b: Opt) -> Tensor:
+    """``x W^T (+ b)`` over all steps by the extension's packed kernel (``fused_cpu.project``): a
+    compiled training step keeps eager's projection, its ``dx`` and ``dW`` (on this project's CPUs
+    2-7x faster than MKL's sgemm, which the compiler's own GEMM calls)."""
+    return _ext("fused_cpu").project(x.contiguous(), w.contiguous(), _contiguous(b))
+
+
+@project.register_fake
+def _(x, w, b):
+    return x.new_empty(*x.shape[:-1], w.shape[0])
+
+
+@torch.library.custom_op("rnnkit::project_backward", mutates_args=())
+def project_backward(dgx: Tensor, x: Tensor, w: Tensor, need_dx: bool, need_dw: bool,
+                     need_db: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, dW, db) of :func:`project`, each empty where not needed."""
+    dx, dw, db = _ext("fused_cpu").project_backward(dgx.contiguous(), x.contiguous(), w.contiguous(),
+                                                    need_dx, need_dw, need_db)
+    empty = x.new_empty(0)
+    return (empty if dx is None else dx, empty.clone() if dw is None else dw,
+            empty.clone() if db is None else db)
+
+
+@project_backward.register_fake
+def _(dgx, x, w, need_dx, need_dw, need_db):
+    empty = x.new_empty(0)
+    return (x.new_empty(x.shape) if need_dx else empty, w.new_empty(w.shape) if need_dw else x.new_empty(0),
+            w.new_empty(w.shape[0]) if need_db else x.new_empty(0))
+
+
+def _project_setup(ctx, inputs, output) -> None:
+    x, w, b = inputs
+    ctx.has_bias = b is not None
+    ctx.save_for_backward(x, w)
+
+
+def _project_grad(ctx, dgx):
+    x, w = ctx.saved_tensors
+    need_dx, need_dw, need_db = ctx.needs_input_grad
+    dx, dw, db = torch.ops.rnnkit.project_backward(dgx, x, w, need_dx, need_dw,
+                                                   ctx.has_bias and need_db)
+    return (dx if need_dx else None, dw if need_dw else None,
+            db if ctx.has_bias and need_db else None)
+
+
+project.register_autograd(_project_grad, setup_context=_project_setup)
+project_backward.register_autograd(_no_double_backward("rnnkit::project_backward"))

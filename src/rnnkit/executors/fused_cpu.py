@@ -245,7 +245,10 @@ def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> tuple[Tensor]:
 
 def project(x: Tensor, w: Tensor, b: Tensor | None, backward: bool) -> Tensor:
     """``x W^T (+ b)`` over all steps by the extension (its packed float32 kernel, large results in
-    its block cache), differentiable when ``backward``; the caller checks that the extension runs."""
+    its block cache), differentiable when ``backward``; the caller checks that the extension runs.
+    While a graph is captured (a compiled training step) the operator ``rnnkit::project``."""
+    if custom_ops.capturing():
+        return torch.ops.rnnkit.project(x, w, b)
     module, _ = _extension()
     if backward:
         return _Projection.apply(module, x, w, b)
@@ -370,7 +373,9 @@ class FusedCPUExecutor(Executor):
                 custom_ops.encode_options(options), x, h0, c0, params["weight_ih"], params["weight_hh"],
                 params.get("bias_ih"), params.get("bias_hh"))
             return RunResult(y, (h, c), None)
-        if as_operator or low is not None:  # torch's GEMM: the compiler's own, or its bf16 one
+        # torch's GEMM: the compiler's own (inference, export), or its bf16 one; a compiled training
+        # step keeps the packed projection below (rnnkit::project), which its dx and dW gain most from
+        if (as_operator and not training) or low is not None:
             gx = (torch.nn.functional.linear(x, params["weight_ih"]) if raw_input  # the kernel adds b_ih, LN_ih
                   else cell.project_input(params, x).contiguous())
         elif raw_input:  # the kernel applies the input side (b_ih, LN_ih) itself

@@ -114,13 +114,16 @@ class _FusedScan(KernelFunction):
 
 def _project_input(cell: CellSpec, params: Params, x: Tensor, state0: State) -> Tensor:
     """The input GEMM, the bulk of these cells' work: on CPU in float32 through ``fused_cpu``'s packed
-    kernel when that extension runs (measured faster than MKL's sgemm at these shapes), else the
-    cell's own ``project_input`` (also while a graph is captured: the compiler's own GEMM)."""
+    kernel when that extension runs (measured faster than MKL's sgemm at these shapes; a compiled
+    training step too, as the operator ``rnnkit::project``), else the cell's own ``project_input``
+    (also while inference or export is captured: the compiler's own GEMM)."""
     own = type(cell).project_input is not CellSpec.project_input
-    if (own or custom_ops.capturing() or x.device.type != "cpu" or x.dtype != torch.float32
+    if (own or x.device.type != "cpu" or x.dtype != torch.float32
             or fused_cpu._unavailable() is not None):
         return cell.project_input(params, x)
     backward = fused_cpu.needs_backward(x, state0, params)
+    if custom_ops.capturing() and (torch.compiler.is_exporting() or not backward):
+        return cell.project_input(params, x)
     return fused_cpu.project(x, params["weight_ih"], params.get("bias_ih"), backward)
 
 
