@@ -116,3 +116,47 @@ def test_the_cli_auto_folds_cross_fit_a_small_set(tmp_path, capsys):
     fails(["classify", "train", "--out", str(tmp_path / "both"), "--data", str(data), *TINY,
            "--set", "folds=3", "--set", "ensemble=3"], capsys, "not both")
     assert not (tmp_path / "both").exists()
+
+
+def test_crop_windows_are_slices_of_each_case():
+    from rnnkit.apps.classify.task import crop_windows
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([10, 7, 1, 4])
+    x = torch.zeros(4, 10, 2)
+    for i, n in enumerate(lengths.tolist()):  # step t of case i holds (i, t); padding stays 0
+        x[i, :n, 0], x[i, :n, 1] = i + 1, torch.arange(n, dtype=torch.float32) + 1
+    starts = set()
+    for seed in range(20):
+        out, keep = crop_windows(x, lengths, 0.7, torch.Generator().manual_seed(seed))
+        assert keep.tolist() == [7, 5, 1, 3]  # round(0.7 * length), at least one step
+        for i, (n, k) in enumerate(zip(lengths.tolist(), keep.tolist(), strict=True)):
+            t = out[i, :k, 1]
+            assert (out[i, :k, 0] == i + 1).all() and (out[i, k:] == 0).all()
+            assert (t[1:] - t[:-1] == 1).all() and t[0] >= 1 and t[-1] <= n  # consecutive, inside the case
+            starts.add((i, int(t[0])))
+    assert {s for i, s in starts if i == 0} == {1, 2, 3, 4}  # every start of the 10-step case was drawn
+    a, _ = crop_windows(x, lengths, 0.7, g.manual_seed(3))
+    b, _ = crop_windows(x, lengths, 0.7, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    whole, keep = crop_windows(x, lengths, 1.0, g)
+    assert torch.equal(whole, x) and torch.equal(keep, lengths)
+
+
+def test_crop_trains_on_windows_and_validates_on_whole_cases():
+    task, (x, lengths, y, fold) = _task(arch="rnn", hidden=8, pooling="mean")
+    task.crop = 0.5
+    task._crop_rng.manual_seed(0)
+    task.model.eval()
+    with torch.no_grad():
+        full = task.compute_loss((x, lengths, y, fold), None)[0]
+    task.model.train()
+    with torch.no_grad():
+        cropped = task.compute_loss((x, lengths, y, fold), None)[0]
+        task.crop = 1.0
+        whole = task.compute_loss((x, lengths, y, fold), None)[0]
+    assert not torch.allclose(cropped, whole)  # training saw windows
+    task.model.eval()
+    task.crop = 0.5
+    with torch.no_grad():
+        assert torch.equal(task.compute_loss((x, lengths, y, fold), None)[0], full)  # evaluation: whole cases

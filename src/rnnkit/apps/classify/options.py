@@ -35,6 +35,7 @@ declare_options(ClassifyConfig, {
     "baseline": Opt(choices=BASELINES),
     "baseline_window": Opt(min=0, max=1),
     "ensemble": Opt(min=1, max=64, help="members trained from seeds seed..seed+N-1, probabilities averaged"),
+    "crop": Opt(gt=0, max=1, help="window slicing: share of each training case's steps in its random window (1: off)"),
     "folds": Opt(min=0, max=64, help="0: auto (5 under 1000 training cases, else 1); K >= 2: K members, "
                                      "member k validated on fold k, trained on the rest; 1: one validation split"),
 })

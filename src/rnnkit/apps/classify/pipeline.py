@@ -58,6 +58,7 @@ class ClassifyConfig:
     # others, probabilities averaged; 0 = auto (AUTO_FOLDS under CROSS_FIT_BELOW training cases, else 1),
     # 1 = one model (or --set ensemble=N) and a held-out validation split (val_fraction)
     folds: int = 1
+    crop: float = 1.0  # < 1: window slicing, each training case seen through a random window of this share
 
     def validate(self) -> ClassifyConfig:
         from .model import ARCHS
@@ -85,6 +86,8 @@ class ClassifyConfig:
             raise UserError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
         if not 0 <= self.baseline_window <= 1:
             raise UserError(f"baseline_window must lie in [0, 1], got {self.baseline_window}")
+        if not 0 < self.crop <= 1:
+            raise UserError(f"crop must lie in (0, 1] (a share of a case's steps), got {self.crop}")
         if not 0 <= self.dropout < 1:
             raise UserError(f"dropout must lie in [0, 1), got {self.dropout}")
         self.filter_list()
@@ -246,7 +249,8 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
     x_tr, l_tr = pad(fit_cases, max_len)
     x_va, l_va = pad(val_cases, max_len)
     weights = balanced_weights(y[tr], len(classes)) if cfg.class_weights == "balanced" else None
-    task = ClassifyTask(model, tcfg, as_dataset(x_tr, l_tr, y[tr], fold), as_dataset(x_va, l_va, y[va], fold), weights)
+    task = ClassifyTask(model, tcfg, as_dataset(x_tr, l_tr, y[tr], fold), as_dataset(x_va, l_va, y[va], fold), weights,
+                        crop=cfg.crop)
     info = {"classes": classes, "n_dims": train.n_dims, "dim_names": train.dim_names,
             "train_cases": len(tr), "val_cases": len(va), "val_case_ids": val_cases.ids, "folds": folds,
             "max_length": max_len, "min_length": int(train.lengths().min()), "data_sha256": digest}

@@ -38,13 +38,31 @@ def balanced_weights(y: np.ndarray, n_classes: int) -> list[float]:
     return [float(len(y) / (n_classes * c)) if c else 1.0 for c in counts]
 
 
+def crop_windows(x: torch.Tensor, lengths: torch.Tensor, crop: float,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each case's window of ``round(crop * length)`` steps (at least 1) at a random start, moved to
+    the front of its row and zero-padded after: ``(x (B, T, D), lengths (B,))`` of the windows."""
+    keep = torch.clamp(torch.round(lengths.to(torch.float64) * crop).to(torch.int64), min=1)
+    start = torch.floor(torch.rand(len(lengths), generator=generator, dtype=torch.float64)
+                        * (lengths - keep + 1).to(torch.float64)).to(torch.int64)
+    steps = torch.arange(x.shape[1])
+    index = (start[:, None] + steps[None, :]).clamp(max=x.shape[1] - 1)
+    out = torch.gather(x, 1, index[..., None].expand(-1, -1, x.shape[2]))
+    return out * (steps[None, :] < keep[:, None])[..., None].to(x.dtype), keep
+
+
 class ClassifyTask(SequenceTask):
     time_dim = 1  # batches are (B, T, D)
 
     def __init__(self, model: Classifier | ClassifierEnsemble, train_config: TrainConfig, train: TensorDataset,
-                 val: TensorDataset, class_weights: list[float] | None = None) -> None:
+                 val: TensorDataset, class_weights: list[float] | None = None, crop: float = 1.0) -> None:
         super().__init__(model, train_config)
         self._train, self._val = train, val
+        # window slicing (Le Guennec et al. 2016): each training case seen through a random window of
+        # ``crop`` of its steps, drawn anew every epoch from a generator reseeded from (seed, epoch,
+        # rank), so a resumed run draws the same windows; validation and prediction see whole cases
+        self.crop = float(crop)
+        self._crop_rng = torch.Generator()
         self.register_buffer("class_weights", torch.tensor(class_weights) if class_weights else None)
         self._correct = torch.zeros(2, dtype=torch.float64)  # validation: right, seen
         # accuracy, loss, epoch of the best validation epoch so far (epoch -1: none yet)
@@ -67,6 +85,8 @@ class ClassifyTask(SequenceTask):
 
     def compute_loss(self, batch: Any, state: Any):
         x, lengths, y = batch[:3]
+        if self.model.training and self.crop < 1:
+            x, lengths = crop_windows(x, lengths, self.crop, self._crop_rng)
         x = x[:, :int(lengths.max())]  # the batch's own longest case: no step of padding beyond it
         if len(batch) > 3:  # cross-fitting: member k never learns from, and alone scores, fold k
             return self._cross_fit_loss(x, lengths, y, batch[3]), None
@@ -94,6 +114,10 @@ class ClassifyTask(SequenceTask):
         loss = torch.nn.functional.cross_entropy(oof, y, weight=self.class_weights)
         self._correct += torch.tensor([float((oof.argmax(-1) == y).sum()), float(len(y))], dtype=torch.float64)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self._crop_rng.manual_seed(self.epoch_seed())
 
     def train_dataloader(self):
         return self.loader(self._train, train=True)
