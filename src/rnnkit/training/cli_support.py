@@ -1,8 +1,9 @@
 """What every app's ``train`` command shares: the training flags, config resolution, the run.
 
-An app's command declares its own task options plus :data:`TRAIN_FLAGS` (use :func:`train_options`
-to see them), then calls :func:`resolve_run` to merge defaults < the resumed run's config.json <
-``--config`` file < flags, and :func:`print_result` at the end. No Lightning import here.
+An app's command declares its own task options; the shared training flags come from
+:func:`rnnkit.cli_options.training_flags`. It gathers what was given with :func:`command_flags`, calls
+:func:`resolve_run` to merge defaults < the resumed run's config.json < ``--config`` file < flags, and
+:func:`print_result` at the end. No Lightning import here.
 """
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ def parse_set(items: list[str] | None) -> dict[str, object]:
         except yaml.YAMLError:  # `--set x=[`: the value is not a YAML scalar; take it as text
             out[key.strip().replace("-", "_")] = value
     return out
+
+
+def command_flags(params: dict[str, Any], rename: dict[str, str] | None = None) -> dict[str, Any]:
+    """A ``train`` command's parameters as option values: its own (renamed to the config's field names,
+    paths as text), then the shared training flags (``training``), then ``--set`` (which wins);
+    ``quiet`` only when given."""
+    params = dict(params)
+    sets, quiet, training = params.pop("set_", None), params.pop("quiet", False), params.pop("training", None)
+    names = rename or {}
+    flags = {names.get(k, k): (str(v) if isinstance(v, Path) else v) for k, v in params.items()}
+    flags["quiet"] = True if quiet else None
+    return {**flags, **(training or {}), **parse_set(sets)}
 
 
 def resolve_run(

@@ -46,15 +46,15 @@ class TrainConfig:
     Each field's ``opt`` says what it allows (rnnkit.validation); :meth:`validate` adds the checks
     that involve several fields or the machine."""
 
-    max_epochs: int = opt(10, min=1)
+    max_epochs: int = opt(10, min=1, help="epochs to train at most")
     max_steps: int = opt(-1, min=1, special=(-1,), help="optimizer steps; -1: no limit")
-    batch_size: int = opt(32, min=1)
-    optimizer: str = opt("adam", choices=OPTIMIZERS, help="ntasgd: Merity et al. 2018")
-    lr: float = opt(1e-3, gt=0)
+    batch_size: int = opt(32, min=1, help="global batch (split across processes)")
+    optimizer: str = opt("adam", choices=OPTIMIZERS, help="ntasgd: Merity et al. 2018's averaged SGD")
+    lr: float = opt(1e-3, gt=0, help="learning rate")
     weight_decay: float = opt(0.0, min=0)
     momentum: float = opt(0.0, min=0, lt=1, help="sgd")
     ntasgd_patience: int = opt(5, min=1, help="ntasgd: switch to averaged SGD after this many non-improving checks")
-    schedule: str = opt("constant", choices=SCHEDULES)
+    schedule: str = opt("constant", choices=SCHEDULES, help="learning-rate schedule")
     warmup_steps: int = opt(0, min=0, help="linear warm-up (constant and cosine)")
     step_size: int = opt(10, min=1, help="step: epochs between decays")
     gamma: float = opt(0.5, gt=0, max=1, help="step, exponential (per epoch), plateau (factor, < 1)")
@@ -67,7 +67,7 @@ class TrainConfig:
     nan_max_skips: int = opt(10, min=1, help="skip: stop after this many consecutive skipped steps")
     early_stopping_patience: int | None = opt(None, min=0, help="validation checks without improvement")
     early_stopping_min_delta: float = opt(0.0, min=0)
-    seed: int = opt(0, min=0)
+    seed: int = opt(0, min=0, help="seed of the weights, the data order and dropout")
     threads: int | None = opt(None, min=1, max=1024, help="torch CPU threads per process")
     accelerator: str = opt("auto", choices=ACCELERATORS)
     devices: str = opt("auto", check=_devices, allowed="auto or a number of devices from 1 to 1024",
@@ -75,7 +75,7 @@ class TrainConfig:
     num_nodes: int = opt(1, min=1, max=1024)
     precision: str = opt("32-true", check=_precision, allowed="one of: " + ", ".join(PRECISIONS))
     quiet: bool = opt(False)
-    tensorboard: bool = opt(True)
+    tensorboard: bool = opt(True, help="write TensorBoard event files")
     log_every_n_steps: int = opt(10, min=1)
     val_every_n_epochs: int = opt(1, min=1)
     plots: bool = opt(True)

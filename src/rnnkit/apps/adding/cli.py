@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from rnnkit.cli_options import ConfigFile, InitFrom, NewRunDir, Quiet, ResumeDir, Seed, SetOptions, Threads
+from rnnkit.cli_options import ConfigFile, InitFrom, NewRunDir, Quiet, ResumeDir, SetOptions, training_flags
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
 from rnnkit.validation import check_mapping, opt
@@ -24,6 +24,7 @@ TASK = "Task"
 
 
 @app.command()
+@training_flags()
 def train(
     out: NewRunDir = None,
     config: ConfigFile = None,
@@ -35,25 +36,13 @@ def train(
     num_layers: Annotated[int | None, typer.Option(rich_help_panel=TASK)] = None,
     train_size: Annotated[int | None, typer.Option(rich_help_panel=TASK)] = None,
     val_size: Annotated[int | None, typer.Option(rich_help_panel=TASK)] = None,
-    epochs: Annotated[int | None, typer.Option(help="max epochs", rich_help_panel=TRAIN)] = None,
-    max_steps: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="global batch size", rich_help_panel=TRAIN)] = None,
-    optimizer: Annotated[str | None, typer.Option(help="adam | adamw | sgd | ntasgd", rich_help_panel=TRAIN)] = None,
-    lr: Annotated[float | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    schedule: Annotated[str | None, typer.Option(help="constant | cosine | step | exponential | plateau",
-                                                 rich_help_panel=TRAIN)] = None,
-    clip_norm: Annotated[float | None, typer.Option(rich_help_panel=TRAIN)] = None,
     clip_value: Annotated[float | None, typer.Option(rich_help_panel=TRAIN)] = None,
     tbptt: Annotated[int | None, typer.Option(help="truncated BPTT: cut gradients every k steps",
                                               rich_help_panel=TRAIN)] = None,
     nan_policy: Annotated[str | None, typer.Option(help="stop | skip", rich_help_panel=TRAIN)] = None,
-    early_stopping: Annotated[int | None, typer.Option(help="patience in validation checks",
-                                                       rich_help_panel=TRAIN)] = None,
-    seed: Seed = None,
-    threads: Threads = None,
-    tensorboard: Annotated[bool | None, typer.Option("--tensorboard/--no-tensorboard", rich_help_panel=TRAIN)] = None,
     quiet: Quiet = False,
     set_: SetOptions = None,
+    training: dict | None = None,
 ) -> None:
     """Train a recurrent regressor on the adding problem into a run directory."""
     from rnnkit.apps.adding.task import AddingConfig
@@ -63,11 +52,8 @@ def train(
         raise UserError("give exactly one of --out DIR (a new run) or --resume RUN_DIR")
     flags = {
         "seq_len": seq_len, "cell": cell, "hidden": hidden, "num_layers": num_layers,
-        "train_size": train_size, "val_size": val_size, "max_epochs": epochs, "max_steps": max_steps,
-        "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "schedule": schedule,
-        "clip_norm": clip_norm, "clip_value": clip_value, "tbptt_steps": tbptt, "nan_policy": nan_policy,
-        "early_stopping_patience": early_stopping, "seed": seed, "threads": threads,
-        "tensorboard": tensorboard, "quiet": True if quiet else None, **parse_set(set_),
+        "train_size": train_size, "val_size": val_size, "clip_value": clip_value, "tbptt_steps": tbptt,
+        "nan_policy": nan_policy, **(training or {}), "quiet": True if quiet else None, **parse_set(set_),
     }
     cfg, data = resolve_run(AddingConfig, flags, config, resume)
     run_dir = resume if resume is not None else out

@@ -12,9 +12,9 @@ from typing import Annotated
 
 import typer
 
-from rnnkit.cli_options import ConfigFile, NewRunDir, Quiet, ResumeDir, Seed, SetOptions, Threads
+from rnnkit.cli_options import ConfigFile, NewRunDir, Quiet, ResumeDir, SetOptions, training_flags
 from rnnkit.errors import UserError
-from rnnkit.training.cli_support import parse_set
+from rnnkit.training.cli_support import command_flags
 
 app = typer.Typer(help="Sequence classification: recurrent, LSTM-FCN / MLSTM-FCN and Transformer classifiers "
                        "on long CSV or .ts files, beside a 1-NN DTW baseline, with reports and plots.",
@@ -35,12 +35,7 @@ def example_csv(out_dir: Path) -> Path:
 
 
 def _flags(**kw) -> dict[str, object]:
-    sets = kw.pop("set_", None)
-    quiet = kw.pop("quiet", False)
-    rename = {"epochs": "max_epochs", "early_stopping": "early_stopping_patience"}
-    flags = {rename.get(k, k): (str(v) if isinstance(v, Path) else v) for k, v in kw.items()}
-    flags["quiet"] = True if quiet else None
-    return {**flags, **parse_set(sets)}
+    return command_flags(kw)
 
 
 def _command() -> str:
@@ -98,6 +93,7 @@ def _setup(out: Path, data: Path | None, example: bool, config: Path | None, fla
 
 
 @app.command()
+@training_flags(TRAIN_DEFAULTS)
 def train(
     out: NewRunDir = None,
     resume: ResumeDir = None,
@@ -122,15 +118,9 @@ def train(
     pooling: Annotated[str | None, typer.Option(help="last | mean | max | attention", rich_help_panel=MODEL)] = None,
     dropout: Annotated[float | None, typer.Option(rich_help_panel=MODEL)] = None,
     class_weights: Annotated[str | None, typer.Option(help="none | balanced", rich_help_panel=TRAIN)] = None,
-    epochs: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    early_stopping: Annotated[int | None, typer.Option(help="validation epochs without improvement before "
-                                                            "stopping", rich_help_panel=TRAIN)] = None,
-    batch_size: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    lr: Annotated[float | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    seed: Seed = None,
-    threads: Threads = None,
     quiet: Quiet = False,
     set_: SetOptions = None,
+    training: dict | None = None,
 ) -> None:
     """Train on the training cases (a stratified validation split held out), report validation scores
     beside the 1-NN DTW baseline."""

@@ -12,9 +12,9 @@ from typing import Annotated
 
 import typer
 
-from rnnkit.cli_options import ConfigFile, Quiet, Seed, SetOptions, Threads
+from rnnkit.cli_options import ConfigFile, Quiet, SetOptions, training_flags
 from rnnkit.errors import UserError
-from rnnkit.training.cli_support import parse_set
+from rnnkit.training.cli_support import command_flags
 
 app = typer.Typer(help="Time-series forecasting: recurrent (or Transformer) global models vs naive, seasonal "
                        "naive, ETS and ARIMA baselines, with backtests, CSV forecasts and plots.",
@@ -57,18 +57,13 @@ Ensemble = Annotated[int | None, typer.Option(
     help="networks from different seeds whose forecasts are combined (0, default: auto = 5 when the data give "
          "fewer than 1000 training windows, else 1; the report says which)", rich_help_panel=MODEL)]
 CombineWith = Annotated[str | None, typer.Option(
-    help="hybrid point forecast: the median of the network's and these statistical forecasts, e.g. arima,holt "
+    help="hybrid point forecast: the median of the network's and these statistical forecasts, e.g. arima,ets "
          "(intervals stay the network's; default none)", rich_help_panel=MODEL)]
 
 
 def _flags(**kw) -> dict[str, object]:
-    sets = kw.pop("set_", None)
-    quiet = kw.pop("quiet", False)
-    rename = {"epochs": "max_epochs", "past": "past_covariates", "known": "known_covariates",
-              "static": "static_covariates", "fmt": "format", "early_stopping": "early_stopping_patience"}
-    flags = {rename.get(k, k): (str(v) if isinstance(v, Path) else v) for k, v in kw.items()}
-    flags["quiet"] = True if quiet else None
-    return {**flags, **parse_set(sets)}
+    return command_flags(kw, {"past": "past_covariates", "known": "known_covariates",
+                              "static": "static_covariates", "fmt": "format"})
 
 
 def _setup(out: Path, data: Path | None, example: str | None, config: Path | None, flags: dict):
@@ -113,6 +108,7 @@ def _command() -> str:
 
 
 @app.command()
+@training_flags(TRAIN_DEFAULTS)
 def train(
     out: Annotated[Path, typer.Option(help="run directory to create")],
     data: Data = None,
@@ -149,13 +145,9 @@ def train(
     baselines: Annotated[str | None, typer.Option(help="naive,snaive,ets,arima", rich_help_panel=MODEL)] = None,
     ensemble: Ensemble = None,
     combine_with: CombineWith = None,
-    epochs: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    batch_size: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    lr: Annotated[float | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    seed: Seed = None,
-    threads: Threads = None,
     quiet: Quiet = False,
     set_: SetOptions = None,
+    training: dict | None = None,
 ) -> None:
     """Train on every series without its last horizon, then score it there next to the baselines."""
     flags = _flags(**{k: v for k, v in locals().items() if k not in ("out", "data", "example", "config")})
@@ -279,7 +271,8 @@ def evaluate_run(run_dir: Path, data: Path | None = None, quiet: bool = True, co
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run directory from `rnnkit forecast train`")],
     output: Annotated[Path, typer.Option(help="CSV of forecasts to write")],
-    data: Annotated[Path | None, typer.Option(help="history CSV (default: the training file)")] = None,
+    data: Annotated[Path | None, typer.Option(help="history CSV (default: the training file if it lies inside the "
+                                                   "run directory; a run never makes rnnkit read outside it)")] = None,
     future: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,  # named: must exist (issue #21)
                                                 help="CSV with the known covariates of the next horizon steps "
                                                      "(series_id,timestamp,covariates...)")] = None,
@@ -334,6 +327,7 @@ def forecast_next(run_dir: Path, data: Path | None = None, future: Path | None =
 
 
 @app.command()
+@training_flags(TRAIN_DEFAULTS)
 def backtest(
     out: Annotated[Path, typer.Option(help="run directory to create")],
     data: Data = None,
@@ -359,12 +353,9 @@ def backtest(
     baselines: Annotated[str | None, typer.Option(rich_help_panel=MODEL)] = None,
     ensemble: Ensemble = None,
     combine_with: CombineWith = None,
-    epochs: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    lr: Annotated[float | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    seed: Seed = None,
-    threads: Threads = None,
     quiet: Quiet = False,
     set_: SetOptions = None,
+    training: dict | None = None,
 ) -> None:
     """Rolling-origin backtest: train once before the first origin, score every window (model and baselines)."""
     flags = _flags(**{k: v for k, v in locals().items() if k not in ("out", "data", "example", "config")})

@@ -12,7 +12,18 @@ from typing import Annotated
 
 import typer
 
-from rnnkit.cli_options import ConfigFile, InitFrom, Minutes, NewRunDir, Quiet, ResumeDir, Seed, SetOptions, Threads
+from rnnkit.apps.speech.options import TRAIN_DEFAULTS
+from rnnkit.cli_options import (
+    ConfigFile,
+    InitFrom,
+    Minutes,
+    NewRunDir,
+    Quiet,
+    ResumeDir,
+    SetOptions,
+    Threads,
+    training_flags,
+)
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
 from rnnkit.validation.run_config import register_task_config
@@ -49,7 +60,7 @@ def train_run(out: Path, csv_file: Path, config: Path | None, flags: dict, resum
     """``train``'s work (also ``SpeechModel.fit``'s): options resolved as app defaults < the resumed
     run's < ``config`` < ``flags`` (None: not given), then one training run into ``out``. Returns
     (metrics, training config)."""
-    from rnnkit.apps.speech.options import TRAIN_DEFAULTS, SpeechConfig
+    from rnnkit.apps.speech.options import SpeechConfig
     from rnnkit.apps.speech.task import run_speech
     from rnnkit.training.cli_support import resolve_app_run
 
@@ -146,6 +157,7 @@ def synth(
 
 
 @app.command()
+@training_flags(TRAIN_DEFAULTS)
 def train(
     csv_file: Annotated[Path, typer.Argument(help="transcripts.csv (path,text,split; train and valid rows; with "
                                                   "--resume: the run's file again)")],
@@ -166,13 +178,9 @@ def train(
     = None,
     beam: Annotated[int | None, typer.Option(help="beam for the final validation scores [1: greedy]")] = None,
     minutes: Minutes = None,
-    epochs: Annotated[int | None, typer.Option(help="max epochs [40]", rich_help_panel=TRAIN)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="[32]", rich_help_panel=TRAIN)] = None,
-    lr: Annotated[float | None, typer.Option(help="[2e-3]", rich_help_panel=TRAIN)] = None,
-    seed: Seed = None,
-    threads: Threads = None,
     quiet: Quiet = False,
     set_: SetOptions = None,
+    training: dict | None = None,
 ) -> None:
     """Train a CTC model on the CSV's train rows into a run directory (or continue one with --resume RUN_DIR);
     report validation WER/CER."""
@@ -184,8 +192,7 @@ def train(
         raise UserError("--init-from starts a new run: give it with --out, not --resume")
     flags = {"mode": mode, "arch": arch, "cell": cell, "hidden": hidden, "layers": layers, "channels": channels,
              "n_mels": n_mels, "norm": norm, "dropout": dropout, "spec_augment": spec_augment, "beam": beam,
-             "minutes": minutes, "max_epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-             "threads": threads, "quiet": True if quiet else None, **parse_set(set_)}
+             "minutes": minutes, **(training or {}), "quiet": True if quiet else None, **parse_set(set_)}
     out = resume if resume is not None else out
     metrics, cfg = train_run(out, csv_file, config, flags, resume=resume is not None, init_from=init_from)
     v = metrics["speech"]["valid"]

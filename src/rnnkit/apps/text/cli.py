@@ -12,7 +12,17 @@ from typing import Annotated
 
 import typer
 
-from rnnkit.cli_options import ConfigFile, InitFrom, Minutes, NewRunDir, Quiet, ResumeDir, Seed, SetOptions, Threads
+from rnnkit.apps.text.defaults import TRAIN_DEFAULTS
+from rnnkit.cli_options import (
+    ConfigFile,
+    InitFrom,
+    Minutes,
+    NewRunDir,
+    Quiet,
+    ResumeDir,
+    SetOptions,
+    training_flags,
+)
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
 from rnnkit.validation import check_mapping, opt
@@ -100,7 +110,7 @@ def text_config(run_dir: Path, task: dict):
 
 def resolve_text_run(flags: dict, config: Path | None, resume: Path | None):
     """(TrainConfig, TextConfig): text defaults < resumed run < --config file < flags."""
-    from rnnkit.apps.text.task import TRAIN_DEFAULTS, TextConfig
+    from rnnkit.apps.text.task import TextConfig
     from rnnkit.training.cli_support import resolve_layers
     from rnnkit.training.config import read_config_file
 
@@ -120,6 +130,7 @@ def resolve_text_run(flags: dict, config: Path | None, resume: Path | None):
 
 
 @app.command()
+@training_flags(TRAIN_DEFAULTS)
 def train(
     paths: Annotated[list[Path] | None, typer.Argument(help="UTF-8 text files or folders (default: the Python "
                                                            "documentation topics, pydoc_data.topics)")] = None,
@@ -151,17 +162,9 @@ def train(
     epoch_steps: Annotated[int | None, typer.Option(help="batches per epoch (validation after each) [200]",
                                                     rich_help_panel=TRAIN)] = None,
     minutes: Minutes = None,
-    epochs: Annotated[int | None, typer.Option(help="max epochs [20]", rich_help_panel=TRAIN)] = None,
-    max_steps: Annotated[int | None, typer.Option(rich_help_panel=TRAIN)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="parallel streams [64]", rich_help_panel=TRAIN)] = None,
-    optimizer: Annotated[str | None, typer.Option(help="adam | adamw | sgd | ntasgd [adam]",
-                                                  rich_help_panel=TRAIN)] = None,
-    lr: Annotated[float | None, typer.Option(help="[8e-3]", rich_help_panel=TRAIN)] = None,
-    clip_norm: Annotated[float | None, typer.Option(help="[1.0]", rich_help_panel=TRAIN)] = None,
-    seed: Seed = None,
-    threads: Threads = None,
     quiet: Quiet = False,
     set_: SetOptions = None,
+    training: dict | None = None,
 ) -> None:
     """Train a language model on text files into a run directory (TBPTT over a continuous stream)."""
     from rnnkit.apps.text.task import run_text
@@ -174,9 +177,8 @@ def train(
         "cell": cell, "embedding_size": embedding_size, "hidden": hidden, "num_layers": num_layers,
         "tie_weights": tie_weights, "embedding_dropout": embedding_dropout, "input_dropout": input_dropout,
         "variational_dropout": variational_dropout, "weight_drop": weight_drop, "output_dropout": output_dropout,
-        "ar": ar, "tar": tar, "bptt": bptt, "epoch_steps": epoch_steps, "minutes": minutes, "max_epochs": epochs,
-        "max_steps": max_steps, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "clip_norm": clip_norm,
-        "seed": seed, "threads": threads, "quiet": True if quiet else None, **parse_set(set_),
+        "ar": ar, "tar": tar, "bptt": bptt, "epoch_steps": epoch_steps, "minutes": minutes, **(training or {}),
+        "quiet": True if quiet else None, **parse_set(set_),
     }
     cfg, text = resolve_text_run(flags, config, resume)
     run_dir = resume if resume is not None else out

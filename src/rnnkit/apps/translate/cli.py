@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from rnnkit.cli_options import ConfigFile, Minutes, NewRunDir, Quiet, Seed, SetOptions, Threads
+from rnnkit.apps.translate.options import TRAIN_DEFAULTS
+from rnnkit.cli_options import ConfigFile, Minutes, NewRunDir, Quiet, SetOptions, Threads, training_flags
 from rnnkit.errors import UserError
 from rnnkit.training.cli_support import parse_set
 from rnnkit.validation.run_config import register_task_config
@@ -70,7 +71,7 @@ def train_run(out: Path, train_file: Path, valid: Path | None, config: Path | No
     """``train``'s work (also ``TranslateModel.fit``'s): options resolved as app defaults < the resumed
     run's < ``config`` < ``flags`` (None: not given), then one training run into ``out``. Returns
     (metrics, training config)."""
-    from rnnkit.apps.translate.options import TRAIN_DEFAULTS, TranslateConfig
+    from rnnkit.apps.translate.options import TranslateConfig
     from rnnkit.apps.translate.task import run_translate
     from rnnkit.training.cli_support import resolve_app_run
 
@@ -128,6 +129,7 @@ def translate_sentences(run, sentences: list[str], beam: int | None = None,
 
 
 @app.command()
+@training_flags(TRAIN_DEFAULTS)
 def train(
     train_file: Annotated[Path, typer.Argument(help="TSV of source<TAB>target pairs (with --resume: the run's "
                                                     "file again)")],
@@ -166,13 +168,9 @@ def train(
     beam: Annotated[int | None, typer.Option(help="beam for the final validation scores [5]",
                                              rich_help_panel=SEARCH)] = None,
     minutes: Minutes = None,
-    epochs: Annotated[int | None, typer.Option(help="max epochs [20]", rich_help_panel=TRAIN)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="[64]", rich_help_panel=TRAIN)] = None,
-    lr: Annotated[float | None, typer.Option(help="[2e-3]", rich_help_panel=TRAIN)] = None,
-    seed: Seed = None,
-    threads: Threads = None,
     quiet: Quiet = False,
     set_: SetOptions = None,
+    training: dict | None = None,
 ) -> None:
     """Train an attention encoder-decoder (or --arch transformer) on TSV pairs into a run directory; report
     validation BLEU/chrF (word/phoneme error rates with --tokenizer g2p)."""
@@ -187,8 +185,7 @@ def train(
              "cell": cell, "attention": attention, "hidden": hidden,
              "embedding_size": embedding_size, "encoder_layers": encoder_layers, "decoder_layers": decoder_layers,
              "bidirectional": bidirectional, "dropout": dropout, "label_smoothing": label_smoothing, "beam": beam,
-             "minutes": minutes, "max_epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-             "threads": threads, "quiet": True if quiet else None, **parse_set(set_)}
+             "minutes": minutes, **(training or {}), "quiet": True if quiet else None, **parse_set(set_)}
     out = resume if resume is not None else out
     metrics, cfg = train_run(out, train_file, valid, config, flags, resume=resume is not None, init_from=init_from)
     v = metrics["translate"]["valid"]
