@@ -28,11 +28,11 @@ to estimate one repetition; the script prints the whole run's expected duration 
 estimates (``# plan: about ...``), then times. A row whose estimate exceeds ``--budget`` seconds is
 reported ``skipped (budget)`` (this keeps the slow ``reference`` loop from dominating a run).
 
-By default the script runs a quick selection (about a minute on 2 cores): the ``quick`` grid
-(three sizes), ``lstm,gru,lstm+layer_norm,mingru``, backends ``auto,fused_cpu,native``, 5
-repetitions. ``--full`` runs grid G, every variant and backend, 7 repetitions (about 20 minutes on
-2 cores): the tables of docs/benchmarks.md. An explicit ``--grid``/``--cells``/``--backends``/
-``--modes``/``--reps`` wins over either preset.
+By default the script runs a quick selection (under two minutes on 2 cores): the ``quick`` grid
+(100x1x64x64, 100x32x128x128, 512x16x64x128), ``lstm,gru,lstm+layer_norm,mingru``, backends
+``auto,fused_cpu,native``, 5 repetitions. ``--full`` runs grid G, every variant and backend, 7
+repetitions (about 20 minutes on 2 cores): the tables of docs/benchmarks.md. An explicit
+``--grid``/``--cells``/``--backends``/``--modes``/``--reps`` wins over either preset.
 
 Run (from the repository root)::
 
@@ -100,7 +100,8 @@ GRIDS: dict[str, tuple[Size, ...]] = {
         Size(512, 16, 64, 128),
     ),
     "small": (Size(100, 1, 64, 64), Size(100, 32, 128, 128)),
-    "quick": (Size(100, 1, 64, 64), Size(100, 32, 128, 128), Size(100, 64, 256, 256)),
+    # the default run's sizes: one sequence (per-step overhead), a mid-size batch, a long sequence
+    "quick": (Size(100, 1, 64, 64), Size(100, 32, 128, 128), Size(512, 16, 64, 128)),
 }
 
 
@@ -252,7 +253,7 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 
 # ---- argument parsing -------------------------------------------------------------------------
-# the default run: a few representative cells, sizes and backends (about a minute on 2 cores)
+# the default run: a few representative cells, sizes and backends (under two minutes on 2 cores)
 QUICK: dict[str, Any] = {
     "grid": GRIDS["quick"],
     "cells": ["lstm", "gru", "lstm+layer_norm", "mingru"],
@@ -359,12 +360,13 @@ PROBE_STEPS = 16
 
 
 def estimate_rep(module: nn.Module, x: Tensor, mode: str, probe_steps: int = PROBE_STEPS) -> float:
-    """Seconds of one full repetition, extrapolated (linearly in T) from a short prefix."""
+    """Seconds of one full repetition, extrapolated (linearly in T) from a short prefix: the faster of
+    two runs, so that one stall of a busy machine is not multiplied by ``T / probe_steps``."""
     T = x.shape[0]
     steps = min(T, probe_steps)
     prefix = x[:steps].detach().requires_grad_(x.requires_grad)
     run_once(module, prefix, mode)  # first call: allocations, kernel selection
-    return run_once(module, prefix, mode) * T / steps
+    return min(run_once(module, prefix, mode) for _ in range(2)) * T / steps
 
 
 def executor_label(module: Recurrent, x: Tensor) -> str:
