@@ -11,10 +11,12 @@ forecast, which has no --resume and runs its pipeline with the backbone's ``fit`
 from __future__ import annotations
 
 import functools
+import json
 import os
 import random
 import signal
 import sys
+import time
 from pathlib import Path
 
 import lightning.pytorch  # noqa: F401  (imported once, in the fork server)
@@ -133,13 +135,30 @@ def _arm_write_kill(k: int, phase: str) -> None:
     os.fsync, os.replace = killing_fsync, killing_replace
 
 
+def _record_writes(run_dir: Path, t0: float) -> list[tuple[float, str]]:
+    """Every atomic write's rename from now on, as (seconds since ``t0``, path inside ``run_dir``)."""
+    writes: list[tuple[float, str]] = []
+    replace = os.replace
+
+    def recording_replace(src, dst, **kw) -> None:
+        replace(src, dst, **kw)
+        writes.append((time.perf_counter() - t0, os.path.relpath(os.fspath(dst), run_dir)))
+
+    os.replace = recording_replace
+    return writes
+
+
 def session(app: str, epochs: int, run_dir: Path, resume: bool, data: list[str], plan: tuple | None,
-            log: Path) -> None:
-    """One training session (the fork server's child): exit 0 when the training completed."""
+            log: Path, profile: Path | None = None) -> None:
+    """One training session (the fork server's child): exit 0 when the training completed. ``profile``: write
+    there, as JSON, the session's duration and its atomic writes in order (``{"seconds", "writes": [[t, path]]}``):
+    the harness plans its kills from the uninterrupted reference run's."""
+    t0 = time.perf_counter()
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     torch.set_num_threads(1)
+    writes = _record_writes(run_dir, t0) if profile is not None else []
     if plan is not None and plan[0] == "write":
         _arm_write_kill(plan[1], plan[2])
     if app == "forecast":
@@ -147,6 +166,8 @@ def session(app: str, epochs: int, run_dir: Path, resume: bool, data: list[str],
         code = 0
     else:
         code = main(command(app, epochs, run_dir, resume, data))
+    if profile is not None:
+        profile.write_text(json.dumps({"seconds": time.perf_counter() - t0, "writes": writes}))
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
