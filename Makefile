@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup espeak-ng ext demo test test-slow lint bench clean
+.PHONY: setup espeak-ng ext demo test test-slow lint bench docs-figures clean
 
 setup: $(STAMP) espeak-ng
 
@@ -43,6 +43,10 @@ lint: $(STAMP)
 
 bench: ext
 	$(PY) benchmarks/executors.py
+
+# re-measure every figure docs/ publish from a script (benchmarks/docs_figures.py) and rewrite its table
+docs-figures: ext
+	$(PY) benchmarks/docs_figures.py --run all
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -75,9 +75,12 @@ def test_quick_demo_prints_chart_executors_and_explanation(quick_output):
 def test_options_are_parsed():
     cfg = demo.parse_args(["--seconds-per-model", "7", "--seq-len", "50", "--seed", "3"])
     assert (cfg.seconds_per_model, cfg.seq_len, cfg.seed, cfg.steps) == (7, 50, 3, None)
-    assert demo.parse_args(["--quick"]).seconds_per_model < demo.parse_args([]).seconds_per_model
-    with pytest.raises(SystemExit):
-        demo.parse_args(["--seconds-per-model", "0"])
+    assert demo.parse_args([]).steps == demo.DEFAULT_STEPS  # the full demo reproduces: a step budget
+    assert demo.parse_args(["--quick"]).steps is None  # quick: one second per model
+    assert demo.parse_args(["--steps", "5"]).steps == 5
+    for bad in (["--seconds-per-model", "0"], ["--steps", "0"], ["--steps", "5", "--seconds-per-model", "3"]):
+        with pytest.raises(SystemExit):
+            demo.parse_args(bad)
 
 
 def test_fixed_step_budget_is_reproducible():

@@ -324,7 +324,7 @@ def _demo_cells(out: Path, quick: bool) -> list[str]:
     from rnnkit import demo as core
     from rnnkit.io.atomic import save_figure_atomic, write_json_atomic
 
-    argv = ["--quick"] if quick else ["--seconds-per-model", "15"]
+    argv = ["--quick"] if quick else []  # the full demo: rnnkit.demo's fixed step budget, seed 0
     cfg = core.parse_args(argv)
     results: list[Any] = []
     run = core.run

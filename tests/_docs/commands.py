@@ -62,6 +62,9 @@ SCRIPTS = {  # benchmarks/*.py: a tiny problem, one repetition
     "memory_tasks.py": (BENCH_MEMORY, ()),
     "forecast_dev.py": (["--baselines", "naive,snaive", "--set", f"max_steps={TRAIN_STEPS}"], ()),
 }
+MODULES = {"rnnkit.demo": ["--quick"]}  # python -m MODULE: its own short mode
+
+
 # Run in the default suite by another test, the same way (not twice: each takes 30 s to 2 minutes on
 # our loaded 2-core machines). test_docs_examples checks that the tests still exist.
 ELSEWHERE = {
@@ -187,6 +190,8 @@ def short_run(cmd: Command, workdir: Path) -> tuple[list[str], dict[str, str]]:
     if cmd.kind == "script" and Path(cmd.program).name in SCRIPTS:
         extra, dropped = SCRIPTS[Path(cmd.program).name]
         return [a for a in argv if a not in dropped] + extra, env
+    if cmd.kind == "module" and cmd.program in MODULES:
+        return argv + MODULES[cmd.program], env
     return argv, env
 
 
