@@ -47,6 +47,9 @@ def export_command(
     if _is_text_lm(model):
         _export_text(model, run_dir, out, step, lengths, opset)
         return
+    if type(model).__module__.startswith("rnnkit.apps.forecast."):
+        _export_forecast(run_dir, out, step, lengths, opset)
+        return
     check_exportable(model, step=step)  # before anything is written
     if step and lengths:
         raise UserError("--lengths belongs to the sequence graph, not to --step")
@@ -104,6 +107,22 @@ def _export_text(model, run_dir: Path, out: Path | None, step: bool, lengths: bo
     graph = "step" if step else "sequence"
     typer.echo(f"wrote {target} ({graph} graph of the text language model, cell {model.rnn.cell_name!r}; "
                "token ids in, logits out; checked in onnxruntime against the model)")
+
+
+def _export_forecast(run_dir: Path, out: Path | None, step: bool, lengths: bool, opset: int | None) -> None:
+    """A forecasting run: a window of history in, the forecast and sample paths out
+    (deploy/forecast_export.py)."""
+    from rnnkit.deploy.forecast_export import export_forecast, forecast_graph
+
+    for flag, given in (("--step", step), ("--lengths", lengths)):
+        if given:
+            raise UserError(f"{flag} does not apply to a forecasting run (its graph maps a window to the horizon)")
+    forecast_graph(run_dir)  # refusals before anything is written
+    target = _onnx_target(run_dir, out, False)
+    typer.echo("tracing the forecaster (an ensemble of autoregressive members takes about half a minute) ...")
+    graph = export_forecast(run_dir, target, opset=opset)
+    typer.echo(f"wrote {target} (forecast graph: inputs {', '.join(graph.inputs)}; outputs forecast, samples; "
+               "checked in onnxruntime against the model)")
 
 
 def _require_onnxruntime() -> None:

@@ -552,8 +552,8 @@ def export_onnx(
     return model
 
 
-def onnx_session(path: str | os.PathLike[str]) -> Any:
-    """An onnxruntime CPU session for an exported file."""
+def onnx_session(path: str | os.PathLike[str] | bytes) -> Any:
+    """An onnxruntime CPU session for an exported file (or a serialised model)."""
     try:
         import onnxruntime as ort
     except ImportError as e:
@@ -561,7 +561,9 @@ def onnx_session(path: str | os.PathLike[str]) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    options.log_severity_level = 3  # errors only: its graph optimiser's notes are not the user's concern
+    model = path if isinstance(path, bytes) else os.fspath(path)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def _verify(module: Recurrent, path: str, example_input: Tensor, step: bool, lengths: bool) -> None:

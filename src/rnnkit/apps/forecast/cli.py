@@ -220,23 +220,29 @@ def report_run(model, cfg, data, origins, out: Path, name: str, command: str | N
 def _load_run(run_dir: Path, data: Path | None):
     """(model, config, saved config.json) of a forecast run; the data file is ``data`` when given, else
     config.json's, which must lie inside the run directory (docs/security.md)."""
-    import rnnkit
     from rnnkit.io.confine import config_path
+
+    m, fcfg, saved = load_forecast_run(run_dir)
+    fcfg.data = str(data) if data is not None else str(config_path(run_dir, fcfg.data, "task.data", "--data FILE"))
+    return m, fcfg, saved
+
+
+def load_forecast_run(run_dir: Path):
+    """(model in eval mode, config, saved config.json) of a forecast run, its data file not resolved."""
+    import rnnkit
     from rnnkit.io.saving import read_app_config
+    from rnnkit.validation.run_config import check_run_config
 
     from . import model as _model  # noqa: F401  (registers forecast.net)
     from .pipeline import ForecastConfig
 
     saved = read_app_config(run_dir, "forecast")
-    from rnnkit.validation.run_config import check_run_config
-
     check_run_config(saved, f"{run_dir}/config.json", "forecast")
     task = saved.get("task")
     try:
         fcfg = ForecastConfig(**task)
     except TypeError as exc:  # not a mapping, or keys this version does not know
         raise UserError(f"{run_dir}/config.json: 'task' does not describe a forecast run") from exc
-    fcfg.data = str(data) if data is not None else str(config_path(run_dir, fcfg.data, "task.data", "--data FILE"))
     if not isinstance(saved.get("data_info", {}), dict):
         raise UserError(f"{run_dir}/config.json: 'data_info' must be a JSON object")
     m = rnnkit.load(run_dir)

@@ -59,9 +59,19 @@ class ForecastEnsemble(nn.Module):
         return self.member_losses(*batch).mean()
 
     @torch.no_grad()
-    def forecast(self, y_ctx, x_ctx, x_fut, static, n_samples: int = 200, generator=None):
+    def forecast(self, y_ctx, x_ctx, x_fut, static, n_samples: int = 200, generator=None, noise=None):
+        """The members' point forecasts combined and their samples pooled: ``ceil(n_samples /
+        members)`` each. ``noise`` (B, members x k, H): member ``m`` takes draws ``m k .. (m + 1) k - 1``
+        (:meth:`Forecaster.forecast`)."""
         per = max(1, -(-n_samples // self.members))
-        outs = [net.forecast(*b, per, generator) for net, b in self._views((y_ctx, x_ctx, x_fut, static))]
+        if noise is not None:
+            per = noise.shape[1] // self.members
+            if per * self.members != noise.shape[1] or per == 0:
+                raise UserError(f"noise holds {noise.shape[1]} draws per window; an ensemble of {self.members} "
+                                "takes a positive multiple of its member count")
+        views = self._views((y_ctx, x_ctx, x_fut, static))
+        outs = [net.forecast(*b, per, generator, None if noise is None else noise[:, m * per:(m + 1) * per])
+                for m, (net, b) in enumerate(views)]
         points = torch.stack([p for p, _ in outs])
         point = points.quantile(0.5, 0) if self.combine == "median" else points.mean(0)  # 2 members: their mean
         samples = torch.cat([s for _, s in outs], 1)

@@ -153,12 +153,17 @@ class Forecaster(nn.Module):
         x_ctx, x_fut, static = self._norm_features(x_ctx, x_fut, static)
         return z, x_ctx * real[..., None], real.to(z.dtype), x_fut, static, loc_fut, scale
 
+    def _static_steps(self, static: Tensor, steps: int) -> list[Tensor]:
+        """The static covariates repeated over ``steps`` ([] without any: a zero-width expand does not
+        survive ONNX export)."""
+        return [static[:, None, :].expand(-1, steps, -1)] if self.n_static else []
+
     def _with_mask(self, parts: list[Tensor], mask: Tensor) -> Tensor:
         return torch.cat([*parts, mask[..., None]] if self.masked else parts, -1)
 
     def _direct(self, z_ctx: Tensor, x_ctx: Tensor, mask: Tensor, x_fut: Tensor, static: Tensor):
         B, L = z_ctx.shape
-        inp = self._with_mask([z_ctx[..., None], x_ctx, static[:, None, :].expand(B, L, -1)], mask)
+        inp = self._with_mask([z_ctx[..., None], x_ctx, *self._static_steps(static, L)], mask)
         if self.arch == "rnn":
             out, _ = self.rnn(inp.transpose(0, 1))
             h = out[-1]
@@ -170,8 +175,8 @@ class Forecaster(nn.Module):
         return self._dist(self.mlp(z))
 
     def _ar_inputs(self, z_prev: Tensor, x_fut: Tensor, static: Tensor, mask: Tensor) -> Tensor:
-        B, T = z_prev.shape
-        return self._with_mask([z_prev[..., None], x_fut, static[:, None, :].expand(B, T, -1)], mask).transpose(0, 1)
+        steps = self._static_steps(static, z_prev.shape[1])
+        return self._with_mask([z_prev[..., None], x_fut, *steps], mask).transpose(0, 1)
 
     # ---- training --------------------------------------------------------------------------------
     def loss(self, y_ctx: Tensor, x_ctx: Tensor, x_fut: Tensor, static: Tensor, y_fut: Tensor) -> Tensor:
@@ -192,37 +197,45 @@ class Forecaster(nn.Module):
     # ---- forecasting -----------------------------------------------------------------------------
     @torch.no_grad()
     def forecast(self, y_ctx: Tensor, x_ctx: Tensor, x_fut: Tensor, static: Tensor, n_samples: int = 200,
-                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """(point (B, H): the median, samples (B, n, H)) on the (transformed) value scale."""
+                 generator: torch.Generator | None = None, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(point (B, H): the median, samples (B, n, H)) on the (transformed) value scale.
+
+        ``noise``: the standard normal draws ``(B, n, H)`` to use instead of drawing them from
+        ``generator`` (``n_samples`` is then ``n``): an exported graph takes them as an input, and
+        the same draws give the same forecasts. Gaussian likelihood only (Student-t needs more)."""
+        if noise is not None:
+            _check_noise(self, noise, y_ctx.shape[0])
+            n_samples = noise.shape[1]
         z_ctx, x_ctx, mask, x_fut, static, loc, scale = self._prepare(y_ctx, x_ctx, x_fut, static)
         if self.head_kind == "direct":
             dist = self._direct(z_ctx, x_ctx, mask, x_fut, static)
-            eps = _standard_samples(dist, n_samples, generator)
+            eps = _standard_samples(dist, n_samples, generator) if noise is None else noise
             samples = dist.loc[:, None] + dist.scale[:, None] * eps
             point = dist.loc
         else:
-            samples = self._ar_sample(z_ctx, x_ctx, mask, x_fut, static, n_samples, generator)
-            point = samples.median(1).values
+            samples = self._ar_sample(z_ctx, x_ctx, mask, x_fut, static, n_samples, generator, noise)
+            point = lower_median(samples)
         point, samples = point * scale + loc, samples * scale[:, :, None] + loc[:, None, :]
         if self.calibrated:
             samples = calibration.apply(point, samples, self.calib)
         return point, samples
 
-    def _ar_sample(self, z_ctx, x_ctx, mask, x_fut, static, n, generator):
+    def _ar_sample(self, z_ctx, x_ctx, mask, x_fut, static, n, generator, noise=None):
         B, _L = z_ctx.shape
         n_known = self.n_ctx - self.n_past
         known_ctx = x_ctx[..., self.n_past:self.n_past + n_known]
         _, state = self.rnn(self._ar_inputs(z_ctx[:, :-1], known_ctx[:, 1:], static, mask[:, :-1]))
         rep = _repeat_state(state, n)
-        prev = z_ctx[:, -1].repeat_interleave(n)
-        fut = x_fut.repeat_interleave(n, 0)
-        st = static.repeat_interleave(n, 0)
+        prev = repeat_rows(z_ctx[:, -1], n)
+        fut = repeat_rows(x_fut, n)
+        st = repeat_rows(static, n)
         one = torch.ones(B * n, 1, dtype=z_ctx.dtype)
         out = []
         for k in range(self.horizon):
             o, rep = self.rnn(self._ar_inputs(prev[:, None], fut[:, k:k + 1], st, one), rep)
             dist = self._dist(self.out(o[0]))
-            eps = _standard_samples(dist, 1, generator)[:, 0]
+            # sample path i of window b is row b * n + i (repeat_rows)
+            eps = _standard_samples(dist, 1, generator)[:, 0] if noise is None else noise[:, :, k].reshape(-1)
             prev = dist.loc + dist.scale * eps
             out.append(prev)
         return torch.stack(out, 1).reshape(B, n, self.horizon)
@@ -239,10 +252,30 @@ def _standard_samples(dist, n: int, generator) -> Tensor:
     return z
 
 
+def lower_median(samples: Tensor) -> Tensor:
+    """``samples.median(1).values`` (the lower of the two middle values for an even count) through a
+    sort, which ONNX has and ``median`` does not."""
+    return samples.sort(dim=1).values.select(1, (samples.shape[1] - 1) // 2)
+
+
+def _check_noise(model: nn.Module, noise: Tensor, batch: int) -> None:
+    if model.likelihood != "gaussian":
+        raise UserError("forecast(noise=...) takes standard normal draws: gaussian likelihood only, "
+                        f"not {model.likelihood!r}")
+    if noise.dim() != 3 or noise.shape[0] != batch or noise.shape[2] != model.horizon:
+        raise UserError(f"noise must be (batch {batch}, samples, horizon {model.horizon}), got {tuple(noise.shape)}")
+
+
 def _repeat_state(state: Any, n: int) -> Any:
     if isinstance(state, tuple):
         return tuple(_repeat_state(s, n) for s in state)
-    return state.repeat_interleave(n, dim=1)  # (layers, B, H) -> (layers, B*n, H)
+    return repeat_rows(state.transpose(0, 1), n).transpose(0, 1)  # (layers, B, H) -> (layers, B*n, H)
+
+
+def repeat_rows(x: Tensor, n: int) -> Tensor:
+    """``x.repeat_interleave(n, 0)``: each row ``n`` times in a row, by expand and reshape (ONNX export
+    of ``repeat_interleave`` with a symbolic count was wrong in torch 2.13)."""
+    return x[:, None].expand(-1, n, *x.shape[1:]).reshape(x.shape[0] * n, *x.shape[1:])
 
 
 #: initial smoothing weights of the holt anchor, before their squashing (holt_weights): alpha 0.5,

@@ -1,0 +1,268 @@
+"""ONNX export of a forecasting run (``rnnkit forecast train`` / ``ForecastModel.fit``).
+
+The file computes what ``Forecaster.forecast`` computes for one window per row, on the data's own
+scale: the run's log transform (if any) and seasonal features are inside the graph, so a caller feeds
+the last ``context`` values of each series. The random draws of the sample paths are an input, so
+the graph is deterministic: the same draws give the app's forecasts (tests check it).
+
+Inputs (``batch`` symbolic; ``context`` L and ``horizon`` H are the run's):
+
+- ``y`` float32 (batch, L): the last L values, oldest first; NaN for missing history on the left
+  (a series shorter than the context), as the app pads it;
+- ``position`` int64 (batch,): the period number of the first forecast step on the run's grid
+  (runs with seasonal features only; only its value modulo the season matters);
+- ``past_covariates`` (batch, L, P), ``known_covariates`` (batch, L + H, K) (the context's steps,
+  then the horizon's), ``static_covariates`` (batch, S): when the run has them;
+- ``noise`` float32 (batch, n, H): standard normal draws; n is a multiple of the ensemble's member
+  count (each member takes n / members of them, in order).
+
+Outputs: ``forecast`` (batch, H), the point forecast (the median of the sample paths for the
+autoregressive head, the distribution's centre for the direct head; combined over members by the
+run's rule), and ``samples`` (batch, n, H), the calibrated sample paths (quantiles:
+``numpy.quantile(samples, q, axis=1)``).
+
+The graph is traced by ``torch.onnx.export`` from :class:`ForecastGraph`, with the recurrent layers
+on torch's own kernels where they run the cell (ONNX's ``LSTM``/``GRU``/``RNN`` operators) and on the
+reference executor otherwise. Refused (:class:`OnnxExportError`): a Student-t likelihood (its draws
+are not standard normal), a run that combines the network with statistical methods
+(``combine_with``: not a graph), the Transformer baseline.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rnnkit.deploy.onnx_export import OnnxExportError, _require_onnx, onnx_session
+from rnnkit.errors import BackendUnavailable
+from rnnkit.io.atomic import write_bytes_atomic
+from rnnkit.layers.recurrent import Recurrent
+
+#: the largest difference (relative to the forecasts' size) the written file may show against the model
+TOLERANCE = 1e-4
+
+
+class ForecastGraph(nn.Module):
+    """A forecaster with the run's data handling around it: what the exported file computes.
+
+    ``inputs`` names the inputs :meth:`forward` takes, in order (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, *, context: int, horizon: int, season: int, transform: str,
+                 n_past: int, n_known: int, n_static: int) -> None:
+        super().__init__()
+        self.model = model
+        self.context, self.horizon, self.season, self.transform = context, horizon, season, transform
+        self.n_past, self.n_known, self.n_static = n_past, n_known, n_static
+        self.inputs = ["y", *(["position"] if season > 1 else []),
+                       *(["past_covariates"] if n_past else []), *(["known_covariates"] if n_known else []),
+                       *(["static_covariates"] if n_static else []), "noise"]
+
+    def forward(self, *tensors: Tensor) -> tuple[Tensor, Tensor]:
+        given = dict(zip(self.inputs, tensors, strict=True))
+        y, noise = given["y"], given["noise"]
+        B, L, H = y.shape[0], self.context, self.horizon
+        ctx_parts, fut_parts = [], []
+        if self.n_past:
+            ctx_parts.append(given["past_covariates"])
+        if self.n_known:
+            known = given["known_covariates"]
+            ctx_parts.append(known[:, :L])
+            fut_parts.append(known[:, L:])
+        if self.season > 1:
+            first = given["position"][:, None]
+            ctx_parts.append(seasonal_features(first - L + torch.arange(L), self.season))
+            fut_parts.append(seasonal_features(first + torch.arange(H), self.season))
+        x_ctx = torch.cat(ctx_parts, -1) if ctx_parts else y.new_zeros(B, L, 0)
+        x_fut = torch.cat(fut_parts, -1) if fut_parts else y.new_zeros(B, H, 0)
+        static = given["static_covariates"] if self.n_static else y.new_zeros(B, 0)
+        if self.transform == "log":
+            y = torch.log(y)
+        point, samples = self.model.forecast(y, x_ctx, x_fut, static, noise=noise)
+        if self.transform == "log":
+            point, samples = torch.exp(point), torch.exp(samples)
+        return point, samples
+
+
+def check_forecaster(model: nn.Module) -> None:
+    """Raise :class:`OnnxExportError` for a forecaster the export refuses (see the module docstring)."""
+    nets = list(getattr(model, "nets", [model]))
+    if any(net.arch != "rnn" for net in nets):
+        raise OnnxExportError("the Transformer baseline (arch transformer) is not exported; export an RNN run")
+    if any(net.likelihood != "gaussian" for net in nets):
+        raise OnnxExportError("a student_t run is not exported (its sample paths need gamma draws as well); "
+                              "export a run with the gaussian likelihood")
+
+
+def seasonal_features(position: Tensor, season: int) -> Tensor:
+    """sin/cos of the seasonal phase of integer ``position`` (..., T) -> (..., T, 2): the app's
+    ``data.time_features``, in torch."""
+    phase = (2 * math.pi / season) * torch.remainder(position, season).to(torch.float32)
+    return torch.stack([torch.sin(phase), torch.cos(phase)], -1)
+
+
+def forecast_graph(run_dir: str | os.PathLike[str]) -> ForecastGraph:
+    """The :class:`ForecastGraph` of a forecasting run directory (its model in eval mode), or
+    :class:`OnnxExportError` for a run the export refuses."""
+    from rnnkit.apps.forecast.cli import load_forecast_run
+    from rnnkit.apps.forecast.pipeline import _season_feat
+
+    model, cfg, _ = load_forecast_run(Path(run_dir))
+    if cfg.combine_list():
+        raise OnnxExportError(f"this run combines the network with {cfg.combine_with} (combine_with): statistical "
+                              "fits are not a graph; export a run trained without combine_with")
+    check_forecaster(model)
+    nets = list(getattr(model, "nets", [model]))
+    net = nets[0]
+    n_known = net.n_ctx - net.n_past - (2 if _season_feat(cfg, cfg.season) > 1 else 0)
+    return ForecastGraph(model, context=cfg.context, horizon=cfg.horizon, season=_season_feat(cfg, cfg.season),
+                         transform=cfg.transform, n_past=net.n_past, n_known=n_known, n_static=net.n_static)
+
+
+def forecast_inputs(run_dir: str | os.PathLike[str], data: str | os.PathLike[str], *,
+                    future: str | os.PathLike[str] | None = None, samples: int | None = None,
+                    seed: int = 0) -> tuple[list[str], dict[str, np.ndarray]]:
+    """(series ids, the exported graph's inputs) for the horizon after the end of every series of the
+    CSV ``data``, read as ``rnnkit forecast predict`` reads it (``future``: the known covariates of
+    the next horizon steps). ``samples`` (default: the run's ``n_samples``) standard normal draws per
+    window from numpy's generator seeded with ``seed``, rounded up to a multiple of the members."""
+    from rnnkit.apps.forecast.cli import load_forecast_run
+    from rnnkit.apps.forecast.data import future_times, load_future
+    from rnnkit.apps.forecast.pipeline import drop_short, read_data
+
+    graph = forecast_graph(run_dir)
+    _, cfg, _ = load_forecast_run(Path(run_dir))
+    d = drop_short(cfg, read_data(cfg, Path(data)), 0, horizon=0)
+    L, H = graph.context, graph.horizon
+    known_future = None
+    if graph.n_known:
+        if future is None:
+            raise OnnxExportError(f"the model uses known covariates ({', '.join(d.known_names)}): give their "
+                                  f"values for the next {H} steps (future=)")
+        known_future = load_future(Path(future), d, [future_times(t, d.freq, H) for t in d.times], cfg.id_col,
+                                   cfg.time_col)
+
+    def last(a: np.ndarray, fill: float) -> np.ndarray:  # the last L rows, left-padded
+        pad = max(0, L - len(a))
+        return np.concatenate([np.full((pad, *a.shape[1:]), fill), a[len(a) - L + pad:]])
+
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in graph.inputs}
+    for s in range(len(d)):
+        columns["y"].append(last(d.values[s], np.nan))
+        if "position" in columns:
+            columns["position"].append(np.int64(d.pos[s][-1] + 1))
+        if graph.n_past:
+            columns["past_covariates"].append(last(d.past[s], 0.0))
+        if graph.n_known:
+            columns["known_covariates"].append(np.concatenate([last(d.known[s], 0.0), known_future[s]]))
+        if graph.n_static:
+            columns["static_covariates"].append(d.static[s])
+    members = getattr(graph.model, "members", 1)
+    n = -(-(samples or cfg.n_samples) // members) * members
+    columns["noise"] = list(np.random.default_rng(seed).standard_normal((len(d), n, H)))
+    inputs = {name: np.stack(rows).astype(np.int64 if name == "position" else np.float32)
+              for name, rows in columns.items()}
+    return list(d.ids), inputs
+
+
+def example_inputs(graph: ForecastGraph, batch: int, samples: int, seed: int = 0) -> list[Tensor]:
+    """Random inputs for ``graph`` (positive values, as a log-transformed run needs), ``samples``
+    rounded up to a multiple of the ensemble's member count."""
+    g = torch.Generator().manual_seed(seed)
+    members = getattr(graph.model, "members", 1)
+    n = -(-samples // members) * members
+    L, H = graph.context, graph.horizon
+    shapes = {"y": (batch, L), "past_covariates": (batch, L, graph.n_past),
+              "known_covariates": (batch, L + H, graph.n_known), "static_covariates": (batch, graph.n_static),
+              "noise": (batch, n, H)}
+    out = []
+    for name in graph.inputs:
+        if name == "position":
+            out.append(torch.randint(0, 10_000, (batch,), generator=g))
+        elif name == "y":
+            out.append(1 + torch.rand(shapes[name], generator=g))
+        else:
+            out.append(torch.randn(shapes[name], generator=g))
+    return out
+
+
+def export_forecast(run_dir: str | os.PathLike[str], path: str | os.PathLike[str], *, opset: int | None = None,
+                    check: bool = True) -> ForecastGraph:
+    """Write a forecasting run's model as an ONNX file at ``path`` (see the module docstring) and,
+    with ``check``, compare the file in onnxruntime with the model on inputs of another batch size
+    and sample count than the traced ones. Returns the :class:`ForecastGraph` it traced."""
+    return export_graph(forecast_graph(run_dir), path, opset=opset, check=check)
+
+
+def export_graph(graph: ForecastGraph, path: str | os.PathLike[str], *, opset: int | None = None,
+                 check: bool = True) -> ForecastGraph:
+    """:func:`export_forecast` for a :class:`ForecastGraph` built in Python."""
+    check_forecaster(graph.model)
+    graph = graph.eval()
+    serialized = _trace(graph, opset).SerializeToString()
+    if check:  # before anything is written
+        verify(graph, serialized)
+    write_bytes_atomic(path, serialized)
+    return graph
+
+
+def _trace(graph: ForecastGraph, opset: int | None) -> Any:
+    """The ONNX ``ModelProto`` of ``graph``: batch and the sample count symbolic."""
+    traced = copy.deepcopy(graph)  # the backends below are set on a copy
+    members = getattr(traced.model, "members", 1)
+    example = example_inputs(traced, 2, 2 * members)  # sizes of 1 would be specialised
+    for backend in ("native", "reference"):  # torch's kernels become ONNX's recurrent operators
+        for module in traced.modules():
+            if isinstance(module, Recurrent):
+                module.backend = backend
+        try:
+            with torch.no_grad():
+                traced(*example)
+            break
+        except BackendUnavailable:
+            continue
+    batch, per_member = torch.export.Dim("batch"), torch.export.Dim("samples_per_member", min=1, max=1 << 20)
+    dims = {"y": {0: batch}, "position": {0: batch}, "past_covariates": {0: batch}, "known_covariates": {0: batch},
+            "static_covariates": {0: batch}, "noise": {0: batch, 1: members * per_member}}
+    _require_onnx()
+    shapes = (tuple(dims[n] for n in traced.inputs),)  # forward(*tensors): one argument
+    validate = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)  # value checks are data-dependent
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its notes on torchvision's operators and its progress lines
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore", FutureWarning)  # pytree deprecations inside torch.export
+            program = torch.export.export(traced, tuple(example), dynamic_shapes=shapes)
+            onnx_program = torch.onnx.export(program, dynamo=True, opset_version=opset, input_names=traced.inputs,
+                                             output_names=["forecast", "samples"], optimize=False, verbose=False)
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(validate)
+        quiet.setLevel(level)
+    return onnx_program.model_proto
+
+
+def verify(graph: ForecastGraph, path: str | os.PathLike[str] | bytes, batch: int = 3, samples: int = 12) -> float:
+    """Run the file in onnxruntime on random inputs and compare with ``graph``; returns the largest
+    difference relative to the forecasts' size, or raises :class:`OnnxExportError` above
+    :data:`TOLERANCE`."""
+    inputs = example_inputs(graph, batch, samples, seed=1)
+    with torch.no_grad():
+        want = graph(*inputs)
+    got = onnx_session(path).run(None, {n: t.numpy() for n, t in zip(graph.inputs, inputs, strict=True)})
+    worst = 0.0
+    for name, a, b in zip(("forecast", "samples"), got, want, strict=True):
+        size = 1.0 + float(b.abs().max())
+        worst = max(worst, float(np.abs(a - b.numpy()).max()) / size)
+        if not worst <= TOLERANCE:
+            raise OnnxExportError(f"the exported graph's {name} differs from the model by {worst:.3g} (relative)")
+    return worst
