@@ -15,8 +15,15 @@ from _paths import DATA
 from rnnkit.apps.forecast.ensemble import ForecastEnsemble
 from rnnkit.apps.forecast.model import Forecaster
 from rnnkit.cli import main
-from rnnkit.deploy.forecast_export import (ForecastGraph, check_forecaster, export_graph, forecast_graph,
-                                           forecast_inputs, seasonal_features, verify)
+from rnnkit.deploy.forecast_export import (
+    ForecastGraph,
+    check_forecaster,
+    export_graph,
+    forecast_graph,
+    forecast_inputs,
+    seasonal_features,
+    verify,
+)
 from rnnkit.deploy.onnx_export import OnnxExportError, onnx_session
 
 pytest.importorskip("onnxruntime")

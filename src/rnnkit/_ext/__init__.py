@@ -60,7 +60,7 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
     build = cache_dir() / name / digest
     build.mkdir(parents=True, exist_ok=True)
     try:
-        with build_lock(build):
+        with build_lock(build), _one_ninja():
             module = cpp_extension.load(
                 name=f"rnnkit_{name}",
                 sources=sources,
@@ -74,6 +74,23 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None, f"building the {name!r} extension failed: {first}"
     return module, None
+
+
+@contextlib.contextmanager
+def _one_ninja() -> Iterator[None]:
+    """Put the interpreter's own ninja (the virtualenv's) first on PATH while torch builds: ninja
+    versions disagree on the build log's format, so a system ninja and the venv's one, taking turns on
+    one build folder (a shell with the venv activated, ``make`` without), rebuilt it every time."""
+    own = Path(sys.executable).parent
+    if not (own / "ninja").is_file():
+        yield
+        return
+    before = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([str(own), before]) if before else str(own)
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
 
 
 STALE_LOCK_SECONDS = 600.0

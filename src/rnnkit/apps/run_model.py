@@ -22,11 +22,29 @@ class RunDirModel:
     """Base of the apps' Python APIs: ``run_dir`` once trained; ``options`` as the config file names them."""
 
     app: ClassVar[str]  # the app name config.json records
+    #: ``module:Class`` of the app's task options: with the training options, the names ``options`` may take
+    options_class: ClassVar[str]
 
     def __init__(self, config: str | Path | None = None, **options: object) -> None:
         self.config = Path(config) if config is not None else None
         self.options = options
         self.run_dir: Path | None = None
+        self._check_option_names()
+
+    def _check_option_names(self) -> None:
+        """An unknown option name fails here, as on the command line (did you mean ...?), not at fit."""
+        import importlib
+        from dataclasses import fields
+
+        from rnnkit.training.config import TrainConfig
+        from rnnkit.validation.checks import unknown_option
+
+        module, _, name = self.options_class.partition(":")
+        task_cls = getattr(importlib.import_module(module), name)
+        known = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(task_cls)}
+        for key in self.options:
+            if key not in known:
+                raise unknown_option(key, known, f"{type(self).__name__}(...)")
 
     def new_run_dir(self, run_dir: str | Path | None) -> Path:
         """``run_dir`` (refused when it holds a run: fit writes its data there before training), or a

@@ -76,6 +76,7 @@ class ClassifyModel(RunDirModel):
     """
 
     app = "classify"
+    options_class = "rnnkit.apps.classify.options:ClassifyConfig"
 
     def fit(self, data: Cases, labels: Sequence | None = None, run_dir: str | Path | None = None) -> ClassifyModel:
         """Train on ``data`` (a long CSV or .ts path, or anything :func:`cases_frame` takes, with

@@ -59,6 +59,7 @@ class ForecastModel(RunDirModel):
     """
 
     app = "forecast"
+    options_class = "rnnkit.apps.forecast.options:ForecastConfig"
 
     def __init__(self, config: str | Path | None = None, **options: Any) -> None:
         super().__init__(config, **options)

@@ -219,21 +219,26 @@ def report_run(model, cfg, data, origins, out: Path, name: str, command: str | N
 
 def _load_run(run_dir: Path, data: Path | None):
     """(model, config, saved config.json) of a forecast run; the data file is ``data`` when given, else
-    config.json's, which must lie inside the run directory (docs/security.md)."""
+    config.json's, which must lie inside the run directory (docs/security.md), checked before the model
+    is read."""
     from rnnkit.io.confine import config_path
 
-    m, fcfg, saved = load_forecast_run(run_dir)
+    fcfg, saved = read_forecast_config(run_dir)
     fcfg.data = str(data) if data is not None else str(config_path(run_dir, fcfg.data, "task.data", "--data FILE"))
-    return m, fcfg, saved
+    return _load_model(run_dir), fcfg, saved
 
 
 def load_forecast_run(run_dir: Path):
     """(model in eval mode, config, saved config.json) of a forecast run, its data file not resolved."""
-    import rnnkit
+    fcfg, saved = read_forecast_config(run_dir)
+    return _load_model(run_dir), fcfg, saved
+
+
+def read_forecast_config(run_dir: Path):
+    """(task config, saved config.json) of a forecast run, checked (rnnkit.validation)."""
     from rnnkit.io.saving import read_app_config
     from rnnkit.validation.run_config import check_run_config
 
-    from . import model as _model  # noqa: F401  (registers forecast.net)
     from .pipeline import ForecastConfig
 
     saved = read_app_config(run_dir, "forecast")
@@ -245,9 +250,17 @@ def load_forecast_run(run_dir: Path):
         raise UserError(f"{run_dir}/config.json: 'task' does not describe a forecast run") from exc
     if not isinstance(saved.get("data_info", {}), dict):
         raise UserError(f"{run_dir}/config.json: 'data_info' must be a JSON object")
+    return fcfg, saved
+
+
+def _load_model(run_dir: Path):
+    import rnnkit
+
+    from . import model as _model  # noqa: F401  (registers forecast.net)
+
     m = rnnkit.load(run_dir)
     m.eval()
-    return m, fcfg, saved
+    return m
 
 
 @app.command()

@@ -36,6 +36,7 @@ class SpeechModel(RunDirModel):
     """
 
     app = "speech"
+    options_class = "rnnkit.apps.speech.options:SpeechConfig"
 
     def fit(self, transcripts: str | Path, run_dir: str | Path | None = None) -> SpeechModel:
         """Train on the ``train`` rows of a transcripts CSV, validating on its ``valid`` rows, into

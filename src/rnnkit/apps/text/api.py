@@ -38,6 +38,7 @@ class TextModel(RunDirModel):
     """
 
     app = "text"
+    options_class = "rnnkit.apps.text.task:TextConfig"
 
     def __init__(self, config: str | Path | None = None, **options: Any) -> None:
         super().__init__(config, **options)

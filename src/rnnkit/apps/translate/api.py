@@ -57,6 +57,7 @@ class TranslateModel(RunDirModel):
     """
 
     app = "translate"
+    options_class = "rnnkit.apps.translate.options:TranslateConfig"
 
     def fit(self, pairs: Pairs, valid: Pairs | None = None,
             run_dir: str | Path | None = None) -> TranslateModel:
