@@ -204,12 +204,14 @@ def originals(tmp_path_factory):
 def test_damaged_files_load_or_fail_in_one_line(kind, originals, tmp_path):
     original = originals[kind].read_bytes()
     _load(kind, originals[kind])  # the undamaged file loads
+    cases: list = []
 
     @hypothesis_seed(SEED)
     @settings(max_examples=int(75 * SCALE), deadline=None, derandomize=False,
               suppress_health_check=[HealthCheck.too_slow])
     @given(damage=damages(len(original)))
     def run(damage):
+        cases.append(damage)
         path = tmp_path / originals[kind].name
         if kind == "wav" or kind == "transcripts":  # the transcript names utt.wav beside it
             (tmp_path / "utt.wav").write_bytes(originals["wav"].read_bytes())
@@ -222,3 +224,4 @@ def test_damaged_files_load_or_fail_in_one_line(kind, originals, tmp_path):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == before  # reading changes nothing
 
     run()
+    assert len(cases) >= int(75 * SCALE)  # the cases the module docstring counts were all run

@@ -51,14 +51,13 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
         return None, "no C++ compiler found (install g++ and run `make`)"
     from torch.utils import cpp_extension
 
-    # One folder per source hash (headers included): a rebuild never overwrites a library another
-    # process has loaded. The sources' location is part of the hash: ninja's build file names the
-    # source paths, so two checkouts sharing one folder rebuilt it against each other on every load.
-    hashed = sources + sorted(str(p) for folder in (CSRC / name, COMMON) for p in folder.rglob("*.h"))
-    digest = hashlib.sha256(str(CSRC).encode() + b"".join(Path(p).read_bytes() for p in hashed))
-    digest = digest.hexdigest()[:16]
-    build = cache_dir() / name / digest
+    build = build_dir(name)
     build.mkdir(parents=True, exist_ok=True)
+    fresh = not is_built(name)
+    if fresh:  # the first build takes a minute or two: say so, on stderr (stdout may be a program's)
+        print(f"rnnkit: building the C++ extension {name!r} (once per source change; about a minute) ...",
+              file=sys.stderr, flush=True)
+    started = time.perf_counter()
     try:
         with build_lock(build), _one_ninja():
             module = cpp_extension.load(
@@ -72,8 +71,29 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
             )
     except Exception as exc:  # a failed build must not break rnnkit: report and fall back
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, f"building the {name!r} extension failed: {first}"
+        return None, (f"building the {name!r} extension failed: {first} (rnnkit runs its Python executors "
+                      "meanwhile; `python -m rnnkit._ext -v` shows the compiler's output)")
+    if fresh:
+        print(f"rnnkit: built {name!r} in {time.perf_counter() - started:.0f} s ({build})", file=sys.stderr,
+              flush=True)
     return module, None
+
+
+def build_dir(name: str) -> Path:
+    """The cache folder of extension ``name`` for the current sources.
+
+    One folder per source hash (headers included): a rebuild never overwrites a library another
+    process has loaded. The sources' location is part of the hash: ninja's build file names the
+    source paths, so two checkouts sharing one folder rebuilt it against each other on every load."""
+    sources = sorted(str(p) for p in (CSRC / name).glob("*.cpp"))
+    hashed = sources + sorted(str(p) for folder in (CSRC / name, COMMON) for p in folder.rglob("*.h"))
+    digest = hashlib.sha256(str(CSRC).encode() + b"".join(Path(p).read_bytes() for p in hashed))
+    return cache_dir() / name / digest.hexdigest()[:16]
+
+
+def is_built(name: str) -> bool:
+    """Whether the library of ``name`` for the current sources is in the cache (loading it compiles nothing)."""
+    return (build_dir(name) / f"rnnkit_{name}.so").is_file()
 
 
 @contextlib.contextmanager
