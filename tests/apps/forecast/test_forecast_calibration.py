@@ -55,3 +55,25 @@ def test_conformal_quantile_finite_sample():
     scores = torch.arange(1.0, 11.0)  # 10 scores: the 80% level takes the ceil(11 * 0.8) = 9th
     assert calibration.conformal_quantile(scores, 0.8) == 9.0
     assert calibration.conformal_quantile(torch.tensor([]), 0.8) == 1.0
+
+
+def test_a_long_single_series_holds_out_validation_days_and_calibrates():
+    """validation=auto on one long series (>= 100 horizons): the last MIN_VAL_WINDOWS horizons are held
+    out, back to back, no training window reaches into them, and they calibrate; a short one
+    (AirPassengers' shape) keeps its last horizon for training."""
+    from rnnkit.apps.forecast.data import Series
+    from rnnkit.apps.forecast.pipeline import MIN_VAL_WINDOWS, ForecastConfig, training_windows, validation_mode
+
+    def series(n: int) -> Series:
+        t = np.arange(n)
+        return Series(["s"], [np.sin(t / 3.0) + 5], [t], [t], [np.zeros((n, 0))], [np.zeros((n, 0))])
+
+    cfg = ForecastConfig(horizon=6, context=12)
+    long, short = series(6 * 100), series(6 * 99)
+    assert validation_mode(cfg, long) == "holdout" and validation_mode(cfg, short) == "last"
+    train, val, held_out = training_windows(cfg, long, 12, 1, 0)
+    assert held_out and len(val) == MIN_VAL_WINDOWS
+    assert list(val.origin) == [600 - 6 * k for k in range(MIN_VAL_WINDOWS, 0, -1)]
+    assert train.origin.max() + 6 <= val.origin.min()  # training targets end before validation starts
+    _, val, held_out = training_windows(cfg, short, 12, 1, 0)
+    assert not held_out and list(val.origin) == [594 - 6]
