@@ -57,10 +57,10 @@ def test_conformal_quantile_finite_sample():
     assert calibration.conformal_quantile(torch.tensor([]), 0.8) == 1.0
 
 
-def test_a_long_single_series_holds_out_validation_days_and_calibrates():
+def test_a_long_single_series_holds_out_validation_days():
     """validation=auto on one long series (>= 100 horizons): the last MIN_VAL_WINDOWS horizons are held
-    out, back to back, no training window reaches into them, and they calibrate; a short one
-    (AirPassengers' shape) keeps its last horizon for training."""
+    out, back to back, and no training window reaches into them; a short one (AirPassengers' shape) keeps
+    its last horizon for training, or with validation=holdout holds that one window out."""
     from rnnkit.apps.forecast.data import Series
     from rnnkit.apps.forecast.pipeline import MIN_VAL_WINDOWS, ForecastConfig, training_windows, validation_mode
 
@@ -77,3 +77,6 @@ def test_a_long_single_series_holds_out_validation_days_and_calibrates():
     assert train.origin.max() + 6 <= val.origin.min()  # training targets end before validation starts
     _, val, held_out = training_windows(cfg, short, 12, 1, 0)
     assert not held_out and list(val.origin) == [594 - 6]
+    explicit = ForecastConfig(horizon=6, context=12, validation="holdout")  # a short series spares one window
+    _, val, held_out = training_windows(explicit, short, 12, 1, 0)
+    assert held_out and list(val.origin) == [594 - 6]

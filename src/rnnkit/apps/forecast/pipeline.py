@@ -252,7 +252,7 @@ def resolve_shapes(cfg: ForecastConfig, data: Series, holdout: int) -> tuple[int
         check_lengths(data, cfg.context or auto_context(cfg, season), cfg.horizon, holdout, cfg.data or "data")
     if cfg.context:
         return cfg.context, season
-    spare = cfg.horizon * validation_windows(data) if validation_mode(cfg, data) == "holdout" else 0
+    spare = cfg.horizon * validation_windows(cfg, data) if validation_mode(cfg, data) == "holdout" else 0
     room = int(data.lengths().max()) - cfg.horizon - holdout - spare
     return max(cfg.min_context, min(auto_context(cfg, season), room)), season
 
@@ -302,14 +302,17 @@ def validation_mode(cfg: ForecastConfig, data: Series) -> str:
     against 18.1, seed 0)."""
     if cfg.validation != "auto":
         return cfg.validation
-    long = int(data.lengths().min()) >= AUTO_HOLDOUT_HORIZONS * cfg.horizon
-    return "holdout" if len(data) >= AUTO_HOLDOUT_SERIES or long else "last"
+    return "holdout" if len(data) >= AUTO_HOLDOUT_SERIES or _long(cfg, data) else "last"
 
 
-def validation_windows(data: Series) -> int:
-    """Held-out validation windows per series (the last ones, back to back): one for a collection,
-    more for a few series, :data:`MIN_VAL_WINDOWS` in all."""
-    return max(1, -(-MIN_VAL_WINDOWS // len(data)))
+def _long(cfg: ForecastConfig, data: Series) -> bool:
+    return int(data.lengths().min()) >= AUTO_HOLDOUT_HORIZONS * cfg.horizon
+
+
+def validation_windows(cfg: ForecastConfig, data: Series) -> int:
+    """Held-out validation windows per series (the last ones, back to back): one, or for a few long
+    series as many as make :data:`MIN_VAL_WINDOWS` in all (a short series cannot spare them)."""
+    return max(1, -(-MIN_VAL_WINDOWS // len(data))) if _long(cfg, data) else 1
 
 
 def training_windows(cfg: ForecastConfig, data: Series, context: int, season: int, seed: int):
@@ -317,7 +320,7 @@ def training_windows(cfg: ForecastConfig, data: Series, context: int, season: in
     ``validation=holdout`` the last window(s) of every series long enough are the validation windows
     (:func:`validation_windows`) and no training window reaches into them (``held_out`` True); else
     val is the last window of each series (a monitor, also trained on)."""
-    H, m, k = cfg.horizon, cfg.min_context, validation_windows(data)
+    H, m, k = cfg.horizon, cfg.min_context, validation_windows(cfg, data)
     # each series' last k windows, back to back, those with min_context real steps before them
     val_origins = [np.array([o for o in range(len(v) - k * H, len(v) - H + 1, H) if o >= m], dtype=int)
                    for v in data.values]
