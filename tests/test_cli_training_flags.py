@@ -80,3 +80,26 @@ def test_a_bad_value_is_refused_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and "lr" in err[0], (app, err)
         assert not (tmp_path / app).exists()
+
+
+def test_a_flags_name_is_a_key_of_config_files_set_and_the_apis(tmp_path, capsys):
+    """epochs (the flag) and max_epochs (the field) are one option everywhere (issue #25)."""
+    import json
+
+    from rnnkit.apps.forecast import ForecastModel
+    from rnnkit.cli import main
+
+    tiny = ["--train-size", "64", "--val-size", "16", "--hidden", "4", "--seq-len", "5", "-q"]
+    (tmp_path / "a.yaml").write_text("epochs: 1\nearly_stopping: 3\n")
+    assert main(["adding", "train", "--out", str(tmp_path / "a"), "--config", str(tmp_path / "a.yaml"), *tiny]) == 0
+    train = json.loads((tmp_path / "a" / "config.json").read_text())["train"]
+    assert train["max_epochs"] == 1 and train["early_stopping_patience"] == 3
+    assert main(["adding", "train", "--out", str(tmp_path / "b"), "--set", "epochs=2", *tiny]) == 0
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["max_epochs"] == 2
+    (tmp_path / "c.yaml").write_text("epochs: 1\nmax_epochs: 2\n")
+    capsys.readouterr()
+    assert main(["adding", "train", "--out", str(tmp_path / "c"), "--config", str(tmp_path / "c.yaml"), *tiny]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "epochs and max_epochs are one option" in err
+    assert not (tmp_path / "c").exists()
+    assert ForecastModel(epochs=1).options == {"epochs": 1}  # accepted by the API's name check

@@ -36,12 +36,13 @@ class RunDirModel:
         import importlib
         from dataclasses import fields
 
+        from rnnkit.training.cli_support import training_aliases
         from rnnkit.training.config import TrainConfig
         from rnnkit.validation.checks import unknown_option
 
         module, _, name = self.options_class.partition(":")
         task_cls = getattr(importlib.import_module(module), name)
-        known = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(task_cls)}
+        known = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(task_cls)} | set(training_aliases())
         for key in self.options:
             if key not in known:
                 raise unknown_option(key, known, f"{type(self).__name__}(...)")

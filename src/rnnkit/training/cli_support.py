@@ -98,14 +98,34 @@ def resolve_app_run(app: str, defaults: dict[str, Any], task_cls: type, flags: d
     return resolve_layers(task_cls, layers)
 
 
+def training_aliases() -> dict[str, str]:
+    """The training flags whose name is not their field's (``epochs`` -> ``max_epochs``): config files,
+    ``--set`` and the Python APIs take either name, as the command line takes the flag."""
+    from rnnkit.cli_options import TRAINING_FLAGS
+
+    return {flag: field for flag, field in TRAINING_FLAGS.items() if flag != field}
+
+
+def with_aliases_resolved(mapping: dict[str, Any], source: str) -> dict[str, Any]:
+    """``mapping`` with every alias key renamed to its field (both in one source: refused)."""
+    out = dict(mapping)
+    for alias, field in training_aliases().items():
+        if alias in out:
+            if field in out:
+                raise UserError(f"{source}: {alias} and {field} are one option; give one of them")
+            out[field] = out.pop(alias)
+    return out
+
+
 def resolve_layers(task_cls: type, layers: list[tuple[str, dict[str, Any]]]) -> tuple[TrainConfig, Any]:
     """(TrainConfig, task config) from ``(source, mapping)`` layers whose keys belong to either class;
     a key of neither is refused naming its source (did you mean ...?)."""
     from dataclasses import fields
 
     train_layers, task_layers = [], []
-    known = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(task_cls)}
+    known = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(task_cls)} | set(training_aliases())
     for source, mapping in layers:
+        mapping = with_aliases_resolved(mapping, "the command line" if source == "--" else source)
         train, rest = split_layers(TrainConfig, mapping)
         task, unknown = split_layers(task_cls, rest)
         if unknown:
