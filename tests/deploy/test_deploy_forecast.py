@@ -108,6 +108,12 @@ def test_refusals(tmp_path):
         export_graph(ForecastGraph(transformer, context=L, horizon=H, season=1, transform="none", n_past=0,
                                    n_known=0, n_static=0), tmp_path / "t.onnx")
     assert not (tmp_path / "t.onnx").exists()
+    graph = ForecastGraph(_ensemble(hidden=4, head="direct"), context=L, horizon=H, season=1, transform="none",
+                          n_past=0, n_known=0, n_static=0)
+    for opset in (17, 99):  # torch.onnx writes 18 and later only: refused, never another opset silently
+        with pytest.raises(OnnxExportError, match="choose 18 to"):
+            export_graph(graph, tmp_path / "o.onnx", opset=opset)
+    assert not (tmp_path / "o.onnx").exists()
 
 
 def test_cli_exports_a_trained_run(tmp_path, capsys):

@@ -206,12 +206,29 @@ def export_graph(graph: ForecastGraph, path: str | os.PathLike[str], *, opset: i
                  check: bool = True) -> ForecastGraph:
     """:func:`export_forecast` for a :class:`ForecastGraph` built in Python."""
     check_forecaster(graph.model)
+    _check_opset(opset)
     graph = graph.eval()
-    serialized = _trace(graph, opset).SerializeToString()
+    proto = _trace(graph, opset)
+    written = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if opset is not None and written != opset:  # never a file of another opset than the one asked for
+        raise OnnxExportError(f"torch.onnx wrote opset {written}, not the requested {opset}")
+    serialized = proto.SerializeToString()
     if check:  # before anything is written
         verify(graph, serialized)
     write_bytes_atomic(path, serialized)
     return graph
+
+
+#: the oldest opset torch.onnx's exporter writes (it does not convert below it)
+MIN_TRACED_OPSET = 18
+
+
+def _check_opset(opset: int | None) -> None:
+    newest = _require_onnx().defs.onnx_opset_version()
+    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int)
+                              or not MIN_TRACED_OPSET <= opset <= newest):
+        raise OnnxExportError(f"unsupported ONNX opset {opset!r} for a forecast graph (traced by torch.onnx): "
+                              f"choose {MIN_TRACED_OPSET} to {newest}")
 
 
 def _trace(graph: ForecastGraph, opset: int | None) -> Any:
