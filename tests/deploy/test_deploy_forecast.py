@@ -131,10 +131,11 @@ def test_cli_exports_a_trained_run(tmp_path, capsys):
     assert "inputs y, position, noise" in capsys.readouterr().out
 
     ids, inputs = forecast_inputs(run, AIR, samples=40)
-    assert ids == ["airpassengers"] and inputs["y"].shape == (1, forecast_graph(run).context)
+    graph = forecast_graph(run)
+    assert ids == ["airpassengers"] and inputs["y"].shape == (1, graph.context)
     forecast, samples = onnx_session(run / "model.onnx").run(None, inputs)
     with torch.no_grad():
-        want = forecast_graph(run)(*(torch.from_numpy(inputs[n]) for n in forecast_graph(run).inputs))
+        want = graph(*(torch.from_numpy(inputs[n]) for n in graph.inputs))
     np.testing.assert_allclose(forecast, want[0].numpy(), rtol=1e-5)
     np.testing.assert_allclose(samples, want[1].numpy(), rtol=1e-5)
     # the app's forecast of the same window, with its own draws: equal up to Monte Carlo noise

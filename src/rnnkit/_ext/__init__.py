@@ -44,7 +44,7 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
     """The compiled extension ``name`` (building it if needed), or (None, why it is unavailable)."""
     if os.environ.get("RNNKIT_NO_EXT"):
         return None, "disabled by RNNKIT_NO_EXT"
-    sources = sorted(str(p) for p in (CSRC / name).glob("*.cpp"))
+    sources = _sources(name)
     if not sources:
         return None, f"no C++ sources for extension {name!r}"
     if shutil.which(os.environ.get("CXX", "c++")) is None:
@@ -53,7 +53,7 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
 
     build = build_dir(name)
     build.mkdir(parents=True, exist_ok=True)
-    fresh = not is_built(name)
+    fresh = not _library(build, name).is_file()
     if fresh:  # the first build takes a minute or two: say so, on stderr (stdout may be a program's)
         print(f"rnnkit: building the C++ extension {name!r} (once per source change; about a minute) ...",
               file=sys.stderr, flush=True)
@@ -79,21 +79,28 @@ def load_extension(name: str, verbose: bool = False) -> tuple[ModuleType | None,
     return module, None
 
 
+def _sources(name: str) -> list[str]:
+    return sorted(str(p) for p in (CSRC / name).glob("*.cpp"))
+
+
 def build_dir(name: str) -> Path:
     """The cache folder of extension ``name`` for the current sources.
 
     One folder per source hash (headers included): a rebuild never overwrites a library another
     process has loaded. The sources' location is part of the hash: ninja's build file names the
     source paths, so two checkouts sharing one folder rebuilt it against each other on every load."""
-    sources = sorted(str(p) for p in (CSRC / name).glob("*.cpp"))
-    hashed = sources + sorted(str(p) for folder in (CSRC / name, COMMON) for p in folder.rglob("*.h"))
+    hashed = _sources(name) + sorted(str(p) for folder in (CSRC / name, COMMON) for p in folder.rglob("*.h"))
     digest = hashlib.sha256(str(CSRC).encode() + b"".join(Path(p).read_bytes() for p in hashed))
     return cache_dir() / name / digest.hexdigest()[:16]
 
 
+def _library(build: Path, name: str) -> Path:
+    return build / f"rnnkit_{name}.so"  # what torch's build writes there
+
+
 def is_built(name: str) -> bool:
     """Whether the library of ``name`` for the current sources is in the cache (loading it compiles nothing)."""
-    return (build_dir(name) / f"rnnkit_{name}.so").is_file()
+    return _library(build_dir(name), name).is_file()
 
 
 @contextlib.contextmanager

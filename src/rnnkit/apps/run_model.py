@@ -34,15 +34,12 @@ class RunDirModel:
     def _check_option_names(self) -> None:
         """An unknown option name fails here, as on the command line (did you mean ...?), not at fit."""
         import importlib
-        from dataclasses import fields
 
-        from rnnkit.training.cli_support import training_aliases
-        from rnnkit.training.config import TrainConfig
+        from rnnkit.training.cli_support import option_names
         from rnnkit.validation.checks import unknown_option
 
         module, _, name = self.options_class.partition(":")
-        task_cls = getattr(importlib.import_module(module), name)
-        known = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(task_cls)} | set(training_aliases())
+        known = option_names(getattr(importlib.import_module(module), name))
         for key in self.options:
             if key not in known:
                 raise unknown_option(key, known, f"{type(self).__name__}(...)")

@@ -47,7 +47,7 @@ def export_command(
     if _is_text_lm(model):
         _export_text(model, run_dir, out, step, lengths, opset)
         return
-    if type(model).__module__.startswith("rnnkit.apps.forecast."):
+    if _is_forecaster(model):
         _export_forecast(run_dir, out, step, lengths, opset)
         return
     check_exportable(model, step=step)  # before anything is written
@@ -89,6 +89,13 @@ def _is_text_lm(model: object) -> bool:
     return isinstance(model, RecurrentLM)
 
 
+def _is_forecaster(model: object) -> bool:
+    from rnnkit.apps.forecast.ensemble import ForecastEnsemble
+    from rnnkit.apps.forecast.model import Forecaster
+
+    return isinstance(model, (Forecaster, ForecastEnsemble))
+
+
 def _export_text(model, run_dir: Path, out: Path | None, step: bool, lengths: bool, opset: int | None) -> None:
     """A text run's language model: token ids in, logits and state out (deploy/text_export.py)."""
     import torch
@@ -112,15 +119,15 @@ def _export_text(model, run_dir: Path, out: Path | None, step: bool, lengths: bo
 def _export_forecast(run_dir: Path, out: Path | None, step: bool, lengths: bool, opset: int | None) -> None:
     """A forecasting run: a window of history in, the forecast and sample paths out
     (deploy/forecast_export.py)."""
-    from rnnkit.deploy.forecast_export import export_forecast, forecast_graph
+    from rnnkit.deploy.forecast_export import export_graph, forecast_graph
 
     for flag, given in (("--step", step), ("--lengths", lengths)):
         if given:
             raise UserError(f"{flag} does not apply to a forecasting run (its graph maps a window to the horizon)")
-    forecast_graph(run_dir)  # refusals before anything is written
+    graph = forecast_graph(run_dir)  # refusals before anything is written
     target = _onnx_target(run_dir, out, False)
     typer.echo("tracing the forecaster (an ensemble of autoregressive members takes about half a minute) ...")
-    graph = export_forecast(run_dir, target, opset=opset)
+    export_graph(graph, target, opset=opset)
     typer.echo(f"wrote {target} (forecast graph: inputs {', '.join(graph.inputs)}; outputs forecast, samples; "
                "checked in onnxruntime against the model)")
 

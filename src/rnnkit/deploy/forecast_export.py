@@ -92,9 +92,20 @@ class ForecastGraph(nn.Module):
         return point, samples
 
 
+def _nets(model: nn.Module) -> list[nn.Module]:
+    """The forecasters of ``model``: an ensemble's members, or the model itself."""
+    return list(getattr(model, "nets", [model]))
+
+
+def _draws(graph: ForecastGraph, samples: int) -> int:
+    """``samples`` rounded up to a multiple of the ensemble's member count (each takes an equal share)."""
+    members = getattr(graph.model, "members", 1)
+    return -(-samples // members) * members
+
+
 def check_forecaster(model: nn.Module) -> None:
     """Raise :class:`OnnxExportError` for a forecaster the export refuses (see the module docstring)."""
-    nets = list(getattr(model, "nets", [model]))
+    nets = _nets(model)
     if any(net.arch != "rnn" for net in nets):
         raise OnnxExportError("the Transformer baseline (arch transformer) is not exported; export an RNN run")
     if any(net.likelihood != "gaussian" for net in nets):
@@ -112,6 +123,11 @@ def seasonal_features(position: Tensor, season: int) -> Tensor:
 def forecast_graph(run_dir: str | os.PathLike[str]) -> ForecastGraph:
     """The :class:`ForecastGraph` of a forecasting run directory (its model in eval mode), or
     :class:`OnnxExportError` for a run the export refuses."""
+    return _run_graph(run_dir)[0]
+
+
+def _run_graph(run_dir: str | os.PathLike[str]):
+    """(:class:`ForecastGraph`, task config) of a forecasting run directory, read once."""
     from rnnkit.apps.forecast.cli import load_forecast_run
     from rnnkit.apps.forecast.pipeline import _season_feat
 
@@ -120,11 +136,12 @@ def forecast_graph(run_dir: str | os.PathLike[str]) -> ForecastGraph:
         raise OnnxExportError(f"this run combines the network with {cfg.combine_with} (combine_with): statistical "
                               "fits are not a graph; export a run trained without combine_with")
     check_forecaster(model)
-    nets = list(getattr(model, "nets", [model]))
-    net = nets[0]
-    n_known = net.n_ctx - net.n_past - (2 if _season_feat(cfg, cfg.season) > 1 else 0)
-    return ForecastGraph(model, context=cfg.context, horizon=cfg.horizon, season=_season_feat(cfg, cfg.season),
-                         transform=cfg.transform, n_past=net.n_past, n_known=n_known, n_static=net.n_static)
+    net = _nets(model)[0]
+    season = _season_feat(cfg, cfg.season)
+    n_known = net.n_ctx - net.n_past - (2 if season > 1 else 0)
+    graph = ForecastGraph(model, context=cfg.context, horizon=cfg.horizon, season=season, transform=cfg.transform,
+                          n_past=net.n_past, n_known=n_known, n_static=net.n_static)
+    return graph, cfg
 
 
 def forecast_inputs(run_dir: str | os.PathLike[str], data: str | os.PathLike[str], *,
@@ -134,12 +151,10 @@ def forecast_inputs(run_dir: str | os.PathLike[str], data: str | os.PathLike[str
     CSV ``data``, read as ``rnnkit forecast predict`` reads it (``future``: the known covariates of
     the next horizon steps). ``samples`` (default: the run's ``n_samples``) standard normal draws per
     window from numpy's generator seeded with ``seed``, rounded up to a multiple of the members."""
-    from rnnkit.apps.forecast.cli import load_forecast_run
-    from rnnkit.apps.forecast.data import future_times, load_future
+    from rnnkit.apps.forecast.data import future_times, load_future, make_windows
     from rnnkit.apps.forecast.pipeline import drop_short, read_data
 
-    graph = forecast_graph(run_dir)
-    _, cfg, _ = load_forecast_run(Path(run_dir))
+    graph, cfg = _run_graph(run_dir)
     d = drop_short(cfg, read_data(cfg, Path(data)), 0, horizon=0)
     L, H = graph.context, graph.horizon
     known_future = None
@@ -149,27 +164,15 @@ def forecast_inputs(run_dir: str | os.PathLike[str], data: str | os.PathLike[str
                                   f"values for the next {H} steps (future=)")
         known_future = load_future(Path(future), d, [future_times(t, d.freq, H) for t in d.times], cfg.id_col,
                                    cfg.time_col)
-
-    def last(a: np.ndarray, fill: float) -> np.ndarray:  # the last L rows, left-padded
-        pad = max(0, L - len(a))
-        return np.concatenate([np.full((pad, *a.shape[1:]), fill), a[len(a) - L + pad:]])
-
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in graph.inputs}
-    for s in range(len(d)):
-        columns["y"].append(last(d.values[s], np.nan))
-        if "position" in columns:
-            columns["position"].append(np.int64(d.pos[s][-1] + 1))
-        if graph.n_past:
-            columns["past_covariates"].append(last(d.past[s], 0.0))
-        if graph.n_known:
-            columns["known_covariates"].append(np.concatenate([last(d.known[s], 0.0), known_future[s]]))
-        if graph.n_static:
-            columns["static_covariates"].append(d.static[s])
-    members = getattr(graph.model, "members", 1)
-    n = -(-(samples or cfg.n_samples) // members) * members
-    columns["noise"] = list(np.random.default_rng(seed).standard_normal((len(d), n, H)))
-    inputs = {name: np.stack(rows).astype(np.int64 if name == "position" else np.float32)
-              for name, rows in columns.items()}
+    # the app's own windows after each series' end, on the data's scale and without seasonal columns
+    # (the graph computes those from `position`): x_ctx = [past, known], x_fut = known
+    w = make_windows(d, L, H, [np.array([len(v)]) for v in d.values], 1, "none", known_future)
+    P = graph.n_past
+    given = {"y": w.y_ctx, "position": np.array([p[-1] + 1 for p in d.pos], np.int64),
+             "past_covariates": w.x_ctx[..., :P], "known_covariates": np.concatenate([w.x_ctx[..., P:], w.x_fut], 1),
+             "static_covariates": w.static,
+             "noise": np.random.default_rng(seed).standard_normal((len(d), _draws(graph, samples or cfg.n_samples), H))}
+    inputs = {name: given[name] if name == "position" else given[name].astype(np.float32) for name in graph.inputs}
     return list(d.ids), inputs
 
 
@@ -177,8 +180,7 @@ def example_inputs(graph: ForecastGraph, batch: int, samples: int, seed: int = 0
     """Random inputs for ``graph`` (positive values, as a log-transformed run needs), ``samples``
     rounded up to a multiple of the ensemble's member count."""
     g = torch.Generator().manual_seed(seed)
-    members = getattr(graph.model, "members", 1)
-    n = -(-samples // members) * members
+    n = _draws(graph, samples)
     L, H = graph.context, graph.horizon
     shapes = {"y": (batch, L), "past_covariates": (batch, L, graph.n_past),
               "known_covariates": (batch, L + H, graph.n_known), "static_covariates": (batch, graph.n_static),
@@ -249,7 +251,6 @@ def _trace(graph: ForecastGraph, opset: int | None) -> Any:
     batch, per_member = torch.export.Dim("batch"), torch.export.Dim("samples_per_member", min=1, max=1 << 20)
     dims = {"y": {0: batch}, "position": {0: batch}, "past_covariates": {0: batch}, "known_covariates": {0: batch},
             "static_covariates": {0: batch}, "noise": {0: batch, 1: members * per_member}}
-    _require_onnx()
     shapes = (tuple(dims[n] for n in traced.inputs),)  # forward(*tensors): one argument
     validate = torch.distributions.Distribution._validate_args
     torch.distributions.Distribution.set_default_validate_args(False)  # value checks are data-dependent

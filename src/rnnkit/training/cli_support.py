@@ -117,19 +117,24 @@ def with_aliases_resolved(mapping: dict[str, Any], source: str) -> dict[str, Any
     return out
 
 
+def option_names(task_cls: type) -> set[str]:
+    """Every name an app's options may take: TrainConfig's and the task's fields, and the aliases."""
+    from dataclasses import fields
+
+    return {f.name for f in fields(TrainConfig)} | {f.name for f in fields(task_cls)} | set(training_aliases())
+
+
 def resolve_layers(task_cls: type, layers: list[tuple[str, dict[str, Any]]]) -> tuple[TrainConfig, Any]:
     """(TrainConfig, task config) from ``(source, mapping)`` layers whose keys belong to either class;
     a key of neither is refused naming its source (did you mean ...?)."""
-    from dataclasses import fields
-
     train_layers, task_layers = [], []
-    known = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(task_cls)} | set(training_aliases())
     for source, mapping in layers:
-        mapping = with_aliases_resolved(mapping, "the command line" if source == "--" else source)
+        where = "the command line" if source == "--" else source
+        mapping = with_aliases_resolved(mapping, where)
         train, rest = split_layers(TrainConfig, mapping)
         task, unknown = split_layers(task_cls, rest)
         if unknown:
-            raise unknown_option(sorted(unknown)[0], known, "the command line" if source == "--" else source)
+            raise unknown_option(sorted(unknown)[0], option_names(task_cls), where)
         train_layers.append((source, train))
         task_layers.append((source, task))
     return resolve(TrainConfig, *train_layers), resolve(task_cls, *task_layers)
