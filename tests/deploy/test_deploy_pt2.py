@@ -64,3 +64,36 @@ def test_cli_pt2(tmp_path: Path, capsys):
     assert main(["export", str(tmp_path / "run"), "--format", "pt2", "--step"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--step applies to --format onnx" in err
+
+
+def test_program_runs_in_a_new_process_before_the_extension_loads(tmp_path: Path):
+    """A new process that imports rnnkit and loads the archive has the operators' schemas but not yet
+    their C++ kernels: the first call loads the extension (the Python stand-in kernel) and equals the
+    module; the same call with a tensor that requires grad is refused instead of losing its gradient."""
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    m = rnnkit.Recurrent("gru", I, H, layer_norm=True).eval()
+    export_pt2(m, tmp_path / "m.pt2")
+    x, h0 = torch.randn(7, 2, I), torch.randn(1, 2, H)
+    with torch.no_grad():
+        y, _ = m(x, h0)
+    torch.save({"x": x, "h0": h0, "y": y}, tmp_path / "io.pt")
+    script = f"""
+import torch, rnnkit
+io = torch.load({str(tmp_path / 'io.pt')!r})
+program = torch.export.load({str(tmp_path / 'm.pt2')!r}).module()
+x = io["x"].requires_grad_()
+try:
+    program(x, io["h0"])
+    print("not refused")
+except RuntimeError as e:
+    assert "before rnnkit's fused_cpu extension was loaded" in str(e), e
+y, _ = program(io["x"], io["h0"])
+torch.testing.assert_close(y, io["y"], rtol=0, atol=1e-6)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["ok"], out.stdout

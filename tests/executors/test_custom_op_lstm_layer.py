@@ -25,7 +25,7 @@ def _args(batch: int, bias: bool = True) -> tuple:
         return torch.randn(*shape, generator=g) * 0.3
 
     biases = (r(4 * H), r(4 * H)) if bias else (None, None)
-    return ("", r(5, batch, I), r(batch, H), r(batch, H), r(4 * H, I), r(4 * H, H), *biases)
+    return ("", r(5, batch, I), r(batch, H), r(batch, H), r(4 * H, I), r(4 * H, H), *biases, SMALL_LSTM)
 
 
 @pytest.mark.parametrize("batch", [2, SMALL_LSTM // H + 1])
@@ -34,7 +34,7 @@ def test_operator_on_both_sides_of_the_threshold_equals_torch_lstm(batch, bias):
     args = _args(batch, bias)
     torch.library.opcheck(torch.ops.rnnkit.lstm_layer, args, test_utils=CHECKS)
     y, h, c = torch.ops.rnnkit.lstm_layer(*args)
-    _, x, h0, c0, w_ih, w_hh, b_ih, b_hh = args
+    _, x, h0, c0, w_ih, w_hh, b_ih, b_hh, _ = args
     lstm = torch.nn.LSTM(I, H, bias=bias)
     with torch.no_grad():
         for name, t in (("weight_ih_l0", w_ih), ("weight_hh_l0", w_hh), ("bias_ih_l0", b_ih), ("bias_hh_l0", b_hh)):

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import rnnkit
 from conformance.cases import case_id, family_cases
@@ -142,19 +143,49 @@ def test_compiled_double_backward_raises(backend):
         g.square().sum().backward()
 
 
+class _OperatorLog(TorchDispatchMode):
+    """The rnnkit operators dispatched while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "rnnkit":
+            self.calls.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def _eager_operator_calls(capturing: bool, monkeypatch) -> list[str]:
+    monkeypatch.setattr(custom_ops, "capturing", lambda: capturing)
+    with _OperatorLog() as log:
+        for name in ("lstm", "gru", "mingru"):
+            module = rnnkit.Recurrent(name, I, H, 2, backend="auto")
+            _step(module, torch.randn(T, B, I))
+            with torch.no_grad():
+                module(torch.randn(T, B, I))
+    return log.calls
+
+
 def test_eager_never_calls_the_operators(monkeypatch):
     """Eager training and inference go straight to the extension (an operator's dispatch costs
-    microseconds a call): the operators' implementations, which load the extension through
-    ``custom_ops._ext``, are never reached."""
-    def refuse(name):
-        raise AssertionError(f"eager called a custom operator ({name})")
+    microseconds a call): no rnnkit operator is dispatched. The log does see them when the executors
+    take their capture path."""
+    assert _eager_operator_calls(False, monkeypatch) == []
+    assert {"rnnkit.fused_rnn_train.default", "rnnkit.fused_rnn_backward.default",
+            "rnnkit.scan.default"} <= set(_eager_operator_calls(True, monkeypatch))
 
-    monkeypatch.setattr(custom_ops, "_ext", refuse)
-    for name in ("lstm", "gru", "mingru"):
-        module = rnnkit.Recurrent(name, I, H, 2, backend="auto")
-        _step(module, torch.randn(T, B, I))
-        with torch.no_grad():
-            module(torch.randn(T, B, I))
+
+def test_operators_run_in_cpp_once_loaded():
+    """After the extensions load, every operator's CPU and autograd kernels are C++ (the Python
+    stand-ins that load the extension serve only the calls before)."""
+    custom_ops.load_operators()
+    for ops in custom_ops.SCHEMAS.values():
+        for name in ops:
+            table = torch._C._dispatch_dump(f"rnnkit::{name}").splitlines()
+            for key in ("CPU: ", "Autograd[alias]: "):
+                (line,) = [row for row in table if row.startswith(key)]
+                assert "operators.cpp" in line, line
 
 
 def test_training_graph_has_no_break():
@@ -190,10 +221,11 @@ def _train_args(name, options, lengths, zone, rmask):
     G = cell.param_shapes()["weight_ih"][0]
     P = cell.output_size
     c0 = _rand(B, H).requires_grad_() if lstm else None
-    return (cell.kernel_family(), custom_ops.encode_options(kernel_options(cell)), ",".join(params),
+    args = (cell.kernel_family(), custom_ops.encode_options(kernel_options(cell)), ",".join(params),
             _rand(T, B, G).requires_grad_(), _rand(B, P).requires_grad_(), c0, list(params.values()),
             _rand(B, P).abs() if rmask else None, zone(T, B, P), zone(T, B, H) if lstm else None,
             lengths, True)
+    return (*args, custom_ops.train_layout(*args[:10]))
 
 
 FAMILIES = [pytest.param(name, options, id=case_id(name, options)) for name, options in [
@@ -232,11 +264,12 @@ def test_fused_rnn_backward_operator():
     args = _train_args("lstm", {"layer_norm": True}, torch.tensor([5, 5, 3]),
                        lambda *shape: torch.tensor(0.2, dtype=torch.float64), True)
     args = tuple(a.detach() if isinstance(a, torch.Tensor) else
-                 [t.detach() for t in a] if isinstance(a, list) else a for a in args)
+                 [t.detach() if isinstance(t, torch.Tensor) else t for t in a] if isinstance(a, list) else a
+                 for a in args)
     y, h, c, saved = torch.ops.rnnkit.fused_rnn_train(*args)
-    family, options, names, gx, h0, c0, params, rmask, zh, zc, lengths, reverse = args
+    family, options, names, gx, h0, c0, params, rmask, zh, zc, lengths, reverse, layout = args
     backward_args = (family, options, names, _rand(*y.shape), _rand(*h.shape), _rand(*c.shape), saved,
-                     gx, h0, c0, params, rmask, zh, zc, lengths, reverse)
+                     layout, gx, h0, c0, params, rmask, zh, zc, lengths, reverse)
     torch.library.opcheck(torch.ops.rnnkit.fused_rnn_backward, backward_args,
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
 

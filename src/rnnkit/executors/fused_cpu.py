@@ -371,7 +371,7 @@ class FusedCPUExecutor(Executor):
                 and _plain_lstm(family, cell, params, (rmask, zh, zc), lengths, reverse)):
             y, h, c = torch.ops.rnnkit.lstm_layer(
                 custom_ops.encode_options(options), x, h0, c0, params["weight_ih"], params["weight_hh"],
-                params.get("bias_ih"), params.get("bias_hh"))
+                params.get("bias_ih"), params.get("bias_hh"), SMALL_LSTM)
             return RunResult(y, (h, c), None)
         # torch's GEMM: the compiler's own (inference, export), or its bf16 one; a compiled training
         # step keeps the packed projection below (rnnkit::project), which its dx and dW gain most from
@@ -413,9 +413,12 @@ class FusedCPUExecutor(Executor):
         rmask, zh, zc, lengths = constants
 
         if as_operator:
-            op = torch.ops.rnnkit.fused_rnn_train if training else torch.ops.rnnkit.fused_rnn
-            y, h, c = op(family, custom_ops.encode_options(options), ",".join(names), gx, h0, c0,
-                         list(named.values()), rmask, zh, zc, lengths, bool(reverse))[:3]
+            args = (family, custom_ops.encode_options(options), ",".join(names), gx, h0, c0,
+                    list(named.values()), rmask, zh, zc, lengths, bool(reverse))
+            if training:
+                y, h, c, _ = torch.ops.rnnkit.fused_rnn_train(*args, custom_ops.train_layout(*args[:10]))
+            else:
+                y, h, c = torch.ops.rnnkit.fused_rnn(*args)
             return RunResult(y, (h, c) if two_states else (h,), None)
         module, _ = _extension()
         if backward:

@@ -24,6 +24,7 @@
 #include <optional>
 #include <vector>
 
+#include "api.h"
 #include "pointwise.h"  // lerp, sigmoid (and libmvec.h: vectorised exp/log)
 
 namespace {
@@ -239,6 +240,10 @@ Zone zone_of(const OptT& z, const Tensor& like) {
   return out;
 }
 
+}  // namespace
+
+namespace rnnkit::scan_kernel {
+
 std::vector<Tensor> forward(int64_t family, bool g, const Tensor& gx, const Tensor& h0,
                             const OptT& zoneout, const OptT& lengths, bool reverse) {
   check(gx, "gx", gx);
@@ -294,10 +299,11 @@ std::vector<Tensor> backward(int64_t family, bool g, const Tensor& gx, const Ten
   return {dgx, dh0};
 }
 
-}  // namespace
+}  // namespace rnnkit::scan_kernel
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "rnnkit scan executor (CPU): fused linear recurrence for minGRU / minLSTM";
+  using namespace rnnkit::scan_kernel;
   m.def("forward", &forward, "fused forward over a sequence");
   m.def("backward", &backward, "fused backward over a sequence");
 }
