@@ -50,6 +50,9 @@ def export_command(
     if _is_forecaster(model):
         _export_forecast(run_dir, out, step, lengths, opset)
         return
+    if _is_speech(model):
+        _export_speech(model, run_dir, out, step, lengths, opset)
+        return
     check_exportable(model, step=step)  # before anything is written
     if step and lengths:
         raise UserError("--lengths belongs to the sequence graph, not to --step")
@@ -114,6 +117,34 @@ def _export_text(model, run_dir: Path, out: Path | None, step: bool, lengths: bo
     graph = "step" if step else "sequence"
     typer.echo(f"wrote {target} ({graph} graph of the text language model, cell {model.rnn.cell_name!r}; "
                "token ids in, logits out; checked in onnxruntime against the model)")
+
+
+def _is_speech(model: object) -> bool:
+    from rnnkit.apps.speech.model import RecurrentCTC
+    from rnnkit.apps.speech.transformer import TransformerCTC
+
+    if isinstance(model, TransformerCTC):
+        raise UserError("the speech Transformer baseline is not exported (only the recurrent CTC models)")
+    return isinstance(model, RecurrentCTC)
+
+
+def _export_speech(model, run_dir: Path, out: Path | None, step: bool, lengths: bool, opset: int | None) -> None:
+    """A speech run: audio samples in, CTC log-probabilities out (deploy/speech_export.py)."""
+    import torch
+
+    from rnnkit.deploy.speech_export import _check_model, export_speech
+
+    _check_model(model, step)
+    if lengths:
+        raise UserError("--lengths is not available for a speech model (the graph takes one length per batch)")
+    target = _onnx_target(run_dir, out, step)
+    g = torch.Generator().manual_seed(0)
+    example = 0.1 * torch.randn(2, model.sample_rate, generator=g)  # one second of noise per row
+    export_speech(model, target, example_samples=example, opset=opset, step=step)
+    what = ("chunk graph: 4 x hop samples and the stream's state in, one frame out" if step
+            else "sequence graph: samples in, log-probabilities out")
+    typer.echo(f"wrote {target} ({what}; the speech model, cell {model.rnn.cell_name!r}; checked in "
+               "onnxruntime against the model)")
 
 
 def _export_forecast(run_dir: Path, out: Path | None, step: bool, lengths: bool, opset: int | None) -> None:
