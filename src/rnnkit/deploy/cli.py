@@ -27,6 +27,8 @@ def export_command(
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default 17)")] = None,
     lengths: Annotated[bool, typer.Option("--lengths", help="add an int64 input `lengths` (B,) to the sequence graph")
                        ] = False,
+    length: Annotated[int | None, typer.Option("--length", help="classify runs: the longest case the graph takes "
+                                                "(default: the longest training case)")] = None,
 ) -> None:
     """Export a saved model with explicit state inputs/outputs (docs/deploy.md).
 
@@ -44,6 +46,11 @@ def export_command(
     from rnnkit.deploy.onnx_export import check_exportable, export_onnx
 
     model = rnnkit.load(run_dir)
+    if _is_classifier(model):
+        _export_classify(model, run_dir, out, step, lengths, opset, length)
+        return
+    if length is not None:
+        raise UserError("--length applies to a classify run only")
     if _is_text_lm(model):
         _export_text(model, run_dir, out, step, lengths, opset)
         return
@@ -117,6 +124,38 @@ def _export_text(model, run_dir: Path, out: Path | None, step: bool, lengths: bo
     graph = "step" if step else "sequence"
     typer.echo(f"wrote {target} ({graph} graph of the text language model, cell {model.rnn.cell_name!r}; "
                "token ids in, logits out; checked in onnxruntime against the model)")
+
+
+def _is_classifier(model: object) -> bool:
+    from rnnkit.apps.classify.ensemble import ClassifierEnsemble
+    from rnnkit.apps.classify.model import Classifier
+
+    return isinstance(model, (Classifier, ClassifierEnsemble))
+
+
+def _export_classify(model, run_dir: Path, out: Path | None, step: bool, lengths: bool, opset: int | None,
+                     length: int | None) -> None:
+    """A classification run: cases (padded, with their lengths) in, class log-probabilities out
+    (deploy/classify_export.py)."""
+    from rnnkit.deploy.classify_export import MAX_LENGTH, export_classifier
+
+    for flag, given in (("--step", step), ("--lengths", lengths)):
+        if given:
+            raise UserError(f"{flag} does not apply to a classify run (its graph takes `lengths` always)")
+    if length is None:
+        from rnnkit.io.saving import read_app_config
+
+        info = read_app_config(run_dir, "classify").get("data_info")
+        length = info.get("max_length") if isinstance(info, dict) else None
+        if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= MAX_LENGTH:
+            raise UserError(f"{run_dir}: the run records no valid training length (data_info.max_length); "
+                            "give --length")
+    target = _onnx_target(run_dir, out, False)
+    typer.echo(f"tracing the classifier over {length} steps (the recurrence is unrolled; longer cases need "
+               "a file made with a larger --length) ...")
+    export_classifier(model.eval(), target, length, opset=opset)
+    typer.echo(f"wrote {target} (inputs x (batch, {length}, dims) and lengths; output logprobs over "
+               f"{len(model.classes)} classes; checked in onnxruntime against the model)")
 
 
 def _is_speech(model: object) -> bool:

@@ -30,11 +30,8 @@ are not standard normal), a run that combines the network with statistical metho
 
 from __future__ import annotations
 
-import copy
-import logging
 import math
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +39,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnkit.deploy.onnx_export import OnnxExportError, _require_onnx, onnx_session
-from rnnkit.errors import BackendUnavailable
+from rnnkit.deploy.onnx_export import OnnxExportError, onnx_session
+from rnnkit.deploy.traced_export import check_traced_opset, distribution_checks_off, traced_onnx
 from rnnkit.io.atomic import write_bytes_atomic
-from rnnkit.layers.recurrent import Recurrent
 
 #: the largest difference (relative to the forecasts' size) the written file may show against the model
 TOLERANCE = 1e-4
@@ -211,9 +207,6 @@ def export_graph(graph: ForecastGraph, path: str | os.PathLike[str], *, opset: i
     _check_opset(opset)
     graph = graph.eval()
     proto = _trace(graph, opset)
-    written = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-    if opset is not None and written != opset:  # never a file of another opset than the one asked for
-        raise OnnxExportError(f"torch.onnx wrote opset {written}, not the requested {opset}")
     serialized = proto.SerializeToString()
     if check:  # before anything is written
         verify(graph, serialized)
@@ -221,52 +214,21 @@ def export_graph(graph: ForecastGraph, path: str | os.PathLike[str], *, opset: i
     return graph
 
 
-#: the oldest opset torch.onnx's exporter writes (it does not convert below it)
-MIN_TRACED_OPSET = 18
-
-
 def _check_opset(opset: int | None) -> None:
-    newest = _require_onnx().defs.onnx_opset_version()
-    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int)
-                              or not MIN_TRACED_OPSET <= opset <= newest):
-        raise OnnxExportError(f"unsupported ONNX opset {opset!r} for a forecast graph (traced by torch.onnx): "
-                              f"choose {MIN_TRACED_OPSET} to {newest}")
+    check_traced_opset(opset, "a forecast graph")
 
 
 def _trace(graph: ForecastGraph, opset: int | None) -> Any:
     """The ONNX ``ModelProto`` of ``graph``: batch and the sample count symbolic."""
-    traced = copy.deepcopy(graph)  # the backends below are set on a copy
-    members = getattr(traced.model, "members", 1)
-    example = example_inputs(traced, 2, 2 * members)  # sizes of 1 would be specialised
-    for backend in ("native", "reference"):  # torch's kernels become ONNX's recurrent operators
-        for module in traced.modules():
-            if isinstance(module, Recurrent):
-                module.backend = backend
-        try:
-            with torch.no_grad():
-                traced(*example)
-            break
-        except BackendUnavailable:
-            continue
+    members = getattr(graph.model, "members", 1)
+    example = example_inputs(graph, 2, 2 * members)  # sizes of 1 would be specialised
     batch, per_member = torch.export.Dim("batch"), torch.export.Dim("samples_per_member", min=1, max=1 << 20)
     dims = {"y": {0: batch}, "position": {0: batch}, "past_covariates": {0: batch}, "known_covariates": {0: batch},
             "static_covariates": {0: batch}, "noise": {0: batch, 1: members * per_member}}
-    shapes = (tuple(dims[n] for n in traced.inputs),)  # forward(*tensors): one argument
-    validate = torch.distributions.Distribution._validate_args
-    torch.distributions.Distribution.set_default_validate_args(False)  # value checks are data-dependent
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # its notes on torchvision's operators and its progress lines
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore", FutureWarning)  # pytree deprecations inside torch.export
-            program = torch.export.export(traced, tuple(example), dynamic_shapes=shapes)
-            onnx_program = torch.onnx.export(program, dynamo=True, opset_version=opset, input_names=traced.inputs,
-                                             output_names=["forecast", "samples"], optimize=False, verbose=False)
-    finally:
-        torch.distributions.Distribution.set_default_validate_args(validate)
-        quiet.setLevel(level)
-    return onnx_program.model_proto
+    shapes = (tuple(dims[n] for n in graph.inputs),)  # forward(*tensors): one argument
+    with distribution_checks_off():
+        return traced_onnx(graph, example, shapes, input_names=graph.inputs, output_names=["forecast", "samples"],
+                           opset=opset)
 
 
 def verify(graph: ForecastGraph, path: str | os.PathLike[str] | bytes, batch: int = 3, samples: int = 12) -> float:

@@ -522,7 +522,10 @@ class Recurrent(StreamingStep, nn.Module):
         lengths = torch.as_tensor(lengths, dtype=torch.int64).reshape(-1)
         if lengths.numel() != B:
             raise ValueError(f"lengths must have one entry per sequence ({B}), got {lengths.numel()}")
-        if B and (int(lengths.min()) < 1 or int(lengths.max()) > T):
+        if B and torch.compiler.is_compiling():  # a graph checks it when it runs: the values are data
+            torch._assert_async(((lengths >= 1) & (lengths <= T)).all(),
+                                "lengths must lie in [1, T] (the sequence length)")
+        elif B and (int(lengths.min()) < 1 or int(lengths.max()) > T):
             raise ValueError(f"lengths must lie in [1, {T}] (the sequence length), got {lengths.tolist()}")
         return lengths.to(x.device)
 

@@ -98,6 +98,11 @@ class Classifier(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Logits ``(B, classes)`` of raw values ``x (B, T, D)`` with ``lengths (B,)`` steps each."""
         lengths = lengths.to(device=x.device, dtype=torch.int64)
+        return self.logits(x, lengths, full=bool((lengths == x.shape[1]).all()))
+
+    def logits(self, x: Tensor, lengths: Tensor, full: bool) -> Tensor:
+        """:meth:`forward`, told whether every case fills the ``T`` steps (``full``: then the recurrent
+        stack runs without lengths, on the fastest executors; an exported graph says so itself)."""
         T = x.shape[1]
         mask = step_mask(lengths, T)[..., None]
         z = ((x - self.mean) / self.std) * mask  # padding is zero after normalising too
@@ -107,8 +112,7 @@ class Classifier(nn.Module):
             return self.head(self.drop(self.pool(h, lengths)))
         if self.arch == "conv_rnn":
             z = self.front(z, lengths)  # padding steps stay zero
-        full = bool((lengths == T).all())
-        out, _ = self.rnn(z, lengths=None if full else lengths)  # no lengths: the fastest executors
+        out, _ = self.rnn(z, lengths=None if full else lengths)
         feats = self.pool(out, lengths)
         if self.arch in ("lstm_fcn", "mlstm_fcn"):
             conv = self.conv(z, lengths)
