@@ -60,6 +60,9 @@ def export_command(
     if _is_speech(model):
         _export_speech(model, run_dir, out, step, lengths, opset)
         return
+    if _is_seq2seq(model):
+        _export_translate(model, run_dir, out, step, lengths, opset)
+        return
     check_exportable(model, step=step)  # before anything is written
     if step and lengths:
         raise UserError("--lengths belongs to the sequence graph, not to --step")
@@ -156,6 +159,36 @@ def _export_classify(model, run_dir: Path, out: Path | None, step: bool, lengths
     export_classifier(model.eval(), target, length, opset=opset)
     typer.echo(f"wrote {target} (inputs x (batch, {length}, dims) and lengths; output logprobs over "
                f"{len(model.classes)} classes; checked in onnxruntime against the model)")
+
+
+def _is_seq2seq(model: object) -> bool:
+    from rnnkit.layers.seq2seq import Seq2Seq
+    from rnnkit.layers.seq2seq_transformer import TransformerSeq2Seq
+
+    if isinstance(model, TransformerSeq2Seq):
+        raise UserError("the translation Transformer baseline is not exported (only the recurrent Seq2Seq)")
+    return isinstance(model, Seq2Seq)
+
+
+def _export_translate(model, run_dir: Path, out: Path | None, step: bool, lengths: bool, opset: int | None) -> None:
+    """A translation run: an encoder graph and a decoder step graph (deploy/translate_export.py)."""
+    from rnnkit.deploy.translate_export import check_seq2seq, export_paths, export_seq2seq
+
+    for flag, given in (("--step", step), ("--lengths", lengths)):
+        if given:
+            raise UserError(f"{flag} does not apply to a translation run (it exports an encoder graph with "
+                            "lengths and a decoder step graph)")
+    check_seq2seq(model)
+    _require_onnxruntime()
+    if out is not None and out.is_dir():
+        raise UserError(f"--out {out} is a directory; give a file name (X.onnx writes X_encoder.onnx and "
+                        "X_decoder_step.onnx)")
+    encoder, step_file = export_paths(out if out is not None else run_dir / "model.onnx")
+    typer.echo("tracing the decoder step ...")
+    export_seq2seq(model.eval(), encoder, step_file, opset=opset)
+    typer.echo(f"wrote {encoder} (source ids and lengths in; keys, mask and the decoder's initial state out) and "
+               f"{step_file} (one target token and the state in; logits and the state out); checked in "
+               "onnxruntime against the model")
 
 
 def _is_speech(model: object) -> bool:

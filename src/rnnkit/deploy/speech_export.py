@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.deploy.onnx_export import OnnxExportError, _require_onnx, build_onnx_model, onnx_session
+from rnnkit.deploy.onnx_nodes import GraphNodes
 from rnnkit.io.atomic import write_bytes_atomic
 
 #: feature frames per call of the chunk graph (the front end subsamples time by 4)
@@ -52,38 +53,6 @@ def _check_model(model: torch.nn.Module, step: bool) -> None:
                               "an offline model exports its sequence graph")
 
 
-class _Nodes:
-    """The nodes and initializers added around the Recurrent stack's graph."""
-
-    def __init__(self, onnx: Any) -> None:
-        self.onnx, self.helper, self.numpy_helper = onnx, onnx.helper, onnx.numpy_helper
-        self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
-
-    def const(self, name: str, value: Tensor | list[int] | float) -> str:
-        if isinstance(value, list):
-            array = torch.tensor(value, dtype=torch.int64).numpy()
-        elif isinstance(value, float):
-            array = torch.tensor(value, dtype=torch.float32).numpy()
-        else:
-            array = value.detach().to("cpu", torch.float32).contiguous().numpy()
-        self.initializers.append(self.numpy_helper.from_array(array, name))
-        return name
-
-    def add(self, op: str, inputs: list[str], output: str, **attrs: Any) -> str:
-        self.nodes.append(self.helper.make_node(op, inputs, [output], name=output, **attrs))
-        return output
-
-    def linear(self, x: str, layer: torch.nn.Linear, stem: str) -> str:
-        mm = self.add("MatMul", [x, self.const(f"{stem}_wt", layer.weight.t())], f"{stem}_mm")
-        return self.add("Add", [mm, self.const(f"{stem}_b", layer.bias)], stem)
-
-    def conv(self, x: str, conv: torch.nn.Conv2d, stem: str) -> str:
-        y = self.add("Conv", [x, self.const(f"{stem}_w", conv.weight), self.const(f"{stem}_b", conv.bias)],
-                     f"{stem}_conv", strides=list(conv.stride))
-        return self.add("Relu", [y], stem)
-
-
 def _dft_kernel(n_fft: int, window: Tensor) -> Tensor:
     """``(2F, 1, n_fft)``: the real then the imaginary parts of the onesided DFT of a windowed frame."""
     n = torch.arange(n_fft, dtype=torch.float64)
@@ -93,7 +62,7 @@ def _dft_kernel(n_fft: int, window: Tensor) -> Tensor:
     return torch.cat([torch.cos(angle) * w, -torch.sin(angle) * w]).unsqueeze(1)
 
 
-def _log_mel(g: _Nodes, model: Any, samples: str) -> str:
+def _log_mel(g: GraphNodes, model: Any, samples: str) -> str:
     """``samples`` (B, n) -> log-mel ``(B, frames, n_mels)``, the app's LogMel."""
     fe = model.featurizer
     n_freq = fe.n_fft // 2 + 1
@@ -110,7 +79,7 @@ def _log_mel(g: _Nodes, model: Any, samples: str) -> str:
     return g.add("Log", [g.add("Add", [mel, g.const("log_floor", float(LOG_FLOOR))], "mel_floor")], "log_mel")
 
 
-def _normalise(g: _Nodes, model: Any, feats: str, opset: int) -> str:
+def _normalise(g: GraphNodes, model: Any, feats: str, opset: int) -> str:
     if model.norm == "global":
         centred = g.add("Sub", [feats, g.const("feat_mean", model.feat_mean)], "feats_centred")
         return g.add("Div", [centred, g.const("feat_std", model.feat_std)], "feats_norm")
@@ -126,7 +95,7 @@ def _normalise(g: _Nodes, model: Any, feats: str, opset: int) -> str:
     return g.add("Div", [centred, std], "feats_norm")
 
 
-def _project_into_input(g: _Nodes, frontend: Any, x: str) -> str:
+def _project_into_input(g: GraphNodes, frontend: Any, x: str) -> str:
     """(B, C, T', F2) -> (B, T', C*F2) -> the front end's linear layer: the Recurrent stack's ``input``."""
     t = g.add("Transpose", [x], "frontend_t", perm=[0, 2, 1, 3])
     flat = g.add("Reshape", [t, g.const("frontend_shape", [0, 0, frontend.linear.in_features])], "frontend_flat")
@@ -143,7 +112,7 @@ def build_speech_onnx(model: torch.nn.Module, *, opset: int | None = None, step:
     proto = build_onnx_model(rnn, opset=opset)
     graph = proto.graph
     version = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-    g = _Nodes(onnx)
+    g = GraphNodes(onnx)
     fe, frontend = model.featurizer, model.frontend
     n_mels, channels = model.n_mels, frontend.conv1.out_channels
     f1 = (n_mels - 1) // 2 + 1
