@@ -49,3 +49,25 @@ def test_hypothesis_words_carry_their_last_character_time():
     toks = encode("oh two")
     times = [0.1 * i for i in range(len(toks))]
     assert module._hyp_words(toks, times, ALPHABET) == [("oh", 0.1), ("two", pytest.approx(0.5))]
+
+
+def test_onnx_benchmark_streams_both_runtimes_alike(tmp_path, capsys):
+    """benchmarks/speech_onnx.py on a tiny untrained streaming model and tone utterances: both runtimes
+    give every utterance the same greedy transcript; the times are finite (their size is not asserted)."""
+    pytest.importorskip("onnxruntime")
+    import rnnkit
+    from _speech_helpers import tone_set
+    from rnnkit.apps.speech.model import RecurrentCTC
+
+    csv_file = tone_set(tmp_path / "d", n=6, n_train=2)  # rows 2-5: the valid split
+    torch.manual_seed(0)
+    model = RecurrentCTC(hidden=8, layers=1, bidirectional=False, channels=2, n_mels=16, dropout=0.0)
+    with torch.no_grad():
+        model.out.bias[2:].fill_(3.0)  # emit letters, so that transcripts are not empty
+    rnnkit.save(model, tmp_path / "run")
+    spec = importlib.util.spec_from_file_location("rnnkit_bench_speech_onnx", ROOT / "benchmarks" / "speech_onnx.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([str(tmp_path / "run"), str(csv_file), "--split", "valid", "--limit", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "greedy transcripts equal: 3/3" in out and "| onnxruntime (chunk graph) |" in out
