@@ -3,10 +3,11 @@
 :class:`~rnnkit.apps.speech.streaming.StreamingRecognizer`, fed the same 640-sample chunks (40 ms at
 16 kHz) of the same utterances, in turn (interleaved, one process, ``--threads`` each).
 
-Per utterance: the compute seconds of each (every call: features, front end, recurrent step, output
-layer; the recogniser also decodes greedily), their ratio (onnxruntime / rnnkit), and the greedy
-transcripts of both (they should agree). Printed: the real-time factor of each (compute / audio
-seconds, summed), the median per-utterance ratio, and the share of utterances whose transcripts agree.
+Per utterance: the compute seconds of each (the whole stream: features, front end, recurrent step,
+output layer, the feeding of the state; the recogniser also decodes greedily), their ratio
+(onnxruntime / rnnkit), and the greedy transcripts of both (they should agree). Printed: the
+real-time factor of each (compute / audio seconds, summed), the median per-utterance ratio, and the
+share of utterances whose transcripts agree.
 
 Run (from the repository root)::
 
@@ -27,32 +28,6 @@ import numpy as np
 import torch
 
 from rnnkit._plan import announce
-
-
-def _greedy(frames: np.ndarray, alphabet: str) -> str:
-    best = frames.argmax(-1)
-    text = "".join(alphabet[t - 1] for i, t in enumerate(best) if t and (i == 0 or t != best[i - 1]))
-    return " ".join(text.split())
-
-
-def _onnx_stream(session, model, x: np.ndarray) -> tuple[float, np.ndarray]:
-    """The chunk graph over ``x`` (its whole chunks): (compute seconds, log-probability frames)."""
-    fe = model.featurizer
-    chunk, first = 4 * fe.hop, fe.n_fft - fe.hop
-    feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
-             for i in session.get_inputs()}
-    feeds["pending"] = x[None, :first]
-    names = [o.name for o in session.get_outputs()]
-    frames, total = [], 0.0
-    for start in range(first, x.size - chunk + 1, chunk):
-        feeds["samples"] = x[None, start:start + chunk]
-        t0 = time.perf_counter()
-        out = dict(zip(names, session.run(None, feeds), strict=True))
-        total += time.perf_counter() - t0
-        frames.append(out["logprobs"][0])
-        feeds.update({n: out[n + "_out"] for n in ("pending", "conv1_state", "conv2_state")})
-        feeds.update({n: out[{"h0": "h_n", "c0": "c_n"}[n]] for n in ("h0", "c0") if n in feeds})
-    return total, np.concatenate(frames) if frames else np.zeros((0, model.vocab_size), np.float32)
 
 
 def _rnnkit_stream(rec, x: np.ndarray, model) -> tuple[float, str]:
@@ -84,9 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import soundfile as sf
 
     import rnnkit
+    from rnnkit.apps.speech.ctc_decode import greedy
     from rnnkit.apps.speech.streaming import StreamingRecognizer
+    from rnnkit.apps.speech.vocab import decode
     from rnnkit.deploy.onnx_export import onnx_session
-    from rnnkit.deploy.speech_export import export_speech
+    from rnnkit.deploy.speech_export import export_speech, stream_chunks
 
     torch.set_num_threads(args.threads)
     model = rnnkit.load(args.run).eval()
@@ -102,19 +79,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     waves = [sf.read(args.csv.parent / r["path"], dtype="float32")[0] for r in rows]
     t0 = time.perf_counter()
-    _onnx_stream(session, model, waves[0])
+    stream_chunks(session, model, torch.from_numpy(waves[0][None]))
     _rnnkit_stream(rec, waves[0], model)
     announce(f"{len(rows)} utterances, each streamed by onnxruntime and by rnnkit in turn",
              (time.perf_counter() - t0) * len(rows))
     audio = onnx_total = rnnkit_total = 0.0
     ratios, agree = [], 0
     for x in waves:
-        seconds_onnx, frames = _onnx_stream(session, model, x)
+        t0 = time.perf_counter()
+        frames = stream_chunks(session, model, torch.from_numpy(x[None]))[0]  # the same loop the export checks
+        seconds_onnx = time.perf_counter() - t0
         seconds_rnnkit, text = _rnnkit_stream(rec, x, model)
         audio += x.size / model.sample_rate
         onnx_total, rnnkit_total = onnx_total + seconds_onnx, rnnkit_total + seconds_rnnkit
         ratios.append(seconds_onnx / seconds_rnnkit)
-        agree += _greedy(frames, model.alphabet) == text
+        agree += decode(greedy(frames), model.alphabet) == text
     print(f"# command: python benchmarks/speech_onnx.py {' '.join(sys.argv[1:])}")
     print(f"# torch {torch.__version__}, {args.threads} thread(s); {len(rows)} utterances, {audio:.1f} s of audio, "
           "640-sample chunks")
