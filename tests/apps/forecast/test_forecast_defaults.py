@@ -1,5 +1,6 @@
 """Defaults chosen by measurement (issue #20): the automatic ensemble for small training sets, and the
-hybrid point forecast ``combine_with`` (the median of the network's and statistical forecasts)."""
+hybrid point forecast ``combine_with`` (the median of the network's and statistical forecasts), automatic
+for collections of univariate series."""
 
 import json
 
@@ -11,9 +12,11 @@ import rnnkit
 from _paths import DATA
 from rnnkit.apps.forecast import ForecastModel
 from rnnkit.apps.forecast.pipeline import (
+    AUTO_COMBINE_MAX_SERIES,
     AUTO_ENSEMBLE_MEMBERS,
     AUTO_ENSEMBLE_WINDOWS,
     ForecastConfig,
+    resolve_combine,
     resolve_ensemble,
 )
 from rnnkit.cli import main
@@ -115,3 +118,47 @@ def test_combine_point_mean_and_fallback_windows():
     want = (100.0 + bl.naive(y[:9], 3, 1) + bl.holt(y[:9], 3, 1)) / 3
     np.testing.assert_allclose(out[1], want)
     np.testing.assert_array_equal(w.network, point)
+
+
+def _series(n: int, known: int = 0):
+    from rnnkit.apps.forecast.data import Series
+
+    t = np.arange(20)
+    return Series(ids=[f"s{i}" for i in range(n)], values=[t + 1.0] * n, pos=[t] * n, times=[t] * n,
+                  past=[np.zeros((20, 0))] * n, known=[np.zeros((20, known))] * n, static=np.zeros((n, 0)),
+                  known_names=[f"k{j}" for j in range(known)])
+
+
+def test_combine_auto_is_the_hybrid_for_collections_of_univariate_series():
+    auto = ForecastConfig(horizon=3)
+    assert auto.combine_with == "auto" and auto.combine_list() == []  # unresolved: nothing combined yet
+    assert resolve_combine(auto, _series(10))[0] == "arima,ets"
+    assert resolve_combine(auto, _series(AUTO_COMBINE_MAX_SERIES))[0] == "arima,ets"
+    for data, why in ((_series(9), "9 series < 10"), (_series(AUTO_COMBINE_MAX_SERIES + 1), "the statistical fits"),
+                      (_series(12, known=1), "covariates")):
+        combine, rule = resolve_combine(auto, data)
+        assert combine == "" and why in rule, rule
+    assert resolve_combine(ForecastConfig(horizon=3, combine_with="none"), _series(12)) == (
+        "", "combine_with=none (given)")
+    assert resolve_combine(ForecastConfig(horizon=3, combine_with="theta"), _series(3))[0] == "theta"
+
+
+def test_a_collection_run_records_the_automatic_hybrid(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [(f"s{i}", str(1990 + t), float(v)) for i in range(10)
+            for t, v in enumerate(50 + np.cumsum(rng.normal(1.0, 2.0, 16)))]
+    path = tmp_path / "y.csv"
+    pd.DataFrame(rows, columns=["series_id", "timestamp", "value"]).to_csv(path, index=False)
+    out = tmp_path / "run"
+    assert main(["forecast", "train", "--out", str(out), "--data", str(path), "--horizon", "3",
+                 "--baselines", "naive", *QUICK]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["task"]["combine_with"] == "arima,ets"  # resolved: predict and evaluate combine the same
+    assert saved["data_info"]["combine_rule"].startswith("combine_with auto: arima,ets")
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["model"]["combine_with"]["methods"] == ["arima", "ets"]
+    assert {"rnnkit-lstm", "rnnkit-lstm-alone"} <= set(report["metrics"])
+    assert "combine_with auto: arima,ets" in (out / "evaluation.md").read_text()
+    assert main(["forecast", "evaluate", str(out), "-q"]) == 0
+    again = json.loads((out / "evaluation.json").read_text())
+    assert again["metrics"]["rnnkit-lstm"]["mase"] == pytest.approx(report["metrics"]["rnnkit-lstm"]["mase"])

@@ -58,6 +58,29 @@ def fit(point: Tensor, samples: Tensor, actual: Tensor) -> Tensor:
     return out
 
 
+def _width(samples: Tensor, level: float) -> Tensor:
+    """Widths (B, H) of the central ``level`` interval of ``samples (B, n, H)``."""
+    a = (1 - level) / 2
+    q = torch.quantile(samples, torch.tensor([a, 1 - a], dtype=samples.dtype), dim=1)
+    return (q[1] - q[0]).clamp_min(1e-12)
+
+
+def match_widths(samples: Tensor, target: Tensor) -> Tensor:
+    """Factors ``(H, 2)`` that make the 80% / 95% intervals of ``samples (B, n, H)`` as wide as those of
+    ``target (B, n, H)`` (the same windows forecast by another model, calibrated): the median ratio of
+    the widths over windows, per horizon step when there are enough windows (else pooled over steps).
+
+    For the refit (pipeline.refit_model): the model trained again on every window cannot be calibrated
+    on windows it trained on, so its intervals take the width of the held-out model's calibrated ones."""
+    H = samples.shape[2]
+    out = torch.ones(H, len(LEVELS), dtype=torch.float32)
+    per_step = samples.shape[0] >= MIN_WINDOWS_PER_STEP
+    for j, level in enumerate(LEVELS):
+        ratio = _width(target, level) / _width(samples, level)  # (B, H)
+        out[:, j] = ratio.median(0).values if per_step else ratio.reshape(-1).median()
+    return out.clamp(1e-3, 1e3)
+
+
 def apply(point: Tensor, samples: Tensor, factors: Tensor) -> Tensor:
     """``samples (B, n, H)`` mapped so that their 80% / 95% intervals grow by ``factors (H, 2)``."""
     if not torch.compiler.is_exporting() and bool((factors == 1).all()):  # an export keeps the map: data-free

@@ -21,6 +21,8 @@ app = typer.Typer(help="Time-series forecasting: recurrent (or Transformer) glob
                   no_args_is_help=True)
 
 DATA, MODEL, TRAIN = "Data", "Model", "Training"
+#: the automatic options whose resolution (``<name>_rule`` in the metrics and data_info) the report names
+RULES = ("ensemble", "refit", "combine")
 EXAMPLES = ("sunspots", "co2")
 #: training defaults for forecasting (TrainConfig's are for the generic backbone)
 TRAIN_DEFAULTS = {"max_epochs": 40, "batch_size": 64, "lr": 3e-3, "clip_norm": 1.0, "tensorboard": False,
@@ -57,8 +59,9 @@ Ensemble = Annotated[int | None, typer.Option(
     help="networks from different seeds whose forecasts are combined (0, default: auto = 5 when the data give "
          "fewer than 1000 training windows, else 1; the report says which)", rich_help_panel=MODEL)]
 CombineWith = Annotated[str | None, typer.Option(
-    help="hybrid point forecast: the median of the network's and these statistical forecasts, e.g. arima,ets "
-         "(intervals stay the network's; default none)", rich_help_panel=MODEL)]
+    help="hybrid point forecast: the median of the network's and these statistical forecasts, e.g. arima,ets, "
+         "or none (intervals stay the network's; default auto: arima,ets for 10-2000 series without covariates)",
+    rich_help_panel=MODEL)]
 
 
 def _flags(**kw) -> dict[str, object]:
@@ -180,7 +183,7 @@ def run_train(tcfg, fcfg, out: Path, command: str | None = None, backtest: bool 
     if not origins:
         return {}
     return report_run(model, resolved, data, origins, out, "backtest" if backtest else "evaluation", command,
-                      tcfg.quiet, tcfg.seed, metrics.get("ensemble_rule"))
+                      tcfg.quiet, tcfg.seed, {k: metrics.get(f"{k}_rule") for k in RULES})
 
 
 def model_label(cfg) -> str:
@@ -188,21 +191,28 @@ def model_label(cfg) -> str:
 
 
 def report_run(model, cfg, data, origins, out: Path, name: str, command: str | None, quiet: bool, seed: int = 0,
-               ensemble_rule: str | None = None):
+               rules: dict[str, str | None] | None = None):
+    """Score ``model`` on ``origins`` and write the report, the forecasts CSV and the plot. ``rules``:
+    why the automatic options resolved as they did (``ensemble``, ``refit``, ``combine``), for the report."""
     from rnnkit.io.atomic import write_text_atomic
 
     from .model import count_parameters
     from .pipeline import forecast_frame, print_table, score, write_report
     from .plots import plot_forecasts
 
+    rules = rules or {}
     label = model_label(cfg)
     report, w, point, samples, preds = score(model, cfg, data, origins, label, seed)
     report["model"] = {"label": label, "parameters": count_parameters(model), "head": cfg.head,
                        "likelihood": cfg.likelihood, "context": cfg.context, "transform": cfg.transform,
                        "ensemble": {"members": len(getattr(model, "contexts", [cfg.context])),
-                                    "rule": ensemble_rule or f"ensemble={cfg.ensemble}"}}
+                                    "rule": rules.get("ensemble") or f"ensemble={cfg.ensemble}"}}
+    if rules.get("refit"):
+        report["model"]["refit"] = rules["refit"]
     if cfg.combine_list():
         report["model"]["combine_with"] = {"methods": cfg.combine_list(), "how": cfg.combine_how}
+    if rules.get("combine"):
+        report["model"]["combine_rule"] = rules["combine"]
     write_report(out, report, name, command)
     frame = forecast_frame(cfg, data, w, point, samples, {k: v for k, v in preds.items() if k != label})
     write_text_atomic(out / f"{name}_forecasts.csv", frame.to_csv(index=False))
@@ -283,7 +293,7 @@ def evaluate_run(run_dir: Path, data: Path | None = None, quiet: bool = True, co
     d = drop_short(fcfg, read_data(fcfg), holdout, horizon=0)
     origins, _ = evaluation_origins(d, fcfg.horizon, max(1, holdout // fcfg.horizon), fcfg.horizon)
     return report_run(model, fcfg, d, origins, Path(run_dir), "evaluation", command, quiet,
-                      ensemble_rule=saved.get("data_info", {}).get("ensemble_rule"))
+                      {k: saved.get("data_info", {}).get(f"{k}_rule") for k in RULES})
 
 
 @app.command()

@@ -11,6 +11,7 @@ from rnnkit.apps.forecast.pipeline import (
     AUTO_ENSEMBLE_MEMBERS,
     AUTO_ENSEMBLE_WINDOWS,
     COMBINABLE,
+    REFITS,
     ForecastConfig,
     combine_with_problem,
 )
@@ -34,6 +35,7 @@ declare_options(ForecastConfig, {
     "combine_with": Opt(check=combine_with_problem, allowed=f"comma-separated names from {', '.join(COMBINABLE)}",
                         help="statistical forecasts whose median with the network's is the point forecast"),
     "combine_how": Opt(choices=("median", "mean")),
+    "refit": Opt(choices=REFITS, help="train again on every window after selection and calibration"),
     "min_context": Opt(min=2),
     "seeds": Opt(min=1, max=1000),
 })

@@ -2,7 +2,9 @@
 
 With ``select_best`` the validation windows are held out (not trained on) and every ensemble member
 keeps the weights of its own best validation epoch (model selection per member, restored when
-training ends, before the run directory saves the weights).
+training ends, before the run directory saves the weights). With ``keep_epochs`` (the refit on every
+window, pipeline.refit_model) member ``i`` keeps its weights at the end of epoch ``keep_epochs[i]``,
+the epoch the held-out run selected for it.
 """
 
 from __future__ import annotations
@@ -29,14 +31,17 @@ class ForecastTask(SequenceTask):
     time_dim = 1  # batches are (B, L, ...)
 
     def __init__(self, model: Forecaster, train_config: TrainConfig, train: Windows, val: Windows,
-                 select_best: bool = False) -> None:
+                 select_best: bool = False, keep_epochs: list[int] | None = None) -> None:
         super().__init__(model, train_config)
+        if select_best and keep_epochs is not None:
+            raise ValueError("select_best and keep_epochs exclude each other")
         self._train, self._val = as_dataset(train), as_dataset(val)
         self.select_best = select_best
         self._members = list(getattr(model, "nets", [model]))
         self._member_sum = torch.zeros(len(self._members), dtype=torch.float64)
         self._member_n = 0
         self.best: list[tuple[float, int, dict[str, torch.Tensor] | None]] = [(math.inf, -1, None)] * len(self._members)
+        self.keep_epochs = keep_epochs
 
     def compute_loss(self, batch: Any, state: Any):
         y_ctx, x_ctx, x_fut, static, y_fut = batch
@@ -69,8 +74,17 @@ class ForecastTask(SequenceTask):
                 state = {k: v.detach().clone() for k, v in self._members[i].state_dict().items()}
                 self.best[i] = (loss, self.current_epoch, state)
 
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        if self.keep_epochs is None:
+            return
+        for i, epoch in enumerate(self.keep_epochs):
+            if epoch == self.current_epoch:
+                state = {k: v.detach().clone() for k, v in self._members[i].state_dict().items()}
+                self.best[i] = (math.nan, epoch, state)
+
     def on_train_end(self) -> None:
-        if self.select_best:  # each member back to its best validation epoch
+        if self.select_best or self.keep_epochs is not None:  # each member back to its chosen epoch
             for member, (_, _, state) in zip(self._members, self.best, strict=True):
                 if state is not None:
                     member.load_state_dict(copy.copy(state))
