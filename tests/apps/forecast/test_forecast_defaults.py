@@ -159,6 +159,6 @@ def test_a_collection_run_records_the_automatic_hybrid(tmp_path):
     assert report["model"]["combine_with"]["methods"] == ["arima", "ets"]
     assert {"rnnkit-lstm", "rnnkit-lstm-alone"} <= set(report["metrics"])
     assert "combine_with auto: arima,ets" in (out / "evaluation.md").read_text()
-    assert main(["forecast", "evaluate", str(out), "-q"]) == 0
+    assert main(["forecast", "evaluate", str(out), "--data", str(path), "-q"]) == 0
     again = json.loads((out / "evaluation.json").read_text())
     assert again["metrics"]["rnnkit-lstm"]["mase"] == pytest.approx(report["metrics"]["rnnkit-lstm"]["mase"])

@@ -293,7 +293,7 @@ def evaluate_run(run_dir: Path, data: Path | None = None, quiet: bool = True, co
     d = drop_short(fcfg, read_data(fcfg), holdout, horizon=0)
     origins, _ = evaluation_origins(d, fcfg.horizon, max(1, holdout // fcfg.horizon), fcfg.horizon)
     return report_run(model, fcfg, d, origins, Path(run_dir), "evaluation", command, quiet,
-                      {k: saved.get("data_info", {}).get(f"{k}_rule") for k in RULES})
+                      rules={k: saved.get("data_info", {}).get(f"{k}_rule") for k in RULES})
 
 
 @app.command()
