@@ -40,7 +40,9 @@ def test_refit_trains_on_the_validation_windows_and_is_calibrated(tmp_path):
     assert on["val_held_out"] and on["refit_rule"] == "refit=always (given)"
     report = json.loads((runs["always"] / "evaluation.json").read_text())
     assert report["model"]["refit"] == "refit=always (given)"
-    assert "refit=always (given)" in (runs["always"] / "evaluation.md").read_text()
+    text = (runs["always"] / "evaluation.md").read_text()
+    assert "refit=always (given)" in text and "matched in width to the held-out model's" in text
+    assert "Intervals calibrated on held-out" in (runs["never"] / "evaluation.md").read_text()
 
     from rnnkit.io.saving import load_weights
 

@@ -765,8 +765,11 @@ def write_report(run_dir: Path, report: dict[str, Any], name: str, command: str 
             lines += [f"{report['model'][key]}."]
     if "calibration" in report:
         f = np.asarray(report["calibration"]["factors"])
-        lines += ["", f"Intervals calibrated on held-out validation windows (conformal): 80% widths x "
-                      f"{f[:, 0].mean():.2f}, 95% x {f[:, 1].mean():.2f} (mean over horizon steps)."]
+        refit = str(report.get("model", {}).get("refit", "")).startswith(("refit auto", "refit=always"))
+        how = ("matched in width to the held-out model's, calibrated on held-out validation windows (conformal)"
+               if refit else "calibrated on held-out validation windows (conformal)")
+        lines += ["", f"Intervals {how}: 80% widths x {f[:, 0].mean():.2f}, 95% x {f[:, 1].mean():.2f} "
+                      "(mean over horizon steps)."]
     return write_text_atomic(run_dir / f"{name}.md", "\n".join(lines) + "\n")
 
 
