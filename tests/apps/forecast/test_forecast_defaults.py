@@ -138,6 +138,8 @@ def test_combine_auto_is_the_hybrid_for_collections_of_univariate_series():
                       (_series(12, known=1), "covariates")):
         combine, rule = resolve_combine(auto, data)
         assert combine == "" and why in rule, rule
+    combine, rule = resolve_combine(auto, _series(12), season=52)  # weekly: a seasonal ARIMA is not cheap
+    assert combine == "" and "ARIMA is not cheap" in rule
     assert resolve_combine(ForecastConfig(horizon=3, combine_with="none"), _series(12)) == (
         "", "combine_with=none (given)")
     assert resolve_combine(ForecastConfig(horizon=3, combine_with="theta"), _series(3))[0] == "theta"

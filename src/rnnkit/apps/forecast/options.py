@@ -32,7 +32,8 @@ declare_options(ForecastConfig, {
     "plot_series": Opt(min=0, max=1000),
     "ensemble": Opt(min=0, max=1000, help=f"members from different seeds (0: auto = {AUTO_ENSEMBLE_MEMBERS} under "
                                         f"{AUTO_ENSEMBLE_WINDOWS} training windows, else 1)"),
-    "combine_with": Opt(check=combine_with_problem, allowed=f"comma-separated names from {', '.join(COMBINABLE)}",
+    "combine_with": Opt(check=combine_with_problem,
+                        allowed=f"auto, none, or comma-separated names from {', '.join(COMBINABLE)}",
                         help="statistical forecasts whose median with the network's is the point forecast"),
     "combine_how": Opt(choices=("median", "mean")),
     "refit": Opt(choices=REFITS, help="train again on every window after selection and calibration"),

@@ -169,10 +169,11 @@ AUTO_COMBINE = ("arima", "ets")
 AUTO_COMBINE_MAX_SERIES = 2000
 
 
-def resolve_combine(cfg: ForecastConfig, data: Series) -> tuple[str, str]:
+def resolve_combine(cfg: ForecastConfig, data: Series, season: int = 1) -> tuple[str, str]:
     """(combine_with, why): as given (``none``: ""), or for ``auto`` :data:`AUTO_COMBINE` for a
     collection of short univariate series (the statistical methods' home ground) and none otherwise (a
-    single long series, covariates, or more series than the fits can afford)."""
+    single long series, covariates, more series than the fits can afford, or seasons and histories
+    where ARIMA is not cheap: :func:`_arima_cheap`, the baseline row's own guard)."""
     given = str(cfg.combine_with).strip()
     if given != "auto":
         return ("" if given == "none" else given), f"combine_with={given or 'none'} (given)"
@@ -183,6 +184,9 @@ def resolve_combine(cfg: ForecastConfig, data: Series) -> tuple[str, str]:
     if len(data) > AUTO_COMBINE_MAX_SERIES:
         return "", (f"combine_with auto: none ({len(data)} series > {AUTO_COMBINE_MAX_SERIES}: the statistical "
                     "fits would dominate the run; --combine-with arima,ets to pay for them)")
+    if not _arima_cheap(data, len(data), season):
+        return "", (f"combine_with auto: none (season {season} or histories up to {int(data.lengths().max())} "
+                    "steps: ARIMA is not cheap there; --combine-with arima,ets to pay for it)")
     return ",".join(AUTO_COMBINE), (f"combine_with auto: {','.join(AUTO_COMBINE)} (a collection of {len(data)} "
                                     "series without covariates)")
 
@@ -485,13 +489,17 @@ def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout:
         cfg = dataclasses.replace(cfg, ensemble=members)
         contexts = member_contexts(cfg, context)  # the same context, so the same windows
     if len(train) < 8 * tcfg.batch_size:  # few windows: smaller batches, so an epoch is several steps
-        tcfg = dataclasses.replace(tcfg, batch_size=max(1, min(tcfg.batch_size, len(train) // 8 or 1)))
+        import os
+
+        world = max(1, int(os.environ.get("WORLD_SIZE", "1")))  # under torchrun: a multiple of the processes
+        small = max(1, min(tcfg.batch_size, len(train) // 8 or 1))
+        tcfg = dataclasses.replace(tcfg, batch_size=max(world, small // world * world))
     seed_everything(tcfg.seed)
     head, scaling = resolve_head(cfg, data), resolve_scaling(cfg, season)
     model = build_model(dataclasses.replace(cfg, head=head, scaling=scaling), data, train, context)
     task = ForecastTask(model, tcfg, train, val, select_best=held_out)
     refit, refit_rule = resolve_refit(cfg, held_out)
-    combine, combine_rule = resolve_combine(cfg, data)
+    combine, combine_rule = resolve_combine(cfg, data, season)
     resolved = dataclasses.replace(cfg, context=context, season=season, head=head, scaling=scaling,
                                    combine_with=combine)
     info = {"freq": data.freq, "n_series": len(data), "train_windows": len(train), "holdout": holdout,
@@ -515,6 +523,10 @@ def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout:
         model.calib.fill_(1.0)
         model.calib.copy_(calibration.fit(point, samples, torch.from_numpy(val.y_fut)))
         metrics["calibration"] = model.calib.tolist()
+    from rnnkit.training.runner import is_main_process
+
+    if held_out and is_main_process():  # the selected, calibrated model: what the run holds if the refit fails
+        save_weights(model, run_dir / "model.safetensors")
     metrics["refit_rule"], metrics["combine_rule"] = refit_rule, combine_rule
     if refit:
         # a selection this process did not see (a resumed run that had finished training) counts as
@@ -522,9 +534,6 @@ def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout:
         last = max(0, int(metrics.get("epochs_completed") or tcfg.max_epochs) - 1)
         epochs = [e if e >= 0 else last for e in task.best_epochs()]
         model, metrics["refit"] = refit_model(tcfg, resolved, data.cut(holdout), model, epochs, recorded)
-    if held_out:
-        from rnnkit.training.runner import is_main_process
-
         if is_main_process():
             save_weights(model, run_dir / "model.safetensors")
     return model, metrics, resolved
@@ -560,8 +569,9 @@ def refit_model(tcfg, cfg: ForecastConfig, data: Series, selected, best_epochs: 
                                          cfg.season, tcfg.seed)
     epochs = [max(0, e) for e in best_epochs]
     # nothing to select: one validation pass at the end (the monitor), not one per epoch
+    # no step limit: more windows make more steps per epoch, and the members must reach their epochs
     tcfg = dataclasses.replace(tcfg, max_epochs=max(epochs) + 1, early_stopping_patience=None,
-                               val_every_n_epochs=max(epochs) + 1)
+                               val_every_n_epochs=max(epochs) + 1, max_steps=-1)
     seed_everything(tcfg.seed)
     model = build_model(cfg, data, train, cfg.context)
     task = ForecastTask(model, tcfg, train, monitor, keep_epochs=epochs)

@@ -67,9 +67,15 @@ class ForecastTask(SequenceTask):
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
-        if not self.select_best or self._member_n == 0 or self.trainer.sanity_checking:
+        if not self.select_best or self.trainer.sanity_checking:
             return
-        for i, loss in enumerate((self._member_sum / self._member_n).tolist()):
+        # every process saw its share of the validation windows: all choose from the sums over all of
+        # them, so they choose the same epochs (a refit of different lengths would wait forever in DDP)
+        total = self._reduce(torch.cat([self._member_sum, torch.tensor([float(self._member_n)], dtype=torch.float64)]))
+        sums, n = total[:-1], float(total[-1])
+        if n == 0:
+            return
+        for i, loss in enumerate((sums / n).tolist()):
             if math.isfinite(loss) and loss < self.best[i][0]:
                 state = {k: v.detach().clone() for k, v in self._members[i].state_dict().items()}
                 self.best[i] = (loss, self.current_epoch, state)
