@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_forecast_short import yearly_csv
 
 import rnnkit
 from _paths import DATA
@@ -146,11 +147,7 @@ def test_combine_auto_is_the_hybrid_for_collections_of_univariate_series():
 
 
 def test_a_collection_run_records_the_automatic_hybrid(tmp_path):
-    rng = np.random.default_rng(0)
-    rows = [(f"s{i}", str(1990 + t), float(v)) for i in range(10)
-            for t, v in enumerate(50 + np.cumsum(rng.normal(1.0, 2.0, 16)))]
-    path = tmp_path / "y.csv"
-    pd.DataFrame(rows, columns=["series_id", "timestamp", "value"]).to_csv(path, index=False)
+    path = yearly_csv(tmp_path, {f"s{i}": 16 for i in range(10)})
     out = tmp_path / "run"
     assert main(["forecast", "train", "--out", str(out), "--data", str(path), "--horizon", "3",
                  "--baselines", "naive", *QUICK]) == 0

@@ -118,13 +118,7 @@ def test_the_refit_runs_under_torchrun(tmp_path):
 
     from _training_helpers import PY, env
 
-    rng = np.random.default_rng(0)
-    rows = [(f"s{i}", str(1960 + t), float(v)) for i in range(24)
-            for t, v in enumerate(20 + np.cumsum(rng.normal(0.3, 1.0, 30)))]
-    import pandas as pd
-
-    path = tmp_path / "rw.csv"
-    pd.DataFrame(rows, columns=["series_id", "timestamp", "value"]).to_csv(path, index=False)
+    path = yearly_csv(tmp_path, {f"s{i}": 30 for i in range(24)})
     out = tmp_path / "ddp"
     cmd = [PY, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "2",
            "-m", "rnnkit.cli", "forecast", "train", "--out", str(out), "--data", str(path), "--horizon", "4",

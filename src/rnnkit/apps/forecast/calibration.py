@@ -23,10 +23,15 @@ LEVELS = (0.8, 0.95)
 MIN_WINDOWS_PER_STEP = 30
 
 
+def _edges(samples: Tensor, level: float) -> Tensor:
+    """(2, B, H): the lower and upper edges of the central ``level`` interval of ``samples (B, n, H)``."""
+    a = (1 - level) / 2
+    return torch.quantile(samples, torch.tensor([a, 1 - a], dtype=samples.dtype), dim=1)
+
+
 def _half_widths(point: Tensor, samples: Tensor, level: float) -> tuple[Tensor, Tensor]:
     """(lower, upper) half-widths (B, H) of the central ``level`` interval of ``samples (B, n, H)``."""
-    a = (1 - level) / 2
-    q = torch.quantile(samples, torch.tensor([a, 1 - a], dtype=samples.dtype), dim=1)
+    q = _edges(samples, level)
     return (point - q[0]).clamp_min(1e-12), (q[1] - point).clamp_min(1e-12)
 
 
@@ -60,8 +65,7 @@ def fit(point: Tensor, samples: Tensor, actual: Tensor) -> Tensor:
 
 def _width(samples: Tensor, level: float) -> Tensor:
     """Widths (B, H) of the central ``level`` interval of ``samples (B, n, H)``."""
-    a = (1 - level) / 2
-    q = torch.quantile(samples, torch.tensor([a, 1 - a], dtype=samples.dtype), dim=1)
+    q = _edges(samples, level)
     return (q[1] - q[0]).clamp_min(1e-12)
 
 

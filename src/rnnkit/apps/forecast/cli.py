@@ -183,7 +183,12 @@ def run_train(tcfg, fcfg, out: Path, command: str | None = None, backtest: bool 
     if not origins:
         return {}
     return report_run(model, resolved, data, origins, out, "backtest" if backtest else "evaluation", command,
-                      tcfg.quiet, tcfg.seed, {k: metrics.get(f"{k}_rule") for k in RULES})
+                      tcfg.quiet, tcfg.seed, rules_of(metrics))
+
+
+def rules_of(record: dict) -> dict[str, str | None]:
+    """The ``<name>_rule`` entries of a training's metrics or its config.json ``data_info``."""
+    return {k: record.get(f"{k}_rule") for k in RULES}
 
 
 def model_label(cfg) -> str:
@@ -293,7 +298,7 @@ def evaluate_run(run_dir: Path, data: Path | None = None, quiet: bool = True, co
     d = drop_short(fcfg, read_data(fcfg), holdout, horizon=0)
     origins, _ = evaluation_origins(d, fcfg.horizon, max(1, holdout // fcfg.horizon), fcfg.horizon)
     return report_run(model, fcfg, d, origins, Path(run_dir), "evaluation", command, quiet,
-                      rules={k: saved.get("data_info", {}).get(f"{k}_rule") for k in RULES})
+                      rules=rules_of(saved.get("data_info", {})))
 
 
 @app.command()

@@ -476,22 +476,21 @@ def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout:
     from rnnkit.io.confine import recorded_path
     from rnnkit.io.saving import save_weights
     from rnnkit.training.config import as_dict
-    from rnnkit.training.runner import fit, seed_everything
+    from rnnkit.training.runner import distributed_env, fit, is_main_process, seed_everything
 
     from .task import ForecastTask
 
     context, season = resolve_shapes(cfg, data, holdout)
     contexts = member_contexts(cfg, context)
     context = max(contexts)  # windows of the longest; each member reads its own last steps
-    train, val, held_out = training_windows(cfg, data.cut(holdout), context, season, tcfg.seed)
+    trainable = data.cut(holdout)
+    train, val, held_out = training_windows(cfg, trainable, context, season, tcfg.seed)
     members, ensemble_rule = resolve_ensemble(cfg, len(train))  # auto: 5 members on few windows
     if not cfg.lookback_list() and cfg.seeds == 1:
         cfg = dataclasses.replace(cfg, ensemble=members)
         contexts = member_contexts(cfg, context)  # the same context, so the same windows
     if len(train) < 8 * tcfg.batch_size:  # few windows: smaller batches, so an epoch is several steps
-        import os
-
-        world = max(1, int(os.environ.get("WORLD_SIZE", "1")))  # under torchrun: a multiple of the processes
+        world = max(1, distributed_env()[0])  # under torchrun: a multiple of the processes
         small = max(1, min(tcfg.batch_size, len(train) // 8 or 1))
         tcfg = dataclasses.replace(tcfg, batch_size=max(world, small // world * world))
     seed_everything(tcfg.seed)
@@ -508,7 +507,7 @@ def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout:
             "combine_rule": combine_rule}
     recorded = {**as_dict(resolved), "data": recorded_path(cfg.data, run_dir)}
     metrics = fit(task, run_dir, {"app": "forecast", "task": recorded, "data_info": info})
-    metrics["ensemble_rule"] = ensemble_rule
+    metrics.update(ensemble_rule=ensemble_rule, refit_rule=refit_rule, combine_rule=combine_rule)
     model.eval()
     if held_out:
         metrics["best_epochs"] = task.best_epochs()
@@ -523,17 +522,14 @@ def train_model(tcfg, cfg: ForecastConfig, data: Series, run_dir: Path, holdout:
         model.calib.fill_(1.0)
         model.calib.copy_(calibration.fit(point, samples, torch.from_numpy(val.y_fut)))
         metrics["calibration"] = model.calib.tolist()
-    from rnnkit.training.runner import is_main_process
-
     if held_out and is_main_process():  # the selected, calibrated model: what the run holds if the refit fails
         save_weights(model, run_dir / "model.safetensors")
-    metrics["refit_rule"], metrics["combine_rule"] = refit_rule, combine_rule
     if refit:
         # a selection this process did not see (a resumed run that had finished training) counts as
         # the last epoch trained
         last = max(0, int(metrics.get("epochs_completed") or tcfg.max_epochs) - 1)
         epochs = [e if e >= 0 else last for e in task.best_epochs()]
-        model, metrics["refit"] = refit_model(tcfg, resolved, data.cut(holdout), model, epochs, recorded)
+        model, metrics["refit"] = refit_model(tcfg, resolved, trainable, model, epochs, recorded)
         if is_main_process():
             save_weights(model, run_dir / "model.safetensors")
     return model, metrics, resolved

@@ -77,8 +77,7 @@ class ForecastTask(SequenceTask):
             return
         for i, loss in enumerate((sums / n).tolist()):
             if math.isfinite(loss) and loss < self.best[i][0]:
-                state = {k: v.detach().clone() for k, v in self._members[i].state_dict().items()}
-                self.best[i] = (loss, self.current_epoch, state)
+                self.best[i] = (loss, self.current_epoch, self._snapshot(i))
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
@@ -86,8 +85,11 @@ class ForecastTask(SequenceTask):
             return
         for i, epoch in enumerate(self.keep_epochs):
             if epoch == self.current_epoch:
-                state = {k: v.detach().clone() for k, v in self._members[i].state_dict().items()}
-                self.best[i] = (math.nan, epoch, state)
+                self.best[i] = (math.nan, epoch, self._snapshot(i))
+
+    def _snapshot(self, i: int) -> dict[str, torch.Tensor]:
+        """A copy of member ``i``'s weights (restored by on_train_end)."""
+        return {k: v.detach().clone() for k, v in self._members[i].state_dict().items()}
 
     def on_train_end(self) -> None:
         if self.select_best or self.keep_epochs is not None:  # each member back to its chosen epoch
