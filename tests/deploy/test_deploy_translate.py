@@ -29,6 +29,7 @@ CASES = [
     pytest.param({"attention": "dot", "hidden_size": 16, "bidirectional": False, "cell": "mingru"},
                  id="mingru-dot-uni"),
     pytest.param({"share_embeddings": False, "src_vocab_size": 40, "tie_embeddings": False}, id="separate-vocab"),
+    pytest.param({"input_feeding": False, "decoder_layers": 2}, id="no-input-feeding"),
 ]
 
 

@@ -1,8 +1,9 @@
 """Attention over an encoded source with a padding mask: additive (Bahdanau) and multiplicative (Luong).
 
-Shapes (batch first, one query per row)::
+Shapes (batch first, one query per row, or ``T`` queries per row: then the scores, weights and contexts
+gain a dimension T after B, every query attending to the same keys)::
 
-    query  q      (B, Q)        e.g. the decoder's hidden state
+    query  q      (B, Q)        e.g. the decoder's hidden state; or (B, T, Q): every target position at once
     keys   k_s    (B, S, K)     the encoder's outputs, s = 1..S
     mask          (B, S) bool   True where position s is a real token, False on padding
 
@@ -36,6 +37,8 @@ def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
     """Softmax over the last dimension where ``mask`` is True; exactly 0 elsewhere (all-False rows: 0)."""
     if mask is None:
         return torch.softmax(scores, -1)
+    if scores.dim() == mask.dim() + 1:  # T queries per row share the row's mask
+        mask = mask.unsqueeze(-2)
     scores = scores.masked_fill(~mask, float("-inf"))
     # an all-padding row would be softmax(-inf, ...) = NaN: give it finite scores, then zero it
     empty = ~mask.any(-1, keepdim=True)
@@ -64,8 +67,12 @@ class AdditiveAttention(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor, mask: Tensor | None = None,
                 prepared: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(context (B, K), weights (B, S))``."""
+        """``(context (B, K), weights (B, S))``; for queries (B, T, Q): ``(B, T, K), (B, T, S)``."""
         pk = self.prepare(keys) if prepared is None else prepared
+        if query.dim() == 3:
+            scores = self.v(torch.tanh(pk.unsqueeze(1) + self.query_proj(query).unsqueeze(2))).squeeze(-1)
+            weights = masked_softmax(scores, mask)
+            return torch.bmm(weights, keys), weights
         scores = self.v(torch.tanh(pk + self.query_proj(query).unsqueeze(1))).squeeze(-1)
         weights = masked_softmax(scores, mask)
         return torch.bmm(weights.unsqueeze(1), keys).squeeze(1), weights
@@ -97,12 +104,15 @@ class MultiplicativeAttention(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor, mask: Tensor | None = None,
                 prepared: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(context (B, K), weights (B, S))``."""
+        """``(context (B, K), weights (B, S))``; for queries (B, T, Q): ``(B, T, K), (B, T, S)``."""
         pk = self.prepare(keys) if prepared is None else prepared
-        scores = torch.bmm(pk, query.unsqueeze(-1)).squeeze(-1)
+        many = query.dim() == 3
+        scores = torch.bmm(query, pk.transpose(1, 2)) if many else torch.bmm(pk, query.unsqueeze(-1)).squeeze(-1)
         if self.scale:
             scores = scores / self.query_size ** 0.5
         weights = masked_softmax(scores, mask)
+        if many:
+            return torch.bmm(weights, keys), weights
         return torch.bmm(weights.unsqueeze(1), keys).squeeze(1), weights
 
 

@@ -34,20 +34,22 @@ class Seq2Seq(nn.Module):
         encoder_layers, decoder_layers; bidirectional: the encoder; attention: "additive", "general",
         "dot"; tie_embeddings: the decoder's output layer shares its embedding; share_embeddings: the
         source and target embeddings are one (joint vocabulary only); dropout: on embeddings, between
-        encoder layers and on the attentional vector; pad_id: the padding token.
+        encoder layers and on the attentional vector; pad_id: the padding token; input_feeding: the
+        decoder's (:class:`~rnnkit.layers.attention_decoder.AttentionDecoder`).
     """
 
     def __init__(self, vocab_size: int, embedding_size: int = 256, hidden_size: int = 256, cell: str = "lstm",
                  encoder_layers: int = 1, decoder_layers: int = 1, bidirectional: bool = True,
                  attention: str = "general", tie_embeddings: bool = True, share_embeddings: bool = True,
                  dropout: float = 0.1, pad_id: int = 0, src_vocab_size: int | None = None,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", input_feeding: bool = True) -> None:
         super().__init__()
         self.cfg: dict[str, Any] = {
             "vocab_size": vocab_size, "embedding_size": embedding_size, "hidden_size": hidden_size, "cell": cell,
             "encoder_layers": encoder_layers, "decoder_layers": decoder_layers, "bidirectional": bidirectional,
             "attention": attention, "tie_embeddings": tie_embeddings, "share_embeddings": share_embeddings,
-            "dropout": dropout, "pad_id": pad_id, "src_vocab_size": src_vocab_size, "backend": backend}
+            "dropout": dropout, "pad_id": pad_id, "src_vocab_size": src_vocab_size, "backend": backend,
+            "input_feeding": input_feeding}
         D = 2 if bidirectional else 1
         if hidden_size % D:
             raise ValueError(f"a bidirectional encoder needs an even hidden_size, got {hidden_size}")
@@ -61,7 +63,8 @@ class Seq2Seq(nn.Module):
                                  dropout=dropout if encoder_layers > 1 else 0.0, backend=backend)
         self.decoder = AttentionDecoder(vocab_size, embedding_size, hidden_size, hidden_size, cell, decoder_layers,
                                         attention, tie_embeddings=tie_embeddings, dropout=dropout,
-                                        embedding=self.tgt_embedding, backend=backend)
+                                        embedding=self.tgt_embedding, backend=backend,
+                                        input_feeding=input_feeding)
         enc_sizes = self.encoder.cells[0].state_sizes()
         self.bridge = nn.ModuleList(nn.Linear(D * n_enc, n_dec)
                                     for n_enc, n_dec in zip(enc_sizes, self.decoder.state_sizes(), strict=True))

@@ -172,3 +172,20 @@ def test_refused_resume_is_one_line_and_changes_nothing(resumable, tmp_path, cap
     assert len(lines) == 1 and lines[0].startswith("rnnkit: error:") and "Traceback" not in err, err
     assert _files(run) == before, "a refused resume changed the run directory"
     assert not (tmp_path / "other").exists()
+
+
+def test_separate_vocabularies_train_translate_and_reload(tmp_path, capsys):
+    """--tokenizer bpe-separate end to end: a run whose source and target pieces live in two tables."""
+    pytest.importorskip("tokenizers")
+    flags = [f for f in TINY if f != "char"]
+    flags[flags.index("--tokenizer") + 1:flags.index("--tokenizer") + 1] = ["bpe-separate"]
+    flags[flags.index("15")] = "3"
+    run, root = train_reversal_run(tmp_path, [*flags, "--bpe-vocab", "300"])
+    tok = json.loads((run / "tokenizer.json").read_text())
+    assert set(tok["rnnkit_translate_bpe_separate"]) == {"source", "target"}
+    capsys.readouterr()
+    code, out, _ = _run(capsys, "translate", "evaluate", run, root / "valid.tsv", "--beam", "2")
+    assert code == 0 and json.loads(out)["sentences"] == 50
+    (root / "in.txt").write_text("abc\nhgfe\n")
+    code, out, _ = _run(capsys, "translate", "translate", run, root / "in.txt")
+    assert code == 0 and len(out.split("\n")[:-1]) == 2

@@ -89,3 +89,54 @@ def test_options_are_checked():
         TranslateConfig(hidden=33).validate()
     with pytest.raises(UserError, match="unknown attention"):
         TranslateConfig(attention="cosine").validate()
+
+
+def test_pair_files_make_the_tsv_train_reads(tmp_path, capsys):
+    from rnnkit.apps.translate.data import read_pairs
+    from rnnkit.cli import main
+
+    (tmp_path / "de.txt").write_text("Guten Morgen.\n\nDanke!\n")
+    (tmp_path / "en.txt").write_text("Good morning.\n\nThanks!\n")
+    assert main(["translate", "pair-files", str(tmp_path / "de.txt"), str(tmp_path / "en.txt"),
+                 "--out", str(tmp_path / "p.tsv"), "--header", "de,en"]) == 0
+    assert read_pairs(tmp_path / "p.tsv") == [("Guten Morgen.", "Good morning."), ("Danke!", "Thanks!")]
+    assert (tmp_path / "p.tsv").read_text().startswith("de\ten\n")
+    before = (tmp_path / "p.tsv").read_bytes()
+    (tmp_path / "short.txt").write_text("one\n")
+    (tmp_path / "tab.txt").write_text("a\tb\n\nc\n")
+    (tmp_path / "gap.txt").write_text("x\ny\n\n")
+    for args, message in (
+            (["de.txt", "en.txt", "--out", "p.tsv"], "already exists"),
+            (["de.txt", "short.txt", "--out", "q.tsv"], "3 lines and"),
+            (["tab.txt", "en.txt", "--out", "q.tsv"], "line 1 holds a tab"),
+            (["de.txt", "gap.txt", "--out", "q.tsv"], "de.txt: line 2 is empty but its pair is not"),
+            (["de.txt", "missing.txt", "--out", "q.tsv"], "missing.txt"),
+            (["de.txt", "en.txt", "--out", "q.tsv", "--header", "de"], "two names")):
+        argv = [str(tmp_path / a) if a.endswith(".txt") or a.endswith(".tsv") else a for a in args]
+        assert main(["translate", "pair-files", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, (args, err)
+    assert (tmp_path / "p.tsv").read_bytes() == before and not (tmp_path / "q.tsv").exists()
+
+
+def test_separate_bpe_vocabularies_have_disjoint_ids_and_round_trip(tmp_path):
+    pytest.importorskip("tokenizers")
+    from rnnkit.apps.translate.tokenizer import EOS, SeparateBpeVocab, build_vocab, load_vocab, save_vocab
+
+    src = ["der Hund schläft", "die Katze trinkt Milch", "ein Vogel singt"] * 20
+    tgt = ["the dog sleeps", "the cat drinks milk", "a bird sings"] * 20
+    v = build_vocab("bpe-separate", src, 300, tgt)
+    assert isinstance(v, SeparateBpeVocab) and v.vocab_size == v.source.vocab_size + v.target.vocab_size - 4
+    s_ids, t_ids = v.encode_source("der Hund"), v.encode_target("the cat drinks milk")
+    assert max(s_ids) < v.source.vocab_size <= min(t_ids) and max(t_ids) < v.vocab_size
+    assert v.decode([*t_ids, EOS]) == "the cat drinks milk"
+    assert v.decode([s_ids[0], *t_ids]).endswith("the cat drinks milk")  # a source piece as output: <unk>, dropped
+    assert v.target_pieces(t_ids)[0].startswith("\u2581")
+    save_vocab(v, tmp_path)
+    w = load_vocab(tmp_path)
+    assert isinstance(w, SeparateBpeVocab) and w.encode_target("the dog") == v.encode_target("the dog")
+    (tmp_path / "tokenizer.json").write_text('{"rnnkit_translate_bpe_separate": {"source": "x"}}')
+    from rnnkit.errors import UserError
+
+    with pytest.raises(UserError, match="source and a target"):
+        load_vocab(tmp_path)

@@ -118,3 +118,80 @@ def test_g2p_vocab_encodes_characters_and_phonemes(tmp_path):
     (tmp_path / "tokenizer.json").write_text('{"rnnkit_translate_g2p": {"source": ["ab"], "target": []}}')
     with pytest.raises(UserError, match="distinct source characters"):
         load_vocab(tmp_path)
+
+
+def test_several_references_score_against_the_closest():
+    # "either": the second accepted pronunciation is right, not an error
+    r = error_rates(["AY DH ER", "K AE T"], [["IY DH ER", "AY DH ER"], "K AE T S"])
+    assert r["wer"] == pytest.approx(0.5) and (r["phoneme_errors"], r["phonemes"]) == (1, 7)
+    assert r["references"] == 3 and r["wer_first"] == pytest.approx(1.0)
+    assert r["per_first"] == pytest.approx(2 / 7, abs=1e-5)
+    # the closest reference's length is the denominator; a tie goes to the first listed
+    r = error_rates(["A B"], [["A C D E", "A B C"]])
+    assert (r["phoneme_errors"], r["phonemes"]) == (1, 3)
+    single = error_rates(["K AE T"], ["K AE T"])
+    assert "wer_first" not in single and single["references"] == 1
+    with pytest.raises(ValueError, match="at least one reference"):
+        error_rates(["A"], [[]])
+
+
+def test_scored_sources_group_the_lines_of_a_word_for_g2p_only():
+    from rnnkit.apps.translate.metrics import scored_sources
+
+    pairs = [("either", "IY DH ER"), ("cat", "K AE T"), ("either", "AY DH ER"), ("either", "IY DH ER")]
+    assert scored_sources("g2p", pairs) == (["either", "cat"], [["IY DH ER", "AY DH ER"], ["K AE T"]])
+    assert scored_sources("bpe", pairs) == ([s for s, _ in pairs], [t for _, t in pairs])
+
+
+def test_g2p_data_lists_every_pronunciation_of_the_test_words(tmp_path):
+    assert main(["translate", "g2p-data", "--out", str(tmp_path / "all")]) == 0
+    assert main(["translate", "g2p-data", "--out", str(tmp_path / "first"), "--references", "first"]) == 0
+    for name in ("valid.tsv", "test.tsv"):
+        every = [ln.split("\t") for ln in (tmp_path / "all" / name).read_text().splitlines()[1:]]
+        first = [ln.split("\t") for ln in (tmp_path / "first" / name).read_text().splitlines()[1:]]
+        words = [w for w, _ in first]
+        assert len(set(words)) == len(words) and len(every) > len(first)
+        assert {w for w, _ in every} == set(words)
+        primary = {}
+        for w, p in every:
+            primary.setdefault(w, p)
+        assert primary == dict(first)  # the primary listed first
+    train = (tmp_path / "all" / "train.tsv").read_bytes()
+    assert train == (tmp_path / "first" / "train.tsv").read_bytes()  # training pairs: the primary only
+    assert main(["translate", "g2p-data", "--out", str(tmp_path / "x"), "--references", "some"]) == 2
+
+
+def test_evaluate_scores_each_word_once_against_its_accepted_pronunciations(tmp_path, capsys):
+    """A toy g2p run (spell a word in capitals) evaluated on a file listing a wrong pronunciation first and
+    the right one second: the word counts once, scored against the closest; the first-reference figure
+    counts the wrong one; --hypotheses keeps a line per input line."""
+    import json
+
+    rng = random.Random(0)
+
+    def words(n):
+        return ["".join(rng.choice("abcdef") for _ in range(rng.randint(2, 5))) for _ in range(n)]
+
+    def spell(w):
+        return " ".join(w.upper())
+
+    def tsv(rows):
+        return "word\tphonemes\n" + "".join(f"{w}\t{p}\n" for w, p in rows)
+
+    (tmp_path / "train.tsv").write_text(tsv((w, spell(w)) for w in words(300)))
+    (tmp_path / "valid.tsv").write_text(tsv((w, spell(w)) for w in words(30)))
+    test = sorted(set(words(20)))
+    (tmp_path / "test.tsv").write_text(tsv([(w, spell(w) + " Z") for w in test] + [(w, spell(w)) for w in test]))
+    run = tmp_path / "run"
+    assert main(["translate", "train", str(tmp_path / "train.tsv"), "--valid", str(tmp_path / "valid.tsv"),
+                 "--out", str(run), "--tokenizer", "g2p", "--hidden", "64", "--embedding-size", "32",
+                 "--batch-size", "16", "--lr", "1e-2", "--epochs", "8", "--dropout", "0", "--threads", "1",
+                 "-q", "--set", "tensorboard=false", "--set", "plots=false"]) == 0
+    capsys.readouterr()
+    assert main(["translate", "evaluate", str(run), str(tmp_path / "test.tsv"), "--beam", "1",
+                 "--hypotheses", str(tmp_path / "hyps.txt")]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["sentences"] == len(test) and r["references"] == 2 * len(test)
+    assert r["wer"] < 0.5 and r["wer_first"] == 1.0 and r["per"] < r["per_first"]
+    hyps = (tmp_path / "hyps.txt").read_text().splitlines()
+    assert len(hyps) == 2 * len(test) and hyps[:len(test)] == hyps[len(test):]

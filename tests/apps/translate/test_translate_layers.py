@@ -145,3 +145,52 @@ def test_executors_translate_like_the_reference(cell):
     a = beam_search(fast, src, lengths, BOS, EOS, beam=3, n_best=3)
     b = beam_search(ref, src, lengths, BOS, EOS, beam=3, n_best=3)
     assert [[h.tokens for h in x] for x in a] == [[h.tokens for h in x] for x in b]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_many_queries_attend_as_one_query_each(kind):
+    """Queries (B, T, Q): position t's context and weights are those of query t alone (same mask)."""
+    torch.manual_seed(0)
+    att = make_attention(kind, 8, 8)
+    queries, keys = torch.randn(3, 4, 8), torch.randn(3, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    ctx, w = att(queries, keys, mask)
+    assert ctx.shape == (3, 4, 8) and w.shape == (3, 4, 5) and torch.all(w[2] == 0)
+    for t in range(4):
+        c1, w1 = att(queries[:, t], keys, mask)
+        torch.testing.assert_close(ctx[:, t], c1)
+        torch.testing.assert_close(w[:, t], w1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("cell", ["lstm", "gru", "mingru"])
+def test_without_input_feeding_one_call_equals_the_steps(cell, kind):
+    """input_feeding=False: teacher forcing in one recurrent call gives the logits of stepping, and the
+    gradients of the step loop (scheduled sampling keeps the loop)."""
+    torch.manual_seed(0)
+    m = Seq2Seq(20, 8, 8, cell=cell, attention=kind, dropout=0.0, decoder_layers=2, input_feeding=False)
+    assert m.decoder.rnn.input_size == 8 and m.get_config()["input_feeding"] is False
+    src, lengths = padded_source()
+    tgt = torch.randint(4, 20, (5, 4))
+    memory, state = m.encode(src, lengths)
+    full, final = m.decoder(tgt, state, memory)
+    steps, s = [], state
+    for t in range(5):
+        out, s, _ = m.decoder.step(tgt[t], s, memory)
+        steps.append(out)
+    torch.testing.assert_close(full, torch.stack(steps), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(final.feed, s.feed, atol=1e-6, rtol=1e-5)
+    g_full = torch.autograd.grad(full.square().sum(), list(m.parameters()), allow_unused=True, retain_graph=True)
+    g_step = torch.autograd.grad(torch.stack(steps).square().sum(), list(m.parameters()), allow_unused=True)
+    for a, b in zip(g_full, g_step, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    m.eval()
+    with torch.no_grad():  # the fast streaming path decodes the same model
+        memory, s = m.encode(src, lengths)
+        fast = []
+        for t in range(5):
+            out, s, _ = m.decoder.step(tgt[t], s, memory)
+            fast.append(out)
+    torch.testing.assert_close(torch.stack(fast), full.detach(), atol=1e-5, rtol=1e-4)

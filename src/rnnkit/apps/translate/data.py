@@ -57,3 +57,33 @@ def read_sentences(path: str | Path | None, stdin_text: str | None = None) -> li
     if not lines:
         raise UserError(f"{where} is empty: nothing to translate")
     return [line.removesuffix("\r") for line in lines]
+
+
+def pair_files(source: str | Path, target: str | Path) -> list[Pair]:
+    """Pairs from two parallel text files, line i of one with line i of the other (UTF-8, a sentence per
+    line). One line for: different line counts, a tab inside a sentence, a line empty on one side only;
+    lines empty on both sides are left out."""
+    sides = []
+    for path in (source, target):
+        lines = read_utf8_file(Path(path), "text file").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        sides.append([line.removesuffix("\r") for line in lines])
+    (src_lines, tgt_lines), names = sides, (str(source), str(target))
+    if len(src_lines) != len(tgt_lines):
+        raise UserError(f"{names[0]} has {len(src_lines)} lines and {names[1]} {len(tgt_lines)}: parallel files "
+                        "need one line per sentence on both sides")
+    pairs: list[Pair] = []
+    for n, (s, t) in enumerate(zip(src_lines, tgt_lines, strict=True), 1):
+        for text, name in ((s, names[0]), (t, names[1])):
+            if "\t" in text:
+                raise UserError(f"{name}: line {n} holds a tab, which a TSV of pairs cannot carry")
+        s, t = s.strip(), t.strip()
+        if not s and not t:
+            continue
+        if not s or not t:
+            raise UserError(f"{names[0] if not s else names[1]}: line {n} is empty but its pair is not")
+        pairs.append((s, t))
+    if not pairs:
+        raise UserError(f"{names[0]} and {names[1]} hold no sentence pairs")
+    return pairs

@@ -29,7 +29,8 @@ def build_rnn(cfg, vocab_size: int) -> Seq2Seq:
     from rnnkit.apps.translate.tokenizer import PAD
 
     return Seq2Seq(vocab_size, cfg.embedding_size, cfg.hidden, cfg.cell, cfg.encoder_layers, cfg.decoder_layers,
-                   cfg.bidirectional, cfg.attention, cfg.tie_embeddings, cfg.share_embeddings, cfg.dropout, PAD)
+                   cfg.bidirectional, cfg.attention, cfg.tie_embeddings, cfg.share_embeddings, cfg.dropout, PAD,
+                   input_feeding=cfg.input_feeding)
 
 
 def rnn_param_count(cfg, vocab_size: int) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 from rnnkit.errors import UserError
 
-TOKENIZERS = ("bpe", "char", "g2p")
+TOKENIZERS = ("bpe", "bpe-separate", "char", "g2p")
 ARCHS = ("rnn", "transformer")
 ATTENTIONS = ("additive", "general", "dot")
 TOO_LONG = ("skip", "error")
@@ -20,7 +20,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {"batch_size": 64, "lr": 2e-3, "clip_norm": 1.0
 @dataclass
 class TranslateConfig:
     header: bool = True  # the TSV files' first line is a header (de<TAB>en)
-    tokenizer: str = "bpe"  # bpe (joint) | char | g2p (characters -> whitespace-separated phonemes)
+    tokenizer: str = "bpe"  # bpe (joint) | bpe-separate (one per side) | char | g2p (characters -> phonemes)
     bpe_vocab: int = 4000
     max_len: int = 100  # tokens per side, BOS/EOS not counted
     too_long: str = "skip"  # training pairs over max_len: skip (counted) | error
@@ -36,6 +36,7 @@ class TranslateConfig:
     decoder_layers: int = 1
     bidirectional: bool = True
     attention: str = "general"  # additive (Bahdanau) | general | dot (Luong)
+    input_feeding: bool = True  # the last attentional vector feeds the decoder's next step (Luong et al.)
     tie_embeddings: bool = True
     share_embeddings: bool = True
     dropout: float = 0.2

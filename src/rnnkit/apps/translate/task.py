@@ -156,8 +156,8 @@ def prepare(opts: TranslateConfig, train_file: Path, valid_file: Path | None, vo
         held = set(order[:n])
         valid = [p for i, p in enumerate(train) if i in held]
         train = [p for i, p in enumerate(train) if i not in held]
-    if vocab is None and opts.tokenizer == "g2p":
-        vocab = build_vocab("g2p", [s for s, _ in train], opts.bpe_vocab, [t for _, t in train])
+    if vocab is None and opts.tokenizer in ("g2p", "bpe-separate"):
+        vocab = build_vocab(opts.tokenizer, [s for s, _ in train], opts.bpe_vocab, [t for _, t in train])
     elif vocab is None:
         vocab = build_vocab(opts.tokenizer, [s for s, _ in train] + [t for _, t in train], opts.bpe_vocab)
     tr, _ = encode_pairs(vocab, train, opts.max_len, opts.too_long, str(train_file), opts.header)
@@ -203,7 +203,7 @@ def run_translate(cfg: TrainConfig, opts: TranslateConfig, run_dir: Path, train_
     """Train into ``run_dir`` and score the validation pairs (all, or the first ``score_limit``).
     ``resume``: continue the run in ``run_dir`` (its vocabulary, its checkpoint; the same files)."""
     from rnnkit.apps.translate.decode import translate
-    from rnnkit.apps.translate.metrics import scores_for
+    from rnnkit.apps.translate.metrics import scored_sources, scores_for
     from rnnkit.apps.translate.model import build, param_count, rnn_param_count
     from rnnkit.apps.translate.tokenizer import load_vocab, save_vocab
     from rnnkit.io.atomic import write_json_atomic
@@ -258,15 +258,17 @@ def run_translate(cfg: TrainConfig, opts: TranslateConfig, run_dir: Path, train_
     metrics = fit(task, run_dir, {"app": "translate", "task": as_dict(opts), "stats": stats}, resume=resume,
                   init_from=init_from)
     t0 = time.perf_counter()
-    pairs = data.valid_text[:score_limit] if score_limit else data.valid_text
+    sources, references = scored_sources(opts.tokenizer, data.valid_text)
+    if score_limit:
+        sources, references = sources[:score_limit], references[:score_limit]
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        hyps = translate(model.eval(), data.vocab, [s for s, _ in pairs], opts.beam, opts.alpha, opts.max_len_ratio,
+        hyps = translate(model.eval(), data.vocab, sources, opts.beam, opts.alpha, opts.max_len_ratio,
                          opts.max_len, cfg.batch_size)
     finally:
         torch.set_num_threads(threads)
-    valid_scores = {**scores_for(opts.tokenizer, [h[0] for h in hyps], [t for _, t in pairs]), "beam": opts.beam,
+    valid_scores = {**scores_for(opts.tokenizer, [h[0] for h in hyps], references), "beam": opts.beam,
                     "decode_seconds": round(time.perf_counter() - t0, 2)}
     plots: list[str] = []
     if cfg.plots:

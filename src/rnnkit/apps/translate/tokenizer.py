@@ -3,6 +3,8 @@
 - ``bpe``: byte-level BPE trained with HF ``tokenizers`` on the training sources and targets together
   (a joint vocabulary lets the model share embeddings and copy names and numbers). Byte level: any
   text is encodable, so an unknown word at translate time falls back to smaller pieces, never to an error.
+- ``bpe-separate``: two byte-level BPE vocabularies of ``bpe_vocab`` pieces each, one for the sources and
+  one for the targets (language pairs with different scripts), in one id space (below).
 - ``char``: one token per character (toy tasks); a character not seen in training becomes ``<unk>``.
 - ``g2p``: grapheme-to-phoneme: the source is lower-cased and cut into characters, the target into
   whitespace-separated symbols (ARPAbet phonemes: ``HH AH0 L OW1`` is four tokens); one id space holds
@@ -138,12 +140,61 @@ class BpeVocab:
         return self.tok.to_str()
 
 
-Vocab = CharVocab | BpeVocab | G2PVocab
+class SeparateBpeVocab:
+    """Two byte-level BPE vocabularies, one trained on the sources and one on the targets, in one id space:
+    source pieces keep their ids, target pieces follow them (a source and a target piece never share an
+    id, so a shared embedding table holds two separate tables, as for ``g2p``)."""
+
+    kind = "bpe-separate"
+
+    def __init__(self, source, target) -> None:
+        self.source, self.target = BpeVocab(source), BpeVocab(target)
+        self.offset = self.source.vocab_size - len(SPECIALS)  # target piece i >= 4 has id offset + i
+
+    @classmethod
+    def train(cls, sources: list[str], targets: list[str], vocab_size: int) -> SeparateBpeVocab:
+        return cls(BpeVocab.train(sources, vocab_size).tok, BpeVocab.train(targets, vocab_size).tok)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.offset + self.target.vocab_size
+
+    def encode_source(self, text: str) -> list[int]:
+        return self.source.encode(text)
+
+    def _shift(self, ids: list[int]) -> list[int]:
+        return [i + self.offset if i >= len(SPECIALS) else i for i in ids]
+
+    def encode_target(self, text: str) -> list[int]:
+        return self._shift(self.target.encode(text))
+
+    def _unshift(self, ids: list[int]) -> list[int]:
+        """Target ids back to the target tokenizer's (a generated source piece decodes as ``<unk>``)."""
+        return [i - self.offset if i >= len(SPECIALS) + self.offset else (i if i < len(SPECIALS) else UNK)
+                for i in ids]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.target.decode(self._unshift(ids))
+
+    def source_pieces(self, ids: list[int]) -> list[str]:
+        return self.source.pieces(ids)
+
+    def target_pieces(self, ids: list[int]) -> list[str]:
+        return self.target.pieces(self._unshift(ids))
+
+    def to_json(self) -> str:
+        return json.dumps({"rnnkit_translate_bpe_separate": {"source": self.source.to_json(),
+                                                             "target": self.target.to_json()}})
+
+
+Vocab = CharVocab | BpeVocab | G2PVocab | SeparateBpeVocab
 
 
 def build_vocab(kind: str, texts: list[str], bpe_vocab: int, targets: list[str] | None = None) -> Vocab:
-    """The vocabulary of ``kind`` trained on ``texts`` (sources and targets together), or for ``g2p``
-    on ``texts`` as sources and ``targets``."""
+    """The vocabulary of ``kind`` trained on ``texts`` (sources and targets together), or for ``g2p`` and
+    ``bpe-separate`` on ``texts`` as sources and ``targets``."""
+    if kind == "bpe-separate":
+        return SeparateBpeVocab.train(texts, targets or [], bpe_vocab)
     if kind == "char":
         return CharVocab.train(texts)
     if kind == "bpe":
@@ -189,12 +240,24 @@ def load_vocab(run_dir: Path) -> Vocab:
             raise CorruptRunFile(f"{path}: rnnkit_translate_g2p must hold distinct source characters and distinct "
                                  "target symbols without spaces")
         return G2PVocab(tables["source"], tables["target"])
+    if isinstance(data, dict) and "rnnkit_translate_bpe_separate" in data:
+        sides = data["rnnkit_translate_bpe_separate"]
+        if not (isinstance(sides, dict) and all(isinstance(sides.get(k), str) for k in ("source", "target"))):
+            raise CorruptRunFile(f"{path}: rnnkit_translate_bpe_separate must hold a source and a target tokenizer")
+        return SeparateBpeVocab(_bpe_tokenizer(sides["source"], path), _bpe_tokenizer(sides["target"], path))
+    return BpeVocab(_bpe_tokenizer(text, path))
+
+
+def _bpe_tokenizer(text: str, path: Path):
+    """An HF tokenizer from its JSON, checked to hold the specials at ids 0-3; one line if damaged."""
     from tokenizers import Tokenizer
+
+    from rnnkit.io.saving import CorruptRunFile
 
     try:
         tok = Tokenizer.from_str(text)
-    except Exception:  # the library's parse errors: neither of our two formats
+    except Exception:  # the library's parse errors: none of our formats
         raise CorruptRunFile(f"{path} is neither a character vocabulary nor a BPE tokenizer: damaged") from None
     if [tok.token_to_id(s) for s in SPECIALS] != [PAD, UNK, BOS, EOS]:
         raise CorruptRunFile(f"{path} does not hold rnnkit translate's special tokens at ids 0-3")
-    return BpeVocab(tok)
+    return tok
