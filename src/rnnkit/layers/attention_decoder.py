@@ -10,8 +10,9 @@ One step, from the previous target token ``y_{t-1}`` and the previous attentiona
 
 Without input feeding (``input_feeding=False``) the recurrent layer reads ``x_t = E y_{t-1}`` alone: the
 attention no longer feeds back into the recurrence, so teacher forcing runs the recurrent layer over the
-whole target in one call (the fused executors) and attends from every position at once, about twice
-as fast to train on CPU; ``h~_t`` still makes the output.
+whole target in one call (the fused executors) and attends from every position at once (in the G2P
+runs of docs/translate.md the time saved pays for a second encoder layer); ``h~_t`` still makes the
+output.
 
 Training runs the same step over the target (teacher forcing: ``y_{t-1}`` is the reference token;
 with ``sampling`` > 0 it is, with that probability per row, the model's own previous argmax: scheduled
