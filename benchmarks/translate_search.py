@@ -53,21 +53,10 @@ class TorchLSTMSeq2Seq(nn.Module):
         self.encoder.load_state_dict({k: v for k, v in enc.state_dict().items() if k in self.encoder.state_dict()})
 
     def encode(self, src: Tensor, lengths: Tensor):
-        from rnnkit.layers.attention_decoder import DecoderState
-
-        m = self.model
-        x = m.src_embedding(src)
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
-        out, (h, c) = self.encoder(packed)
+        packed = nn.utils.rnn.pack_padded_sequence(self.model.src_embedding(src), lengths, enforce_sorted=False)
+        out, final = self.encoder(packed)
         keys, _ = nn.utils.rnn.pad_packed_sequence(out, total_length=src.shape[0])
-        L, D, B = self.decoder.num_layers, m.directions, src.shape[1]
-        init = []
-        for comp, bridge in zip((h, c), m.bridge, strict=True):
-            last = comp[-D:].transpose(0, 1).reshape(B, -1)
-            init.append(torch.tanh(bridge(last)).unsqueeze(0).expand(L, -1, -1).contiguous())
-        mask = torch.arange(src.shape[0])[None, :] < lengths[:, None]
-        memory = m.decoder.prepare(keys.transpose(0, 1), mask)
-        return memory, DecoderState(tuple(init), keys.new_zeros(B, m.decoder.attentional_size))
+        return self.model.start(keys, final, lengths)  # the model's own bridge, attention keys and mask
 
 
 class _TorchCellDecoder(nn.Module):
@@ -77,7 +66,6 @@ class _TorchCellDecoder(nn.Module):
         super().__init__()
         self.inner = decoder
         rnn = decoder.rnn
-        self.num_layers = rnn.num_layers
         self.cells = nn.ModuleList()
         sd = rnn.state_dict()
         for layer in range(rnn.num_layers):

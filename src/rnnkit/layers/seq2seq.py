@@ -78,14 +78,19 @@ class Seq2Seq(nn.Module):
         """``src`` (S, B) token ids, ``lengths`` (B,) -> the memory and the decoder's initial state."""
         x = self.drop(self.src_embedding(src))
         keys, final = self.encoder(x, lengths=lengths.cpu())
+        return self.start(keys, final, lengths)
+
+    def start(self, keys: Tensor, final: Tensor | tuple[Tensor, ...], lengths: Tensor) -> tuple[Memory, DecoderState]:
+        """The memory and the decoder's initial state from the encoder's outputs ``keys`` (S, B, K) and its
+        final state (components (layers x directions, B, n), as ``Recurrent`` and torch.nn return them)."""
         comps = final if isinstance(final, tuple) else (final,)
-        L, D, B = self.decoder.rnn.num_layers, self.directions, src.shape[1]
+        L, D, B = self.decoder.rnn.num_layers, self.directions, keys.shape[1]
         init = []
         for comp, bridge in zip(comps, self.bridge, strict=True):
             last = comp[-D:].transpose(0, 1).reshape(B, -1)  # the last layer's directions, side by side
             init.append(torch.tanh(bridge(last)).unsqueeze(0).expand(L, -1, -1).contiguous())
         rnn_state = tuple(init) if len(init) > 1 else init[0]
-        mask = torch.arange(src.shape[0], device=src.device)[None, :] < lengths.to(src.device)[:, None]
+        mask = torch.arange(keys.shape[0], device=keys.device)[None, :] < lengths.to(keys.device)[:, None]
         memory = self.decoder.prepare(keys.transpose(0, 1), mask)
         feed = keys.new_zeros(B, self.decoder.attentional_size)
         return memory, DecoderState(rnn_state, feed)

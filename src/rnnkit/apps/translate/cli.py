@@ -309,11 +309,10 @@ def demo(out_dir: Path, quick: bool) -> list[str]:
     words (the demo's translation step; docs/translate.md has the real figures)."""
     import shutil
 
-    from rnnkit.apps.translate.cmudict_split import cmudict_pronunciations, split_words
-    from rnnkit.apps.translate.metrics import scored_sources, summary
+    from rnnkit.apps.translate.cmudict_split import cmudict_pronunciations, split_words, write_g2p_tsv
+    from rnnkit.apps.translate.metrics import summary
     from rnnkit.apps.translate.options import TranslateConfig
     from rnnkit.apps.translate.task import run_translate
-    from rnnkit.io.atomic import write_text_atomic
     from rnnkit.training.config import TrainConfig
 
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -327,8 +326,7 @@ def demo(out_dir: Path, quick: bool) -> list[str]:
     data = out_dir / "data"
     for name, words, every in (("train", train_words, False), ("valid", parts["valid"][:200], False),
                                ("test", test_words, True)):
-        rows = [(w, p) for w in words for p in (prons[w] if every else prons[w][:1])]
-        write_text_atomic(data / f"{name}.tsv", "word\tphonemes\n" + "".join(f"{w}\t{p}\n" for w, p in rows))
+        write_g2p_tsv(data / f"{name}.tsv", words, prons, every)
     tcfg = TrainConfig(max_epochs=100, batch_size=32, lr=5e-3, quiet=True, threads=1, tensorboard=False,
                        clip_norm=1.0, plots=False, schedule="cosine", warmup_steps=50).validate()
     opts = TranslateConfig(tokenizer="g2p", hidden=128, embedding_size=64, dropout=0.0, label_smoothing=0.0,
@@ -337,10 +335,9 @@ def demo(out_dir: Path, quick: bool) -> list[str]:
     m = run_translate(tcfg, opts, run, data / "train.tsv", data / "valid.tsv")
     result, _ = evaluate_pairs(run, data / "test.tsv", beam=1)
     examples = translate_sentences(run, ["rnnkit", "recurrent", "phoneme"], beam=1)
-    sources, _ = scored_sources("g2p", [(w, "") for w in test_words])
     return [f"translate: grapheme-to-phoneme, {len(train_words):,} CMUdict {version} words, an attention LSTM "
             f"({m['translate']['parameters']:,} parameters) trained {m['train_seconds']:.0f} s: "
             f"{summary(result)} (held-out; a tiny demo run: docs/translate.md has the real figures)",
             "translate: e.g. " + ", ".join(f"{w} -> {o[0]}" for w, o in zip(["rnnkit", "recurrent", "phoneme"],
                                                                              examples, strict=True)),
-            f"translate: run {run}, {len(sources)} test words in {data / 'test.tsv'}"]
+            f"translate: run {run}, {len(test_words)} test words in {data / 'test.tsv'}"]

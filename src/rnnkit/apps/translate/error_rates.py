@@ -38,7 +38,7 @@ def _rates(hypotheses: list[str], references: list[list[str]]) -> tuple[float, f
     errors = phonemes = wrong = 0
     for h, refs in zip(hypotheses, references, strict=True):
         hs = h.split()
-        dist, ref = min(((edit_distance(hs, r.split()), r.split()) for r in refs), key=lambda d: d[0])
+        dist, ref = min(((edit_distance(hs, r), r) for r in (x.split() for x in refs)), key=lambda d: d[0])
         errors += dist
         phonemes += len(ref)
         wrong += dist > 0
