@@ -84,9 +84,8 @@ def _export_pt2(run_dir: Path, out: Path | None, step: bool, lengths: bool, opse
     import rnnkit
     from rnnkit.deploy.pt2_export import export_pt2
 
-    for flag, given in (("--step", step), ("--lengths", lengths), ("--opset", opset is not None)):
-        if given:
-            raise UserError(f"{flag} applies to --format onnx, not pt2")
+    _refuse_flags({"--step": step, "--lengths": lengths, "--opset": opset is not None},
+                  "applies to --format onnx, not pt2")
     model = rnnkit.load(run_dir)
     target = out if out is not None else run_dir / "model.pt2"
     if target.is_dir():
@@ -142,9 +141,8 @@ def _export_classify(model, run_dir: Path, out: Path | None, step: bool, lengths
     (deploy/classify_export.py)."""
     from rnnkit.deploy.classify_export import MAX_LENGTH, export_classifier
 
-    for flag, given in (("--step", step), ("--lengths", lengths)):
-        if given:
-            raise UserError(f"{flag} does not apply to a classify run (its graph takes `lengths` always)")
+    _refuse_flags({"--step": step, "--lengths": lengths}, "does not apply to a classify run (its graph takes "
+                  "`lengths` always)")
     if length is None:
         from rnnkit.io.saving import read_app_config
 
@@ -174,10 +172,8 @@ def _export_translate(model, run_dir: Path, out: Path | None, step: bool, length
     """A translation run: an encoder graph and a decoder step graph (deploy/translate_export.py)."""
     from rnnkit.deploy.translate_export import check_seq2seq, export_paths, export_seq2seq
 
-    for flag, given in (("--step", step), ("--lengths", lengths)):
-        if given:
-            raise UserError(f"{flag} does not apply to a translation run (it exports an encoder graph with "
-                            "lengths and a decoder step graph)")
+    _refuse_flags({"--step": step, "--lengths": lengths}, "does not apply to a translation run (it exports an "
+                  "encoder graph with lengths and a decoder step graph)")
     check_seq2seq(model)
     _require_onnxruntime()
     if out is not None and out.is_dir():
@@ -224,15 +220,21 @@ def _export_forecast(run_dir: Path, out: Path | None, step: bool, lengths: bool,
     (deploy/forecast_export.py)."""
     from rnnkit.deploy.forecast_export import export_graph, forecast_graph
 
-    for flag, given in (("--step", step), ("--lengths", lengths)):
-        if given:
-            raise UserError(f"{flag} does not apply to a forecasting run (its graph maps a window to the horizon)")
+    _refuse_flags({"--step": step, "--lengths": lengths}, "does not apply to a forecasting run (its graph maps a "
+                  "window to the horizon)")
     graph = forecast_graph(run_dir)  # refusals before anything is written
     target = _onnx_target(run_dir, out, False)
     typer.echo("tracing the forecaster (an ensemble of autoregressive members takes about half a minute) ...")
     export_graph(graph, target, opset=opset)
     typer.echo(f"wrote {target} (forecast graph: inputs {', '.join(graph.inputs)}; outputs forecast, samples; "
                "checked in onnxruntime against the model)")
+
+
+def _refuse_flags(given: dict[str, bool], why: str) -> None:
+    """One line naming the first flag given that this export cannot honour."""
+    for flag, on in given.items():
+        if on:
+            raise UserError(f"{flag} {why}")
 
 
 def _require_onnxruntime() -> None:
