@@ -29,8 +29,10 @@ def test_archive_table(tmp_path):
     rows = [{"set": "GunPoint", "label": "default", "seed": s, "model": "lstm_fcn-lstm", "accuracy": a,
              "dtw": 0.94, "epochs": 150, "train_cpu_s": c, "train_wall_s": c, "load": 2.0, "extra": [],
              "date": "x"} for s, a, c in ((1, 1.0, 40.0), (0, 0.98, 42.5))]
+    rows.append({**rows[0], "label": "rocket", "dtw": None, "minirocket": 0.9666})
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "classify_archive.py"), "--out", str(tmp_path),
                            "--table"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "| GunPoint | default | 0,1 | 0.980 / 1.000 | 0.990 | 0.940 | 42 | 2.0-2.0 |" in done.stdout
+    assert "| GunPoint | default | 0,1 | 0.980 / 1.000 | 0.990 | 1-NN DTW 0.940 | 42 | 2.0-2.0 |" in done.stdout
+    assert "| GunPoint | rocket | 1 | 1.000 | 1.000 | MiniRocket 0.967 | 40 | 2.0-2.0 |" in done.stdout

@@ -110,7 +110,7 @@ class ClassifyModel(RunDirModel):
 
         run_dir = self.trained_run_dir()
         model, ccfg, path = _load_run(run_dir, self._file(data, labels))
-        return evaluate_run(model, ccfg, run_dir, path, baseline and ccfg.baseline == "dtw")
+        return evaluate_run(model, ccfg, run_dir, path, baseline and ccfg.baseline != "none")
 
     def _file(self, data: Cases, labels: Sequence | None, target: Path | None = None) -> Path:
         """A path as given; other data written as a long CSV to ``target`` (default: the run's

@@ -17,7 +17,7 @@ from rnnkit.errors import UserError
 from rnnkit.training.cli_support import command_flags
 
 app = typer.Typer(help="Sequence classification: recurrent, LSTM-FCN / MLSTM-FCN and Transformer classifiers "
-                       "on long CSV or .ts files, beside a 1-NN DTW baseline, with reports and plots.",
+                       "on long CSV or .ts files, beside a 1-NN DTW or MiniRocket baseline, with reports and plots.",
                   no_args_is_help=True)
 
 DATA, MODEL, TRAIN = "Data", "Model", "Training"
@@ -123,7 +123,7 @@ def train(
     training: dict | None = None,
 ) -> None:
     """Train on the training cases (a stratified validation split held out), report validation scores
-    beside the 1-NN DTW baseline."""
+    beside the baseline (1-NN DTW, or MiniRocket + ridge with --set baseline=minirocket)."""
     if (out is None) == (resume is None):
         raise UserError("give exactly one of --out DIR (a new run) or --resume RUN_DIR")
     flags = _flags(**{k: v for k, v in locals().items()
@@ -179,15 +179,15 @@ def evaluate(
     data: Annotated[Path | None, typer.Option(help="file to score: the test split of a long CSV, or every case of a "
                                                    "file without a split column (a _TEST.ts); default: the "
                                                    "training file when it lies inside the run directory")] = None,
-    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="score the 1-NN DTW baseline beside "
+    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="score the baseline beside "
                                                                            "the model")] = True,
     quiet: Quiet = False,
 ) -> None:
-    """Score a trained run on the test cases beside the 1-NN DTW baseline (references: every training case)."""
+    """Score a trained run on the test cases beside the baseline (fitted on every training case)."""
     from .pipeline import evaluate_run, print_report
 
     model, ccfg, path = _load_run(run_dir, data)
-    report = evaluate_run(model, ccfg, Path(run_dir), path, baseline and ccfg.baseline == "dtw", _command())
+    report = evaluate_run(model, ccfg, Path(run_dir), path, baseline and ccfg.baseline != "none", _command())
     if not quiet:
         print_report(report)
         typer.echo(f"report: {run_dir / 'evaluation.md'}; confusion matrix: {run_dir / 'evaluation_confusion.png'}; "

@@ -4,10 +4,10 @@ Splits. ``train`` reads the training cases (the ``train`` split of a long CSV, o
 file without a split column such as a ``_TRAIN.ts``), carves a stratified validation split from them
 (``val_fraction``), fits the per-dimension normalisation on the rest, trains with early stopping on
 the validation loss and keeps the weights of the best validation epoch; the validation report puts
-the 1-NN DTW baseline (references: the same training cases) beside the network. ``evaluate`` scores
-the ``test`` split (or every case of a file without a split column) and is the only command that
-reads it; its baseline uses every training case as a reference (the archive's protocol), saved in
-``baseline.safetensors`` at training time.
+the baseline (``baseline``: 1-NN DTW or MiniRocket + ridge, fitted on the same training cases)
+beside the network. ``evaluate`` scores the ``test`` split (or every case of a file without a split
+column) and is the only command that reads it; its baseline uses every training case (the archive's
+protocol), saved in ``baseline.safetensors`` at training time.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .metrics import scores
 
 BASELINE_FILE = "baseline.safetensors"
 CLASS_WEIGHTS = ("none", "balanced")
-BASELINES = ("dtw", "none")
+BASELINES = ("dtw", "minirocket", "none")
 AUTO_FOLDS = 5  # folds=0 (auto): a 5-fold cross-fitted ensemble ...
 CROSS_FIT_BELOW = 1000  # ... when there are fewer training cases than this (else one model)
 
@@ -51,7 +51,7 @@ class ClassifyConfig:
     transformer_width: int = 0  # 0: matched to the recurrent model of the same cell/hidden/layers
     val_fraction: float = 0.2
     class_weights: str = "none"  # none | balanced
-    baseline: str = "dtw"  # dtw | none
+    baseline: str = "dtw"  # dtw | minirocket | none
     baseline_window: float = 0.1  # Sakoe-Chiba band, a fraction of the longer series' length
     ensemble: int = 1  # > 1: that many members (seeds seed..seed+N-1), their probabilities averaged
     # cross-fitting: K members, member k validated on fold k of the training cases and trained on the
@@ -261,7 +261,7 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
         model.load_state_dict(task.best_state)
         _write_weights(model, run_dir)
     model.eval()
-    if cfg.baseline == "dtw":
+    if cfg.baseline != "none":
         _write_baseline_refs(run_dir, train, y)
     from .model import count_parameters
 
@@ -269,7 +269,7 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
         report = score_out_of_fold(model, val_cases, y[va], fold, classes, cfg)
     else:
         report = score_cases(model, val_cases, y[va], classes, "validation", cfg,
-                             refs=(fit_cases, y[tr]) if cfg.baseline == "dtw" else None)
+                             refs=(fit_cases, y[tr]) if cfg.baseline != "none" else None)
     report["training"] = {"status": metrics["status"], "epochs": metrics["epochs_completed"],
                           "best_epoch": task.best["epoch"], "seconds": metrics["train_seconds"],
                           "batch_size": batch, "parameters": count_parameters(model), "seed": tcfg.seed,
@@ -344,24 +344,35 @@ def predict_proba(model, cases: Cases, batch: int = 256) -> np.ndarray:
 
 
 def baseline_predictions(cases: Cases, refs: tuple[np.ndarray, np.ndarray, np.ndarray], mean: np.ndarray,
-                         std: np.ndarray, window: float) -> np.ndarray:
-    """1-NN DTW class indices of ``cases`` against references (values, lengths, labels), both normalised
-    with the model's per-dimension statistics."""
+                         std: np.ndarray, cfg: ClassifyConfig, n_classes: int) -> np.ndarray:
+    """The baseline's class indices of ``cases`` given the references (values, lengths, labels), both
+    normalised with the model's per-dimension statistics: 1-NN DTW, or MiniRocket + ridge fitted on them."""
     import torch
-
-    from .dtw import dtw_distances, nearest_neighbour
 
     x, lengths = pad(cases)
     rx, rl, ry = refs
-    rmask = (np.arange(rx.shape[1])[None, :] < rl[:, None])[..., None]
+    queries = (x - mean) / std * (np.arange(x.shape[1])[None, :] < lengths[:, None])[..., None]
+    references = (rx - mean) / std * (np.arange(rx.shape[1])[None, :] < rl[:, None])[..., None]
+    if cfg.baseline == "minirocket":
+        from .minirocket import minirocket_predictions
+
+        return minirocket_predictions(references.astype(np.float32), rl, ry, n_classes, queries.astype(np.float32),
+                                      lengths)
+    from .dtw import dtw_distances, nearest_neighbour
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # many small operations: extra threads only wait at barriers
     try:
-        d = dtw_distances((x - mean) / std * (np.arange(x.shape[1])[None, :] < lengths[:, None])[..., None],
-                          lengths, (rx - mean) / std * rmask, rl, window)
+        d = dtw_distances(queries, lengths, references, rl, cfg.baseline_window)
     finally:
         torch.set_num_threads(threads)
     return nearest_neighbour(d, ry)
+
+
+def baseline_label(cfg: ClassifyConfig) -> str:
+    if cfg.baseline == "minirocket":
+        return "minirocket+ridge"
+    return f"1nn-dtw (window {cfg.baseline_window:g})"
 
 
 def score_cases(model, cases: Cases, y: np.ndarray, classes: list[str], name: str, cfg: ClassifyConfig,
@@ -383,8 +394,8 @@ def score_cases(model, cases: Cases, y: np.ndarray, classes: list[str], name: st
             refs = (rx, rl, ref_y)
         t0 = time.perf_counter()
         mean, std = model.mean.numpy(), model.std.numpy()
-        base_pred = baseline_predictions(cases, refs, mean, std, cfg.baseline_window)
-        base = f"1nn-dtw (window {cfg.baseline_window:g})"
+        base_pred = baseline_predictions(cases, refs, mean, std, cfg, len(classes))
+        base = baseline_label(cfg)
         table[base] = {**scores(y, base_pred, classes), "seconds": round(time.perf_counter() - t0, 3)}
     return {"split": name, "cases": len(cases), "classes": classes, "metrics": table,
             "_rows": {"proba": proba, "pred": pred, "baseline": base_pred}}
@@ -393,8 +404,8 @@ def score_cases(model, cases: Cases, y: np.ndarray, classes: list[str], name: st
 def score_out_of_fold(model, cases: Cases, y: np.ndarray, fold: np.ndarray, classes: list[str],
                       cfg: ClassifyConfig) -> dict[str, Any]:
     """The validation report of a cross-fitted ensemble: every training case scored by the one member
-    that never trained on it (out-of-fold), and the 1-NN DTW baseline the same way (the references of
-    fold k's cases: the other folds' cases)."""
+    that never trained on it (out-of-fold), and the baseline the same way (fitted for fold k's cases on
+    the other folds' cases)."""
     import time
 
     label = model_label(model.get_config())
@@ -407,7 +418,7 @@ def score_out_of_fold(model, cases: Cases, y: np.ndarray, fold: np.ndarray, clas
     pred = proba.argmax(1)
     table = {f"{label} out-of-fold": {**scores(y, pred, classes), "seconds": round(time.perf_counter() - t0, 3)}}
     base_pred = None
-    if cfg.baseline == "dtw":
+    if cfg.baseline != "none":
         t0 = time.perf_counter()
         base_pred = np.zeros(len(cases), dtype=np.int64)
         mean, std = model.mean.numpy(), model.std.numpy()
@@ -415,9 +426,9 @@ def score_out_of_fold(model, cases: Cases, y: np.ndarray, fold: np.ndarray, clas
             idx, ref = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
             if len(idx):
                 rx, rl = pad(cases.select(ref))
-                base_pred[idx] = baseline_predictions(cases.select(idx), (rx, rl, y[ref]), mean, std,
-                                                      cfg.baseline_window)
-        base = f"1nn-dtw (window {cfg.baseline_window:g}) out-of-fold"
+                base_pred[idx] = baseline_predictions(cases.select(idx), (rx, rl, y[ref]), mean, std, cfg,
+                                                      len(classes))
+        base = f"{baseline_label(cfg)} out-of-fold"
         table[base] = {**scores(y, base_pred, classes), "seconds": round(time.perf_counter() - t0, 3)}
     return {"split": "validation", "cases": len(cases), "classes": classes, "metrics": table,
             "folds": len(model.nets), "_rows": {"proba": proba, "pred": pred, "baseline": base_pred}}
