@@ -47,6 +47,29 @@ def _load_run(run_dir: Path):
     return model, vocab, opts
 
 
+def _load_ensemble(run_dir: Path, others: list[Path] | None):
+    """``_load_run`` of ``run_dir``, with the models of ``others`` joined to it as one
+    :class:`~rnnkit.layers.seq2seq_ensemble.Seq2SeqEnsemble` (search settings stay ``run_dir``'s); every
+    run must share ``run_dir``'s vocabulary, token for token."""
+    model, vocab, opts = _load_run(run_dir)
+    if not others:
+        return model, vocab, opts
+    from rnnkit.layers.seq2seq_ensemble import Seq2SeqEnsemble
+
+    members = [model]
+    for other in others:
+        m, v, _ = _load_run(other)
+        if v.to_json() != vocab.to_json():
+            raise UserError(f"--ensemble {other}: its tokenizer.json differs from {run_dir}'s; an ensemble averages "
+                            "next-token probabilities, so every run must share one vocabulary")
+        members.append(m)
+    return Seq2SeqEnsemble(members), vocab, opts
+
+
+Ensemble = Annotated[list[Path] | None, typer.Option(
+    "--ensemble", help="another run to decode with (repeatable): next-token probabilities averaged; same vocabulary")]
+
+
 def _search_options(beam: int, alpha: float, max_len_ratio: float, n_best: int = 1) -> None:
     if beam < 1 or beam > 100:
         raise UserError(f"--beam must be from 1 to 100, got {beam}")
@@ -95,15 +118,16 @@ def search_settings(opts, beam: int | None, alpha: float | None, max_len_ratio: 
 
 def evaluate_pairs(run_dir: Path, test_file: Path, beam: int | None = None, alpha: float | None = None,
                    max_len_ratio: float | None = None, header: bool | None = None,
-                   batch_size: int = 64) -> tuple[dict, list[str]]:
-    """``evaluate``'s work: (scores, the best translation of each source)."""
+                   batch_size: int = 64, ensemble: list[Path] | None = None) -> tuple[dict, list[str]]:
+    """``evaluate``'s work: (scores, the best translation of each source); ``ensemble``: other runs
+    decoded with ``run_dir``'s model (:func:`_load_ensemble`)."""
     import time
 
     from rnnkit.apps.translate.data import read_pairs
     from rnnkit.apps.translate.decode import translate
     from rnnkit.apps.translate.metrics import scored_sources, scores_for
 
-    model, vocab, opts = _load_run(run_dir)
+    model, vocab, opts = _load_ensemble(run_dir, ensemble)
     beam, alpha, ratio = search_settings(opts, beam, alpha, max_len_ratio, batch_size)
     pairs = read_pairs(test_file, opts.header if header is None else header)
     sources, references = scored_sources(opts.tokenizer, pairs)
@@ -113,6 +137,8 @@ def evaluate_pairs(run_dir: Path, test_file: Path, beam: int | None = None, alph
     result = {"file": str(test_file), **scores_for(opts.tokenizer, hyps, references), "beam": beam,
               "alpha": alpha, "decode_seconds": round(seconds, 2),
               "sentences_per_second": round(len(sources) / max(seconds, 1e-9), 1)}
+    if ensemble:
+        result["ensemble"] = [str(run_dir), *map(str, ensemble)]
     best = dict(zip(sources, hyps, strict=True))
     return result, [best[s] for s, _ in pairs]  # a line per input line
 
@@ -219,6 +245,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="sentences per search batch")] = 64,
     threads: Threads = None,
     hypotheses: Annotated[Path | None, typer.Option(help="also write the translations here, one per line")] = None,
+    ensemble: Ensemble = None,
 ) -> None:
     """BLEU, chrF (sacrebleu, signatures printed) and exact match of a run on a TSV of pairs; for a
     --tokenizer g2p run, word and phoneme error rates."""
@@ -227,7 +254,7 @@ def evaluate(
     from rnnkit.io.atomic import write_text_atomic
 
     _set_threads(threads)
-    result, hyps = evaluate_pairs(run_dir, test_file, beam, alpha, max_len_ratio, header, batch_size)
+    result, hyps = evaluate_pairs(run_dir, test_file, beam, alpha, max_len_ratio, header, batch_size, ensemble)
     if hypotheses is not None:
         write_text_atomic(hypotheses, "".join(h + "\n" for h in hyps))
     typer.echo(json.dumps(result, indent=2))
@@ -244,11 +271,12 @@ def translate_cmd(
     n_best: Annotated[int, typer.Option(help="translations per sentence (tab-separated, best first)")] = 1,
     batch_size: Annotated[int, typer.Option(help="sentences per search batch")] = 64,
     threads: Threads = None,
+    ensemble: Ensemble = None,
 ) -> None:
     """Translate sentences (one per line, from FILE or standard input): one output line per input line."""
     from rnnkit.apps.translate.data import read_sentences
 
-    run = _load_run(run_dir)  # a bad run directory or option is refused before standard input is read
+    run = _load_ensemble(run_dir, ensemble)  # a bad run directory or option is refused before reading stdin
     search_settings(run[2], beam, alpha, max_len_ratio, batch_size, n_best)
     _set_threads(threads)
     if file is None:
