@@ -1,5 +1,6 @@
 """Search speed of a translate run on CPU: rnnkit's decoding against the same model decoded through a
-plain Python loop over ``torch.nn.LSTMCell`` (issue #15).
+plain Python loop over ``torch.nn.LSTMCell`` (issue #15); for a ``--arch transformer`` run, rnnkit's
+cached decoder steps against torch.nn's decoder layers re-run over the whole prefix at every step.
 
 Both sides run the same search code (:mod:`rnnkit.layers.seq2seq_search`: greedy, and batched beam
 search with the GNMT length penalty) on the same weights and the same batches of sentences; they
@@ -10,6 +11,11 @@ differ in what computes the recurrence:
 - anchor: ``torch.nn.LSTM`` for the encoder (packed sequences, ``pack_padded_sequence``) and one
   ``torch.nn.LSTMCell`` per decoder layer called in the step, with the run's weights copied in; the
   embeddings, attention and output layer are the model's own modules.
+
+For a Transformer run the anchor (:class:`UncachedTransformer`) is the usual torch.nn decoding without
+a cache: every step calls each ``torch.nn.TransformerDecoderLayer`` (the run's own modules) on the
+prefix so far with a causal mask and keeps the last position; rnnkit's ``decoder.step`` feeds the new
+position only, with the self-attention keys and values of the earlier positions cached.
 
 Timed interleaved (rnnkit, anchor, rnnkit, ...) in one process, ``--repeats`` rounds over the same
 sentences, median of the rounds; printed: sentences per second of each and the ratio (rnnkit's speed
@@ -91,6 +97,40 @@ class _TorchCellDecoder(nn.Module):
         return d.out(feed), DecoderState((torch.stack(hs), torch.stack(cs)), feed), weights
 
 
+class UncachedTransformer(nn.Module):
+    """The anchor of a Transformer run: ``model``'s encoder, and at each step torch.nn's decoder layers
+    over the whole prefix (no key/value cache). Its attention weights are not computed (zeros)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def decoder(self) -> UncachedTransformer:  # the search calls model.decoder.step
+        return self
+
+    def encode(self, src: Tensor, lengths: Tensor):
+        memory, _ = self.model.encode(src, lengths)
+        return memory, _Prefix(src.new_zeros(src.shape[1], 0))
+
+    def step(self, tokens: Tensor, state: _Prefix, memory) -> tuple[Tensor, _Prefix, Tensor]:
+        dec = self.model.decoder
+        prefix = torch.cat([state.tokens, tokens[:, None]], 1)
+        causal = nn.Transformer.generate_square_subsequent_mask(prefix.shape[1], device=prefix.device)
+        x = dec.embed(prefix)
+        for layer in dec.layers:
+            x = layer(x, memory.keys, tgt_mask=causal, memory_key_padding_mask=~memory.mask, tgt_is_causal=True)
+        return dec.out(dec.norm(x[:, -1])), _Prefix(prefix), memory.mask.new_zeros(memory.mask.shape, dtype=x.dtype)
+
+
+class _Prefix:
+    def __init__(self, tokens: Tensor) -> None:
+        self.tokens = tokens
+
+    def select(self, index: Tensor) -> _Prefix:
+        return _Prefix(self.tokens.index_select(0, index))
+
+
 def _decode(model: nn.Module, batches: list[tuple[Tensor, Tensor]], beam: int, alpha: float,
             ratio: float) -> tuple[float, list[list[int]]]:
     """Seconds to decode every batch, and the best output of every sentence."""
@@ -110,7 +150,7 @@ def _decode(model: nn.Module, batches: list[tuple[Tensor, Tensor]], beam: int, a
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="a translate run directory (--cell lstm)")
+    parser.add_argument("run", type=Path, help="a translate run directory (--cell lstm, or --arch transformer)")
     parser.add_argument("file", type=Path, help="TSV of pairs (the sources are decoded)")
     parser.add_argument("--limit", type=int, default=1000, help="sentences (the first distinct sources)")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
@@ -126,14 +166,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     model, vocab, opts = _load_run(args.run)
-    anchor = TorchLSTMSeq2Seq(model).eval()
+    from rnnkit.layers.seq2seq_transformer import TransformerSeq2Seq
+
+    transformer = isinstance(model, TransformerSeq2Seq)
+    anchor = (UncachedTransformer(model) if transformer else TorchLSTMSeq2Seq(model)).eval()
+    anchor_name = "torch.nn decoder layers over the prefix" if transformer else "torch.nn.LSTMCell loop"
     sources = list(dict.fromkeys(s for s, _ in read_pairs(args.file, opts.header)))[:args.limit]
     ids = sorted((vocab.encode_source(s)[:opts.max_len] for s in sources), key=len)
     ids = [s for s in ids if s]
     batches = [pad_batch(ids[i:i + args.batch_size]) for i in range(0, len(ids), args.batch_size)]
     announce(f"{len(ids)} sentences x beams {args.beams} x 2 decoders x {args.repeats} rounds")
-    result: dict[str, Any] = {"run": str(args.run), "sentences": len(ids), "threads": args.threads,
-                              "batch_size": args.batch_size, "repeats": args.repeats, "beams": {}}
+    result: dict[str, Any] = {"run": str(args.run), "anchor": anchor_name, "sentences": len(ids),
+                              "threads": args.threads, "batch_size": args.batch_size,
+                              "repeats": args.repeats, "beams": {}}
     for beam in args.beams:
         times: dict[str, list[float]] = {"rnnkit": [], "anchor": []}
         outputs: dict[str, list[list[int]]] = {}
@@ -151,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                "seconds": {k: [round(s, 3) for s in v] for k, v in times.items()}}
         result["beams"][str(beam)] = row
         name = "greedy" if beam == 1 else f"beam {beam}"
-        print(f"{name:>8}: rnnkit {row['rnnkit_sentences_per_second']:8.1f} sentences/s, torch.nn.LSTMCell loop "
+        print(f"{name:>8}: rnnkit {row['rnnkit_sentences_per_second']:8.1f} sentences/s, {anchor_name} "
               f"{row['anchor_sentences_per_second']:8.1f} sentences/s, ratio {row['speedup']:.2f}x; "
               f"outputs agree on {agree}/{len(ids)}", flush=True)
     if args.json:

@@ -13,10 +13,19 @@ Time-major ids ``(T, B)`` as the rest of rnnkit. The decoder layers are ``torch.
 modules run by :func:`_decoder_layer` (the same computation as their ``forward`` with ``norm_first=True``)
 so that the last layer's cross-attention weights, averaged over heads, can be returned.
 
-``decoder.step(tokens, state, memory)``: the state is the target prefix so far (N, t); a step appends
-``tokens`` and runs the decoder over the whole prefix (no key/value cache: O(t^2) per sentence, which
-is fine for sentence-length outputs) and returns the last position's logits. Teacher forcing over a
-target is exactly the steps' computation on its prefixes (tested).
+``decoder.step(tokens, state, memory)``: one new position per call with a key/value cache. The state
+holds each layer's self-attention keys and values of the positions fed so far, (N, heads, t, d/heads);
+the memory holds each layer's cross-attention keys and values of the source, projected once in
+``encode``. A step runs the new position only (per layer, with ``W`` the module's in/out projections)::
+
+    h = LN1(x);  q, k, v = h W_qkv;  K = [K; k], V = [V; v]
+    x = x + W_o softmax(q K^T / sqrt(d/heads)) V                   (per head; the past only: causal)
+    h = LN2(x);  x = x + W_o' softmax(h W_q' K_src^T / sqrt(d/heads) - inf * padding) V_src
+    x = x + FF(LN3(x))
+
+which is the computation of ``torch.nn.MultiheadAttention`` inside the layers' ``forward``; teacher
+forcing over a target equals the steps on its prefixes (tested), so a sentence costs O(t) position
+updates instead of re-running its prefix at every step.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 __all__ = ["TransformerSeq2Seq", "sinusoidal_positions"]
 
@@ -43,23 +53,48 @@ def sinusoidal_positions(length: int, d: int, device=None) -> Tensor:
 
 @dataclass
 class TransformerMemory:
-    """The encoded source, batch first: ``keys`` (B, S, d); ``mask`` (B, S), True on real tokens."""
+    """The encoded source, batch first: ``keys`` (B, S, d); ``mask`` (B, S), True on real tokens;
+    ``cross``: each decoder layer's projected (keys, values) of the source, (B, heads, S, d/heads)."""
 
     keys: Tensor
     mask: Tensor
+    cross: tuple[tuple[Tensor, Tensor], ...] = ()
 
     def select(self, index: Tensor) -> TransformerMemory:
-        return TransformerMemory(self.keys.index_select(0, index), self.mask.index_select(0, index))
+        return TransformerMemory(self.keys.index_select(0, index), self.mask.index_select(0, index),
+                                 tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in self.cross))
 
 
 @dataclass
-class PrefixState:
-    """The target tokens fed so far, BOS first: (N, t)."""
+class DecoderCache:
+    """The positions fed so far: ``length`` and each layer's self-attention (keys, values),
+    (N, heads, length, d/heads)."""
 
-    tokens: Tensor
+    length: int
+    layers: tuple[tuple[Tensor, Tensor], ...]
 
-    def select(self, index: Tensor) -> PrefixState:
-        return PrefixState(self.tokens.index_select(0, index))
+    def select(self, index: Tensor) -> DecoderCache:
+        return DecoderCache(self.length, tuple((k.index_select(0, index), v.index_select(0, index))
+                                               for k, v in self.layers))
+
+
+def _heads(x: Tensor, heads: int) -> Tensor:
+    """(N, t, d) -> (N, heads, t, d/heads)."""
+    n, t, d = x.shape
+    return x.view(n, t, heads, d // heads).transpose(1, 2)
+
+
+def _attend(attn: nn.MultiheadAttention, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None
+            ) -> tuple[Tensor, Tensor]:
+    """Heads' attention of one position: ``q`` (N, heads, 1, dh) over ``k``, ``v`` (N, heads, S, dh),
+    ``bias`` (N, 1, 1, S) or None -> (the out-projected output (N, 1, d), weights averaged over heads (N, S))."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if bias is not None:
+        scores = scores + bias
+    w = torch.softmax(scores, -1)
+    out = F.dropout(w, attn.dropout, attn.training) @ v  # (N, heads, 1, dh)
+    n, h, _, dh = out.shape
+    return attn.out_proj(out.transpose(1, 2).reshape(n, 1, h * dh)), w.mean(1)[:, 0]
 
 
 def _decoder_layer(layer: nn.TransformerDecoderLayer, x: Tensor, keys: Tensor, causal: Tensor,
@@ -105,12 +140,50 @@ class TransformerDecoder(nn.Module):
             x, w = _decoder_layer(layer, x, memory.keys, causal, pad, need_weights and i == len(self.layers) - 1)
         return self.out(self.norm(x)), w
 
-    def step(self, tokens: Tensor, state: PrefixState, memory: TransformerMemory
-             ) -> tuple[Tensor, PrefixState, Tensor]:
+    def project_source(self, keys: Tensor) -> tuple[tuple[Tensor, Tensor], ...]:
+        """Each layer's cross-attention keys and values of the encoded source ``keys`` (B, S, d)."""
+        out = []
+        for layer in self.layers:
+            attn = layer.multihead_attn
+            _, w_k, w_v = attn.in_proj_weight.chunk(3)
+            _, b_k, b_v = attn.in_proj_bias.chunk(3)
+            out.append((_heads(F.linear(keys, w_k, b_k), attn.num_heads),
+                        _heads(F.linear(keys, w_v, b_v), attn.num_heads)))
+        return tuple(out)
+
+    def step(self, tokens: Tensor, state: DecoderCache, memory: TransformerMemory
+             ) -> tuple[Tensor, DecoderCache, Tensor]:
         """``tokens`` (N,) -> ``(logits (N, V), state, cross-attention weights (N, S))``."""
-        prefix = torch.cat([state.tokens, tokens[:, None]], 1)
-        logits, w = self.run(prefix, memory, need_weights=True)
-        return logits[:, -1], PrefixState(prefix), w[:, -1]
+        t = state.length
+        pos = sinusoidal_positions(t + 1, self.d_model, tokens.device)[t]
+        x = self.drop(self.embedding(tokens[:, None]) * math.sqrt(self.d_model) + pos)  # (N, 1, d)
+        pad_bias = torch.zeros(memory.mask.shape, dtype=x.dtype, device=x.device)
+        pad_bias = pad_bias.masked_fill(~memory.mask, float("-inf"))[:, None, None, :]
+        cache, w = [], None
+        for layer, (past_k, past_v), (src_k, src_v) in zip(self.layers, state.layers, memory.cross, strict=True):
+            attn = layer.self_attn
+            q, k, v = (_heads(p, attn.num_heads) for p in F.linear(layer.norm1(x), attn.in_proj_weight,
+                                                                   attn.in_proj_bias).chunk(3, -1))
+            k, v = torch.cat([past_k, k], 2), torch.cat([past_v, v], 2)
+            cache.append((k, v))
+            x = x + layer.dropout1(_attend(attn, q, k, v, None)[0])
+            cross = layer.multihead_attn
+            w_q, _, _ = cross.in_proj_weight.chunk(3)
+            b_q, _, _ = cross.in_proj_bias.chunk(3)
+            a, w = _attend(cross, _heads(F.linear(layer.norm2(x), w_q, b_q), cross.num_heads), src_k, src_v, pad_bias)
+            x = x + layer.dropout2(a)
+            h = layer.norm3(x)
+            x = x + layer.dropout3(layer.linear2(layer.dropout(layer.activation(layer.linear1(h)))))
+        return self.out(self.norm(x))[:, 0], DecoderCache(t + 1, tuple(cache)), w
+
+    def empty_cache(self, batch: int, like: Tensor) -> DecoderCache:
+        """The state before the first token: no position fed."""
+        layers = []
+        for layer in self.layers:
+            h = layer.self_attn.num_heads
+            empty = like.new_zeros(batch, h, 0, self.d_model // h)
+            layers.append((empty, empty))
+        return DecoderCache(0, tuple(layers))
 
 
 class TransformerSeq2Seq(nn.Module):
@@ -140,12 +213,14 @@ class TransformerSeq2Seq(nn.Module):
     def get_config(self) -> dict[str, Any]:
         return dict(self.cfg)
 
-    def encode(self, src: Tensor, lengths: Tensor) -> tuple[TransformerMemory, PrefixState]:
-        """``src`` (S, B), ``lengths`` (B,) -> the memory and the empty target prefix."""
+    def encode(self, src: Tensor, lengths: Tensor) -> tuple[TransformerMemory, DecoderCache]:
+        """``src`` (S, B), ``lengths`` (B,) -> the memory (with the decoder's projected source) and the
+        empty decoder cache."""
         ids = src.t()
         mask = torch.arange(ids.shape[1], device=src.device)[None, :] < lengths.to(src.device)[:, None]
         keys = self.encoder_norm(self.encoder(self.decoder.embed(ids), src_key_padding_mask=~mask))
-        return TransformerMemory(keys, mask), PrefixState(ids.new_zeros(ids.shape[0], 0))
+        memory = TransformerMemory(keys, mask, self.decoder.project_source(keys))
+        return memory, self.decoder.empty_cache(ids.shape[0], keys)
 
     def forward(self, src: Tensor, lengths: Tensor, targets_in: Tensor, sampling: float = 0.0) -> Tensor:
         """Teacher-forced logits (T, B, V) for ``targets_in`` (T, B), BOS first (``sampling`` must be 0)."""

@@ -42,6 +42,23 @@ def test_anchor_decodes_like_rnnkit(tmp_path, capsys):
     assert "torch.nn.LSTMCell loop" in out and (tmp_path / "r.json").exists()
 
 
+def test_transformer_cached_steps_decode_like_the_uncached_torch_nn_layers(tmp_path, capsys):
+    torch.set_num_threads(1)
+    flags = ["--arch", "transformer", *FLAGS[:FLAGS.index("--decoder-layers")], "--set", "tensorboard=false",
+             "--set", "plots=false"]
+    run, root = train_reversal_run(tmp_path, flags)
+    module = _module()
+    try:
+        res = module.main([str(run), str(root / "valid.tsv"), "--limit", "30", "--repeats", "1",
+                           "--batch-size", "8"])
+    finally:
+        sys.modules.pop("rnnkit_bench_translate_search", None)
+    assert res["anchor"] == "torch.nn decoder layers over the prefix" and set(res["beams"]) == {"1", "5"}
+    for row in res["beams"].values():
+        assert row["outputs_agree"] == 30
+    assert "torch.nn decoder layers over the prefix" in capsys.readouterr().out
+
+
 def test_anchor_refuses_a_run_of_another_cell(tmp_path):
     from rnnkit.layers.seq2seq import Seq2Seq
 
