@@ -114,13 +114,9 @@ class UncachedTransformer(nn.Module):
         return memory, _Prefix(src.new_zeros(src.shape[1], 0))
 
     def step(self, tokens: Tensor, state: _Prefix, memory) -> tuple[Tensor, _Prefix, Tensor]:
-        dec = self.model.decoder
         prefix = torch.cat([state.tokens, tokens[:, None]], 1)
-        causal = nn.Transformer.generate_square_subsequent_mask(prefix.shape[1], device=prefix.device)
-        x = dec.embed(prefix)
-        for layer in dec.layers:
-            x = layer(x, memory.keys, tgt_mask=causal, memory_key_padding_mask=~memory.mask, tgt_is_causal=True)
-        return dec.out(dec.norm(x[:, -1])), _Prefix(prefix), memory.mask.new_zeros(memory.mask.shape, dtype=x.dtype)
+        logits = self.model.decoder.run(prefix, memory)[:, -1]  # torch.nn's layers over the whole prefix
+        return logits, _Prefix(prefix), memory.mask.new_zeros(memory.mask.shape, dtype=logits.dtype)
 
 
 class _Prefix:

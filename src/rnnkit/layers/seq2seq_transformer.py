@@ -10,8 +10,7 @@
     logits = E h + b                                   tied (and one embedding for source and target)
 
 Time-major ids ``(T, B)`` as the rest of rnnkit. The decoder layers are ``torch.nn.TransformerDecoderLayer``
-modules run by :func:`_decoder_layer` (the same computation as their ``forward`` with ``norm_first=True``)
-so that the last layer's cross-attention weights, averaged over heads, can be returned.
+modules: teacher forcing runs their own ``forward`` over the whole target.
 
 ``decoder.step(tokens, state, memory)``: one new position per call with a key/value cache. The state
 holds each layer's self-attention keys and values of the positions fed so far, (N, heads, t, d/heads);
@@ -23,7 +22,8 @@ the memory holds each layer's cross-attention keys and values of the source, pro
     h = LN2(x);  x = x + W_o' softmax(h W_q' K_src^T / sqrt(d/heads) - inf * padding) V_src
     x = x + FF(LN3(x))
 
-which is the computation of ``torch.nn.MultiheadAttention`` inside the layers' ``forward``; teacher
+which is the computation of ``torch.nn.MultiheadAttention`` inside the layers' ``forward``, and also
+gives the last layer's cross-attention weights (averaged over heads) for the heat maps; teacher
 forcing over a target equals the steps on its prefixes (tested), so a sentence costs O(t) position
 updates instead of re-running its prefix at every step.
 """
@@ -97,19 +97,6 @@ def _attend(attn: nn.MultiheadAttention, q: Tensor, k: Tensor, v: Tensor, bias: 
     return attn.out_proj(out.transpose(1, 2).reshape(n, 1, h * dh)), w.mean(1)[:, 0]
 
 
-def _decoder_layer(layer: nn.TransformerDecoderLayer, x: Tensor, keys: Tensor, causal: Tensor,
-                   pad: Tensor, need_weights: bool) -> tuple[Tensor, Tensor | None]:
-    """``layer`` (``norm_first=True``, batch first) on ``x`` (N, t, d); optionally the cross-attention
-    weights (N, t, S) averaged over heads."""
-    h = layer.norm1(x)
-    x = x + layer.dropout1(layer.self_attn(h, h, h, attn_mask=causal, need_weights=False)[0])
-    h = layer.norm2(x)
-    a, w = layer.multihead_attn(h, keys, keys, key_padding_mask=pad, need_weights=need_weights)
-    x = x + layer.dropout2(a)
-    h = layer.norm3(x)
-    return x + layer.dropout3(layer.linear2(layer.dropout(layer.activation(layer.linear1(h))))), w
-
-
 class TransformerDecoder(nn.Module):
     """The decoder stack and output layer; ``step`` is what the search functions call."""
 
@@ -125,20 +112,20 @@ class TransformerDecoder(nn.Module):
         self.out.weight = embedding.weight
         self.drop = nn.Dropout(dropout)
 
-    def embed(self, ids: Tensor) -> Tensor:
-        """``ids`` (N, t) -> (N, t, d): scaled embeddings plus positions, dropout."""
-        pos = sinusoidal_positions(ids.shape[1], self.d_model, ids.device)
+    def embed(self, ids: Tensor, start: int = 0) -> Tensor:
+        """``ids`` (N, t) at positions ``start`` .. ``start + t - 1`` -> (N, t, d): scaled embeddings plus
+        positions, dropout."""
+        pos = sinusoidal_positions(start + ids.shape[1], self.d_model, ids.device)[start:]
         return self.drop(self.embedding(ids) * math.sqrt(self.d_model) + pos)
 
-    def run(self, ids: Tensor, memory: TransformerMemory, need_weights: bool = False
-            ) -> tuple[Tensor, Tensor | None]:
-        """Logits (N, t, V) for the prefix ``ids`` (N, t); the last layer's cross-attention (N, t, S)."""
+    def run(self, ids: Tensor, memory: TransformerMemory) -> Tensor:
+        """Logits (N, t, V) for the target ``ids`` (N, t): torch.nn's decoder layers over all of it."""
         t = ids.shape[1]
         causal = torch.triu(torch.full((t, t), float("-inf"), device=ids.device), 1)
-        x, w, pad = self.embed(ids), None, ~memory.mask
-        for i, layer in enumerate(self.layers):
-            x, w = _decoder_layer(layer, x, memory.keys, causal, pad, need_weights and i == len(self.layers) - 1)
-        return self.out(self.norm(x)), w
+        x = self.embed(ids)
+        for layer in self.layers:
+            x = layer(x, memory.keys, tgt_mask=causal, memory_key_padding_mask=~memory.mask, tgt_is_causal=True)
+        return self.out(self.norm(x))
 
     def project_source(self, keys: Tensor) -> tuple[tuple[Tensor, Tensor], ...]:
         """Each layer's cross-attention keys and values of the encoded source ``keys`` (B, S, d)."""
@@ -155,8 +142,7 @@ class TransformerDecoder(nn.Module):
              ) -> tuple[Tensor, DecoderCache, Tensor]:
         """``tokens`` (N,) -> ``(logits (N, V), state, cross-attention weights (N, S))``."""
         t = state.length
-        pos = sinusoidal_positions(t + 1, self.d_model, tokens.device)[t]
-        x = self.drop(self.embedding(tokens[:, None]) * math.sqrt(self.d_model) + pos)  # (N, 1, d)
+        x = self.embed(tokens[:, None], t)  # (N, 1, d)
         pad_bias = torch.zeros(memory.mask.shape, dtype=x.dtype, device=x.device)
         pad_bias = pad_bias.masked_fill(~memory.mask, float("-inf"))[:, None, None, :]
         cache, w = [], None
@@ -216,15 +202,19 @@ class TransformerSeq2Seq(nn.Module):
     def encode(self, src: Tensor, lengths: Tensor) -> tuple[TransformerMemory, DecoderCache]:
         """``src`` (S, B), ``lengths`` (B,) -> the memory (with the decoder's projected source) and the
         empty decoder cache."""
+        memory = self._encoded(src, lengths)
+        memory.cross = self.decoder.project_source(memory.keys)
+        return memory, self.decoder.empty_cache(src.shape[1], memory.keys)
+
+    def _encoded(self, src: Tensor, lengths: Tensor) -> TransformerMemory:
+        """The encoder's output and the source mask (no projection for the decoder's steps)."""
         ids = src.t()
         mask = torch.arange(ids.shape[1], device=src.device)[None, :] < lengths.to(src.device)[:, None]
         keys = self.encoder_norm(self.encoder(self.decoder.embed(ids), src_key_padding_mask=~mask))
-        memory = TransformerMemory(keys, mask, self.decoder.project_source(keys))
-        return memory, self.decoder.empty_cache(ids.shape[0], keys)
+        return TransformerMemory(keys, mask)
 
     def forward(self, src: Tensor, lengths: Tensor, targets_in: Tensor, sampling: float = 0.0) -> Tensor:
         """Teacher-forced logits (T, B, V) for ``targets_in`` (T, B), BOS first (``sampling`` must be 0)."""
         if sampling and self.training:
             raise ValueError("scheduled sampling is for the recurrent decoder; the transformer trains on references")
-        memory, _ = self.encode(src, lengths)
-        return self.decoder.run(targets_in.t(), memory)[0].transpose(0, 1)
+        return self.decoder.run(targets_in.t(), self._encoded(src, lengths)).transpose(0, 1)
