@@ -254,7 +254,8 @@ def diagnose(
 
 def diagnose_run(run_dir: Path, out: Path | None, data: Path | None, size: int) -> list[str]:
     """Diagnose a trained run: its app's ``diagnose_inputs(run_dir, model, config, data, size)``
-    gives the input and the loss; the recorder writes jsonl and plots; returns summary lines."""
+    gives the input and the loss (and optionally the module to call on the input); the recorder
+    writes jsonl and plots; returns summary lines."""
     import rnnkit
     from rnnkit.diagnostics.recorder import GradientFlowRecorder
     from rnnkit.validation import check_mapping
@@ -270,7 +271,10 @@ def diagnose_run(run_dir: Path, out: Path | None, data: Path | None, size: int) 
     provide = getattr(module, "diagnose_inputs", None)
     if provide is None:
         raise UserError(f"the {app_name} app cannot be diagnosed yet" + (f" ({why})" if why else ""))
-    x, loss_of_output = provide(run_dir, model, config, data, size)
+    provided = provide(run_dir, model, config, data, size)
+    x, loss_of_output = provided[:2]
+    if len(provided) > 2:  # the module to call on x (e.g. the model with its other inputs bound)
+        model = provided[2]
     out = out if out is not None else run_dir / "diagnostics"
     recorder = GradientFlowRecorder(1, out, loss_fn=lambda output, _batch: loss_of_output(output))
     record = recorder.on_train_step(model, (x,), 0)

@@ -105,7 +105,8 @@ def train(
     config: ConfigFile = None,
     missing: Annotated[str | None, typer.Option(help="interpolate | error: missing values",
                                                 rich_help_panel=DATA)] = None,
-    val_fraction: Annotated[float | None, typer.Option(help="share of each class held out for validation",
+    val_fraction: Annotated[float | None, typer.Option(help="share of each class held out for validation (0: none, "
+                                                                 "the training cases judge the best epoch)",
                                                        rich_help_panel=DATA)] = None,
     arch: Annotated[str | None, typer.Option(help="lstm_fcn | mlstm_fcn | conv_rnn | rnn | transformer",
                                              rich_help_panel=MODEL)] = None,
@@ -237,3 +238,13 @@ def demo(out_dir: Path, quick: bool) -> list[str]:
     return [f"synthetic shapes (3 classes, 2 dims, 30-60 steps): test accuracy {rows} after {t['epochs']} epochs"
             + (" (quick mode: few epochs)" if quick else ""),
             f"report {out_dir / 'evaluation.md'}, confusion matrix {out_dir / 'evaluation_confusion.png'}"]
+
+
+
+def diagnose_inputs(run_dir: Path, model, config: dict, data: Path | None, size: int):
+    """For ``rnnkit diagnose RUN_DIR [--data FILE]`` (apps/classify/diagnose.py): the first ``size``
+    training cases of ``FILE`` (default: the run's training file when it lies inside the run directory)."""
+    from .diagnose import diagnose_cases
+
+    model, ccfg, path = _load_run(run_dir, data)
+    return diagnose_cases(run_dir, model, ccfg, path, size)

@@ -30,7 +30,8 @@ declare_options(ClassifyConfig, {
     "num_layers": Opt(min=1, max=64),
     "dropout": Opt(min=0, lt=1),
     "transformer_width": Opt(min=0, max=65_536, help="0: matched to the recurrent model"),
-    "val_fraction": Opt(gt=0, lt=1),
+    "val_fraction": Opt(min=0, lt=1, help="0: no held-out split; the best epoch and early stopping watch the "
+                                          "training cases"),
     "class_weights": Opt(choices=CLASS_WEIGHTS),
     "baseline": Opt(choices=BASELINES),
     "baseline_window": Opt(min=0, max=1),

@@ -56,7 +56,8 @@ class ClassifyConfig:
     ensemble: int = 1  # > 1: that many members (seeds seed..seed+N-1), their probabilities averaged
     # cross-fitting: K members, member k validated on fold k of the training cases and trained on the
     # others, probabilities averaged; 0 = auto (AUTO_FOLDS under CROSS_FIT_BELOW training cases, else 1),
-    # 1 = one model (or --set ensemble=N) and a held-out validation split (val_fraction)
+    # 1 = one model (or --set ensemble=N) and a held-out validation split (val_fraction; 0: none, the best
+    # epoch and early stopping then watch the training cases themselves)
     folds: int = 1
     crop: float = 1.0  # < 1: window slicing, each training case seen through a random window of this share
 
@@ -82,8 +83,8 @@ class ClassifyConfig:
                             "give folds or ensemble, not both")
         if self.transformer_width < 0:
             raise UserError(f"transformer_width must be 0 (matched) or positive, got {self.transformer_width}")
-        if not 0 < self.val_fraction < 1:
-            raise UserError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+        if not 0 <= self.val_fraction < 1:
+            raise UserError(f"val_fraction must lie in [0, 1) (0: no held-out split), got {self.val_fraction}")
         if not 0 <= self.baseline_window <= 1:
             raise UserError(f"baseline_window must lie in [0, 1], got {self.baseline_window}")
         if not 0 < self.crop <= 1:
@@ -233,6 +234,8 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
     if folds >= 2:  # every training case fits K-1 members and validates the one that never saw it
         fold = stratified_folds(y, folds, tcfg.seed)
         tr = va = np.arange(len(train))
+    elif cfg.val_fraction == 0:  # no held-out split: every case trains, and the best epoch is judged on them all
+        tr = va = np.arange(len(train))
     else:
         tr, va = stratified_split(y, cfg.val_fraction, tcfg.seed)
     fit_cases, val_cases = train.select(tr), train.select(va)
@@ -267,6 +270,9 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
 
     if fold is not None:
         report = score_out_of_fold(model, val_cases, y[va], fold, classes, cfg)
+    elif cfg.val_fraction == 0:  # the training cases scored by the model that learnt them: no baseline beside
+        report = score_cases(model, val_cases, y[va], classes, "validation", cfg, refs=None,
+                             suffix=" on its training cases")
     else:
         report = score_cases(model, val_cases, y[va], classes, "validation", cfg,
                              refs=(fit_cases, y[tr]) if cfg.baseline != "none" else None)
@@ -376,12 +382,14 @@ def baseline_label(cfg: ClassifyConfig) -> str:
 
 
 def score_cases(model, cases: Cases, y: np.ndarray, classes: list[str], name: str, cfg: ClassifyConfig,
-                refs: tuple[Cases, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> dict[str, Any]:
-    """The report of ``name`` (validation / evaluation): the model's scores, the baseline's beside them,
-    the probabilities and predictions (kept under ``_rows`` for the CSV, not written to the JSON)."""
+                refs: tuple[Cases, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+                suffix: str = "") -> dict[str, Any]:
+    """The report of ``name`` (validation / evaluation): the model's scores (its row named with
+    ``suffix`` after the model), the baseline's beside them, the probabilities and predictions (kept
+    under ``_rows`` for the CSV, not written to the JSON)."""
     import time
 
-    label = model_label(model.get_config())
+    label = model_label(model.get_config()) + suffix
     t0 = time.perf_counter()
     proba = predict_proba(model, cases)
     pred = proba.argmax(1)
