@@ -163,6 +163,7 @@ def test_revisions_reads_the_benchmarks_own_output(bench, tmp_path, capsys):
     ("scan", ["--ts", "16", "--reps", "1", "--warmup", "0", "--batch", "2", "--hidden", "8",
               "--variants", "gru,mingru"], '{"T": 16'),
     ("bf16", ["--shapes", "8x2x4x4", "--cells", "gru", "--modes", "fwd", "--reps", "1"], "gru "),
+    ("translate_step_profile", ["--threads", "1", "--batch", "4", "--rounds", "1", "--steps", "1"], "1 thread(s)"),
 ])
 def test_scripts_print_their_plan_before_timing(script, argv, first_row, capsys):
     _load_script(script).main(argv)
