@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> float:
     ap.add_argument("--steps", type=int, default=50, help="steps per round")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)
+    for name in ("threads", "batch", "source_length", "target_length", "rounds", "steps"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.vocab < 5:
+        ap.error("--vocab must be at least 5 (4 special tokens and a symbol)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     V, B, S, T = args.vocab, args.batch, args.source_length, args.target_length

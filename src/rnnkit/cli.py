@@ -275,7 +275,11 @@ def diagnose_run(run_dir: Path, out: Path | None, data: Path | None, size: int) 
     x, loss_of_output = provided[:2]
     if len(provided) > 2:  # the module to call on x (e.g. the model with its other inputs bound)
         model = provided[2]
-    out = out if out is not None else run_dir / "diagnostics"
+        size = int(getattr(model, "sequences", size))  # it may diagnose fewer than asked (a small file)
+    if out is None:  # never through a link the (untrusted) run directory holds
+        from rnnkit.io.confine import inside_run_dir
+
+        out = inside_run_dir(run_dir, "diagnostics")
     recorder = GradientFlowRecorder(1, out, loss_fn=lambda output, _batch: loss_of_output(output))
     record = recorder.on_train_step(model, (x,), 0)
     assert record is not None

@@ -29,6 +29,8 @@ def test_diagnose_a_classify_run_and_an_ensemble(tmp_path, capsys):
     record = json.loads((tmp_path / "diag" / "diagnostics.jsonl").read_text().splitlines()[0])
     assert record["gradient_flow"]["ratio"][0][0] > 0
     assert (tmp_path / "diag" / "gradient_flow_step0000000.png").is_file()
+    out = run(["diagnose", str(one), "--data", str(data), "--size", "64", "--out", str(tmp_path / "all")], capsys)
+    assert "(classify) on 12 sequences" in out  # the file has 12 training cases
 
     ens = tmp_path / "ens"
     run(["classify", "train", "--out", str(ens), "--data", str(data), *TINY, "--set", "folds=3", "--arch", "conv_rnn",
@@ -44,3 +46,16 @@ def test_diagnose_refuses_a_transformer_and_a_file_outside_the_run(tmp_path, cap
     fails(["diagnose", str(tf), "--data", str(data), "--out", str(tmp_path / "x")], capsys, "no recurrent layer")
     assert not (tmp_path / "x").exists()
     fails(["diagnose", str(tf), "--out", str(tmp_path / "x")], capsys, "--data")
+
+
+def test_diagnose_refuses_other_dimensions_and_a_linked_diagnostics_folder(tmp_path, capsys):
+    data = tiny_csv(tmp_path / "d.csv")
+    one = tmp_path / "one"
+    run(["classify", "train", "--out", str(one), "--data", str(data), *TINY], capsys)
+    fails(["diagnose", str(one), "--data", str(tiny_csv(tmp_path / "d3.csv", dims=3)), "--out", str(tmp_path / "x")],
+          capsys, "dimension")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (one / "diagnostics").symlink_to(outside)  # a crafted run directory: its diagnostics folder leads out
+    fails(["diagnose", str(one), "--data", str(data)], capsys, "outside the run directory")
+    assert list(outside.iterdir()) == []

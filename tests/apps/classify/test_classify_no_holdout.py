@@ -1,7 +1,8 @@
 """``--val-fraction 0``: no held-out split. Every training case trains, and the best epoch and early
-stopping watch those same cases scored in evaluation mode (the protocol of the UCR deep-learning
-papers, which keep the epoch of lowest training loss); the validation report says so in its row name
-and puts no baseline beside it (a 1-NN of the training cases on themselves would be exact)."""
+stopping watch those same cases scored in evaluation mode (as the UCR deep-learning papers, which keep
+the epoch of lowest training loss, hold no case out); the validation report says so in its row name
+and puts no baseline beside it (a 1-NN of the training cases on themselves would be exact); it is
+refused with cross-fitting (folds other than 1)."""
 
 import json
 
@@ -36,3 +37,6 @@ def test_a_negative_or_whole_fraction_is_refused(tmp_path, capsys):
               capsys, "val_fraction")
         assert not (tmp_path / "bad").exists()
     assert ClassifyConfig(val_fraction=0).validate().val_fraction == 0
+    fails(["classify", "train", "--out", str(tmp_path / "bad"), "--data", str(data), *TINY, "--val-fraction", "0",
+           "--set", "folds=0"], capsys, "give one of them")
+    assert not (tmp_path / "bad").exists()

@@ -123,8 +123,9 @@ def train(
     set_: SetOptions = None,
     training: dict | None = None,
 ) -> None:
-    """Train on the training cases (a stratified validation split held out), report validation scores
-    beside the baseline (1-NN DTW, or MiniRocket + ridge with --set baseline=minirocket)."""
+    """Train on the training cases (a stratified validation split held out, or none with --val-fraction 0),
+    report validation scores beside the baseline (1-NN DTW, or MiniRocket + ridge with --set
+    baseline=minirocket)."""
     if (out is None) == (resume is None):
         raise UserError("give exactly one of --out DIR (a new run) or --resume RUN_DIR")
     flags = _flags(**{k: v for k, v in locals().items()
@@ -152,26 +153,36 @@ def run_train(tcfg, ccfg, out: Path, command: str | None = None, resume: bool = 
     return report
 
 
-def _load_run(run_dir: Path, data: Path | None):
-    """(model, config, data file) of a classify run; the data file is ``data`` when given, else
+def _run_task(run_dir: Path, data: Path | None):
+    """(task options, data file) of a classify run; the data file is ``data`` when given, else
     config.json's, which must lie inside the run directory (docs/security.md)."""
-    import rnnkit
     from rnnkit.io.confine import config_path
     from rnnkit.io.saving import read_app_config
     from rnnkit.validation.run_config import read_run_config
 
-    from . import model as _model  # noqa: F401  (registers classify.net)
     from .options import ClassifyConfig
 
     read_app_config(run_dir, "classify")  # whose run it is, before its options are checked
     saved = read_run_config(run_dir, "classify")  # every key typed and range-checked (the schema)
     ccfg = ClassifyConfig(**saved["task"]).validate()
     path = data if data is not None else config_path(run_dir, ccfg.data, "task.data", "--data FILE")
-    model = rnnkit.load(run_dir)
+    return ccfg, Path(path)
+
+
+def _checked_classifier(run_dir: Path, model):
     if type(model).__name__ not in ("Classifier", "ClassifierEnsemble"):
         raise UserError(f"{run_dir}/config.json: the model is not a classifier")
-    model.eval()
-    return model, ccfg, Path(path)
+    return model.eval()
+
+
+def _load_run(run_dir: Path, data: Path | None):
+    """(model, config, data file) of a classify run (:func:`_run_task`, then the model)."""
+    import rnnkit
+
+    from . import model as _model  # noqa: F401  (registers classify.net)
+
+    ccfg, path = _run_task(run_dir, data)
+    return _checked_classifier(run_dir, rnnkit.load(run_dir)), ccfg, path
 
 
 @app.command()
@@ -240,11 +251,11 @@ def demo(out_dir: Path, quick: bool) -> list[str]:
             f"report {out_dir / 'evaluation.md'}, confusion matrix {out_dir / 'evaluation_confusion.png'}"]
 
 
-
 def diagnose_inputs(run_dir: Path, model, config: dict, data: Path | None, size: int):
     """For ``rnnkit diagnose RUN_DIR [--data FILE]`` (apps/classify/diagnose.py): the first ``size``
-    training cases of ``FILE`` (default: the run's training file when it lies inside the run directory)."""
+    training cases of ``FILE`` (default: the run's training file when it lies inside the run directory);
+    returns (values, loss of the logits, the module to call on the values)."""
     from .diagnose import diagnose_cases
 
-    model, ccfg, path = _load_run(run_dir, data)
-    return diagnose_cases(run_dir, model, ccfg, path, size)
+    ccfg, path = _run_task(run_dir, data)
+    return diagnose_cases(run_dir, _checked_classifier(run_dir, model), ccfg, path, size)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from rnnkit.errors import UserError
 
 from .cases import encode_labels, pad
+from .data import check_dims
 from .pipeline import ClassifyConfig, training_cases
 
 
@@ -25,6 +26,11 @@ class WithLengths(nn.Module):
         super().__init__()
         self.classifier = classifier
         self.register_buffer("lengths", lengths)
+
+    @property
+    def sequences(self) -> int:
+        """How many cases the bound lengths describe (``rnnkit diagnose`` reports it)."""
+        return len(self.lengths)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(x, self.lengths)
@@ -37,6 +43,7 @@ def diagnose_cases(run_dir: Path, model: nn.Module, cfg: ClassifyConfig, path: P
     if net.arch == "transformer":
         raise UserError(f"{run_dir}: a transformer classifier has no recurrent layer to diagnose")
     train, _ = training_cases(cfg, path)
+    check_dims(train, int(net.mean.numel()))
     cases = train.select(list(range(min(size, len(train)))))
     y = torch.from_numpy(encode_labels(cases.require_labels(), list(net.classes), str(path)))
     x, lengths = pad(cases)

@@ -2,7 +2,8 @@
 
 Splits. ``train`` reads the training cases (the ``train`` split of a long CSV, or every case of a
 file without a split column such as a ``_TRAIN.ts``), carves a stratified validation split from them
-(``val_fraction``), fits the per-dimension normalisation on the rest, trains with early stopping on
+(``val_fraction``; 0: none, the training cases themselves judge the epochs; ``folds`` >= 2:
+cross-fitting), fits the per-dimension normalisation on the rest, trains with early stopping on
 the validation loss and keeps the weights of the best validation epoch; the validation report puts
 the baseline (``baseline``: 1-NN DTW or MiniRocket + ridge, fitted on the same training cases)
 beside the network. ``evaluate`` scores the ``test`` split (or every case of a file without a split
@@ -85,6 +86,9 @@ class ClassifyConfig:
             raise UserError(f"transformer_width must be 0 (matched) or positive, got {self.transformer_width}")
         if not 0 <= self.val_fraction < 1:
             raise UserError(f"val_fraction must lie in [0, 1) (0: no held-out split), got {self.val_fraction}")
+        if self.val_fraction == 0 and self.folds != 1:
+            raise UserError(f"val_fraction 0 (no held-out split) trains one model or a seed ensemble (folds=1); "
+                            f"folds={self.folds} cross-fits instead: give one of them")
         if not 0 <= self.baseline_window <= 1:
             raise UserError(f"baseline_window must lie in [0, 1], got {self.baseline_window}")
         if not 0 < self.crop <= 1:
@@ -131,15 +135,16 @@ def _ints(text: str, name: str) -> list[int]:
 def training_cases(cfg: ClassifyConfig, path: str | Path | None = None) -> tuple[Cases, list[str]]:
     """(the training cases of ``path``, default ``cfg.data``; the classes in their saved order); a label
     only in the file's test split is an error now, before anything is written."""
-    cases = read_cases(path if path is not None else cfg.data, cfg.missing)
+    source = path if path is not None else cfg.data
+    cases = read_cases(source, cfg.missing)
     train = cases.split("train")
     labels = train.require_labels()
     classes = class_order(labels)
     if len(classes) < 2:
-        raise UserError(f"{cfg.data}: the training cases have a single class ({classes[0]!r}); "
+        raise UserError(f"{source}: the training cases have a single class ({classes[0]!r}); "
                         "a classifier needs at least two")
     if cases.splits is not None and "test" in cases.splits and cases.labels is not None:
-        encode_labels(cases.split("test").require_labels(), classes, f"{cfg.data} (test split)")
+        encode_labels(cases.split("test").require_labels(), classes, f"{source} (test split)")
     return train, classes
 
 
