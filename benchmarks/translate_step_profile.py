@@ -20,6 +20,8 @@ import torch
 
 from rnnkit._plan import announce
 from rnnkit.layers.seq2seq import Seq2Seq
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.optim import build_optimizer
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> float:
     torch.manual_seed(0)
     V, B, S, T = args.vocab, args.batch, args.source_length, args.target_length
     model = Seq2Seq(V, 128, 256, "lstm", encoder_layers=2, attention="general", dropout=0.2, input_feeding=False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = build_optimizer(model.parameters(), TrainConfig(optimizer="adam", lr=1e-3))  # the trainer's
     src = torch.randint(4, V, (S, B))
     lengths = torch.full((B,), S)
     lengths[B // 2:] = S - 2  # half the words two letters shorter: padding, as in a real batch

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.layers.attention import make_attention
+from rnnkit.layers.dropout import Dropout
 from rnnkit.layers.recurrent import Recurrent
 
 __all__ = ["AttentionDecoder", "DecoderState", "Memory"]
@@ -94,7 +95,7 @@ class AttentionDecoder(nn.Module):
         self.out = nn.Linear(width, vocab_size)
         if tie_embeddings:
             self.out.weight = self.embedding.weight
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def state_sizes(self) -> tuple[int, ...]:
         """The width of each recurrent state component (the LSTM: (h, c))."""

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.layers.attention_decoder import AttentionDecoder, DecoderState, Memory
+from rnnkit.layers.dropout import Dropout
 from rnnkit.layers.recurrent import Recurrent
 
 __all__ = ["Seq2Seq"]
@@ -68,7 +69,7 @@ class Seq2Seq(nn.Module):
         enc_sizes = self.encoder.cells[0].state_sizes()
         self.bridge = nn.ModuleList(nn.Linear(D * n_enc, n_dec)
                                     for n_enc, n_dec in zip(enc_sizes, self.decoder.state_sizes(), strict=True))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         nn.init.normal_(self.tgt_embedding.weight, std=embedding_size ** -0.5)
 
     def get_config(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Optimisers and learning-rate schedules from a :class:`~rnnkit.training.config.TrainConfig`.
 
-- ``adam``, ``adamw``, ``sgd`` (with ``momentum``): torch's.
+- ``adam``, ``adamw``, ``sgd`` (with ``momentum``): torch's; Adam and AdamW fused (``fused=True``) where
+  every parameter allows it.
 - ``ntasgd``: non-monotonically triggered averaged SGD (Merity, Keskar & Socher 2018, AWD-LSTM):
   plain SGD until the validation loss has not improved on the best of all checks older than the last
   ``ntasgd_patience`` ones, then :class:`torch.optim.ASGD` (``t0=0, lambd=0``: a running average of
@@ -26,14 +27,22 @@ from rnnkit.training.config import TrainConfig
 def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, averaged: bool = False) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=_fusable(params))
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=_fusable(params))
     if cfg.optimizer == "sgd" or (cfg.optimizer == "ntasgd" and not averaged):
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "ntasgd":
         return torch.optim.ASGD(params, lr=cfg.lr, t0=0, lambd=0.0, weight_decay=cfg.weight_decay)
     raise AssertionError(cfg.optimizer)  # validated by TrainConfig
+
+
+def _fusable(params: list[nn.Parameter]) -> bool | None:
+    """torch's fused Adam (one kernel over all parameters; the same update, ~4x faster than the default
+    per-tensor loop on CPU, where torch does not pick it by itself) when every parameter is a real
+    floating-point tensor on CPU or CUDA; otherwise torch's default."""
+    ok = all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in params)
+    return True if ok and params else None
 
 
 def schedule_interval(cfg: TrainConfig) -> str:
