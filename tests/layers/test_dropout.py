@@ -1,11 +1,9 @@
-"""rnnkit.layers.Dropout: torch.nn.Dropout's distribution from the counter-based masks; fused Adam."""
+"""rnnkit.layers.Dropout: torch.nn.Dropout's distribution from the counter-based masks."""
 
 import pytest
 import torch
 
 from rnnkit.layers.dropout import Dropout
-from rnnkit.training.config import TrainConfig
-from rnnkit.training.optim import build_optimizer
 
 
 def test_training_keeps_one_minus_p_scaled_and_eval_is_identity():
@@ -36,21 +34,3 @@ def test_gradient_is_the_mask_and_seeded_masks_repeat():
 def test_probability_outside_zero_one_is_refused(p):
     with pytest.raises(ValueError, match="dropout"):
         Dropout(p)
-
-
-def test_adam_is_fused_on_cpu_and_takes_the_default_steps_values():
-    torch.manual_seed(0)
-    a = torch.nn.Linear(5, 3)
-    b = torch.nn.Linear(5, 3)
-    b.load_state_dict(a.state_dict())
-    fused = build_optimizer(a.parameters(), TrainConfig(optimizer="adam", lr=1e-2))
-    assert fused.defaults["fused"] is True
-    plain = torch.optim.Adam(b.parameters(), lr=1e-2)
-    for _ in range(5):
-        x = torch.randn(4, 5)
-        for model, opt in ((a, fused), (b, plain)):
-            opt.zero_grad()
-            model(x).square().sum().backward()
-            opt.step()
-    for p, q in zip(a.parameters(), b.parameters(), strict=True):
-        torch.testing.assert_close(p, q)
