@@ -27,3 +27,45 @@ def test_torchrun_two_processes_match_one(tmp_path):
     assert two["global_step"] == one["global_step"]
     assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
+
+
+def _budget_progress_on_rank(rank: int, port: int, results) -> None:
+    import time
+
+    import torch.distributed as dist
+
+    from rnnkit.training.time_budget import TimeBudget
+
+    class Budget(TimeBudget):
+        def budget_minutes(self) -> float:
+            return 1.0
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        budget = Budget()
+        budget._t0 = time.perf_counter() - 6.0 * (rank + 1)  # rank 1's clock started 6 s earlier
+        results.put((rank, budget.budget_progress()))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_time_budget_progress_is_the_same_on_every_process():
+    """Each process reads its own clock; unsynchronised, a time-driven cosine schedule would step
+    different learning rates on each and their weights would drift apart under DDP."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_budget_progress_on_rank, args=(r, port, results)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = dict(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert got[0] == got[1]
+    assert 0.2 <= got[0] < 0.25  # rank 1's 12 s of a one-minute budget, the larger of the two
