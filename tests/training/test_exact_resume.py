@@ -43,6 +43,7 @@ CASES = {
     "text": ["--output-dropout", "0"],  # no randomness: only the carried state
     "text_dropout": TEXT_DROPOUT,  # every dropout of the text model: the carried state and the masks
     "translate_dropout": [],  # dropout 0.2: the masks
+    "translate_ema": ["--set", "ema_decay=0.9"],  # the weight averages go on from the checkpoint's
 }
 
 
@@ -61,7 +62,7 @@ def _command(case, root, target, epochs):
 
     reversal_files(root, 96, 16, seed=1)
     return ["translate", "train", str(root / "train.tsv"), "--valid", str(root / "valid.tsv"), *target,
-            "--epochs", str(epochs), *COMMON, *TRANSLATE]
+            "--epochs", str(epochs), *COMMON, *TRANSLATE, *CASES[case]]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ names files that Lightning deletes later. So resume never hands the file to Ligh
 - ``callbacks``: the RunDirectory log (known columns, numbers) and EarlyStopping's counters (its
   patience comes from the config); ModelCheckpoint's state (paths) is dropped: it starts afresh with
   its directory inside the run directory;
-- ``rnnkit``: the task's extras (validation history, NT-ASGD switch, skipped steps) and, for a task
+- ``rnnkit``: the task's extras (validation history, NT-ASGD switch, skipped steps, the ``ema_decay``
+  averages: a step count and a tensor of each trained parameter's shape) and, for a task
   whose recurrent state flows from one epoch into the next (``SequenceTask.epoch_carry``: the text
   app's stream), that state: one per process, each of the structure and shapes of
   ``task.carry_template``; one saved by another number of processes is dropped (the stream goes on
@@ -203,7 +204,7 @@ def _non_negative(c: _Checker, value: Any, where: str) -> None:
 
 def _extras(c: _Checker, extra: Any, task: Any, trainer: Any) -> dict[str, Any]:
     extra = c.dict(extra, "rnnkit")
-    if set(extra) - {"val_history", "ntasgd_switched", "skipped_steps", "carry"}:
+    if set(extra) - {"val_history", "ntasgd_switched", "skipped_steps", "carry", "ema"}:
         raise c.fail("rnnkit", "has unknown keys")
     history = extra.get("val_history", [])
     if not isinstance(history, list):
@@ -214,7 +215,24 @@ def _extras(c: _Checker, extra: Any, task: Any, trainer: Any) -> dict[str, Any]:
     return {"val_history": [float(c.number(v, "rnnkit.val_history[]")) for v in history],
             "ntasgd_switched": switched,
             "skipped_steps": c.int(extra.get("skipped_steps", 0), "rnnkit.skipped_steps"),
-            "carry": _carry(c, extra.get("carry"), task, trainer)}
+            "carry": _carry(c, extra.get("carry"), task, trainer),
+            **({"ema": _weight_average(c, extra["ema"], task)} if "ema" in extra else {})}
+
+
+def _weight_average(c: _Checker, ema: Any, task: Any) -> dict[str, Any]:
+    """``ema_decay``'s averages: a step count and one float tensor shaped like each trained parameter."""
+    if not task.cfg.ema_decay:
+        raise c.fail("rnnkit.ema", "holds weight averages, but this run's ema_decay is 0")
+    ema = c.dict(ema, "rnnkit.ema")
+    if set(ema) != {"steps", "shadows"}:
+        raise c.fail("rnnkit.ema", "must hold exactly 'steps' and 'shadows'")
+    params = [p for p in task.model.parameters() if p.requires_grad]
+    shadows = ema["shadows"]
+    if not isinstance(shadows, list) or len(shadows) != len(params):
+        raise c.fail("rnnkit.ema.shadows", f"must be a list of {len(params)} tensors, one per parameter")
+    return {"steps": c.int(ema["steps"], "rnnkit.ema.steps"),
+            "shadows": [c.tensor(t, p, f"rnnkit.ema.shadows[{i}]").to(p.dtype)
+                        for i, (t, p) in enumerate(zip(shadows, params, strict=True))]}
 
 
 def _carry(c: _Checker, carry: Any, task: Any, trainer: Any) -> list[Any] | None:

@@ -60,6 +60,8 @@ class TrainConfig:
     gamma: float = opt(0.5, gt=0, max=1, help="step, exponential (per epoch), plateau (factor, < 1)")
     plateau_patience: int = opt(2, min=0)
     min_lr: float = opt(0.0, min=0)
+    ema_decay: float = opt(0.0, min=0, lt=1, help="keep an exponential moving average of the weights with "
+                           "this decay per step (e.g. 0.999; 0: off): validation and the saved model use it")
     clip_norm: float | None = opt(None, gt=0, help="clip the global gradient norm to this")
     clip_value: float | None = opt(None, gt=0, help="clip every gradient element to [-v, v]")
     tbptt_steps: int | None = opt(None, min=1, help="truncated BPTT: cut the gradient every k time steps")
@@ -86,6 +88,8 @@ class TrainConfig:
         self.precision = PRECISION_ALIASES.get(self.precision, self.precision)
         if self.clip_norm is not None and self.clip_value is not None:
             raise UserError("clip_norm and clip_value are exclusive: choose one way to clip gradients")
+        if self.optimizer == "ntasgd" and self.ema_decay:
+            raise UserError("ntasgd averages the weights itself: use ema_decay 0 with it")
         if self.optimizer == "ntasgd" and self.schedule != "constant":
             raise UserError("ntasgd controls its own learning rate: use schedule 'constant'")
         if self.schedule == "plateau" and self.gamma >= 1:

@@ -10,7 +10,13 @@ which TBPTT chunk it is; validation passes whole sequences, chunk 0 of 1). Retur
 the loss carries the state without an update (e.g. a chunk with no targets). Everything else is shared and driven by
 :class:`~rnnkit.training.config.TrainConfig`: the optimiser and schedule, gradient clipping by norm or
 value, truncated BPTT (``tbptt_steps``, and ``stateful = True`` for stateful batching), the NaN/Inf
-guard, NT-ASGD, per-epoch seeding and DDP-correct data loading (:meth:`loader`).
+guard, NT-ASGD, an exponential moving average of the weights (``ema_decay``,
+:mod:`~rnnkit.training.weight_average`), per-epoch seeding and DDP-correct data loading (:meth:`loader`).
+
+With ``ema_decay`` the averages replace the weights for each validation (from ``on_validation_start``
+to ``on_validation_end``, so a subclass's ``on_validation_epoch_end`` that keeps a best epoch keeps
+the averages), in ``model.safetensors`` and, from ``on_train_end`` on, in the model itself; the
+checkpoint holds the raw weights and the averages, so ``--resume`` continues both.
 
 Optimisation is manual (``automatic_optimization = False``) because TBPTT steps the optimiser
 several times per batch; under DDP Lightning's ``manual_backward`` all-reduces the gradients of
@@ -39,6 +45,7 @@ from rnnkit.training.optim import (
     schedule_interval,
 )
 from rnnkit.training.tbptt import detach_state, map_state, split_time
+from rnnkit.training.weight_average import WeightAverage
 
 
 class NonFiniteLoss(UserError):
@@ -83,6 +90,9 @@ class SequenceTask(pl.LightningModule):
         self._backup: list[Tensor] | None = None
         self.chunk_index, self.n_chunks = 0, 1  # which TBPTT chunk compute_loss is looking at
         self._best_loss = math.inf  # the lowest training loss of this session (divergence.py)
+        self._average: WeightAverage | None = None  # ema_decay: built at the first batch (on the device)
+        self._average_loaded: dict[str, Any] | None = None  # its state from a checkpoint, until then
+        self._average_in_model = False  # the parameters hold the averages (validation)
 
     # ---- to implement -------------------------------------------------------------------------
     def diagnostic_inputs(self, batch: Any) -> tuple[Tensor, Callable[[Any], Tensor]]:
@@ -202,6 +212,8 @@ class SequenceTask(pl.LightningModule):
             if self.cfg.clip_value is not None:
                 torch.nn.utils.clip_grad_value_(params, self.cfg.clip_value)
             opt.step()
+            if self.cfg.ema_decay:
+                self.weight_average().update()
             self._consecutive_skips = 0
             state = detach_state(state)
             losses.append(loss.detach())
@@ -257,6 +269,36 @@ class SequenceTask(pl.LightningModule):
         if loss is not None:
             self._val_sum += torch.tensor([float(loss), 1.0], dtype=torch.float64)
 
+    def weight_average(self) -> WeightAverage:
+        """The moving average of the parameters (``ema_decay``), from the checkpoint if one was loaded."""
+        if self._average is None:
+            self._average = WeightAverage(self._params(), float(self.cfg.ema_decay))
+            if self._average_loaded is not None:
+                saved = self._average_loaded
+                self._average.load(int(saved["steps"]), [t.to(self.device) for t in saved["shadows"]])
+                self._average_loaded = None
+        return self._average
+
+    def on_validation_start(self) -> None:
+        if self.cfg.ema_decay and not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
+            self.weight_average().swap()
+            self._average_in_model = True
+
+    def on_validation_end(self) -> None:
+        if self._average_in_model:
+            self.weight_average().swap()
+            self._average_in_model = False
+
+    def on_train_end(self) -> None:
+        if self.cfg.ema_decay and self.global_step > 0:
+            # training is over: the model keeps the averages (what validation measured and the run saves)
+            average = self.weight_average()
+            with torch.no_grad():
+                for p, s in zip(average.params, average.shadows, strict=True):
+                    p.copy_(s)
+            self._average_in_model = False
+            self._average = None
+
     def on_validation_epoch_start(self) -> None:
         self._val_carry = None
         self._val_sum.zero_()
@@ -305,7 +347,14 @@ class SequenceTask(pl.LightningModule):
                        "switched to averaged SGD")
 
     def averaged_state(self) -> dict[str, Tensor] | None:
-        """The model's state with NT-ASGD's averaged weights, once it has switched."""
+        """The model's state with the averaged weights (NT-ASGD's once it has switched, ``ema_decay``'s),
+        or None when the model's own state is the one to save."""
+        if self._average is not None and not self._average_in_model:
+            names = {id(p): n for n, p in self.model.named_parameters()}
+            state = dict(self.model.state_dict())
+            for p, s in zip(self._average.params, self._average.shadows, strict=True):
+                state[names[id(p)]] = s
+            return state
         if not self.ntasgd_switched or self._trainer is None:
             return None
         pairs = {id(p): ax for p, ax in averaged_parameters(self.optimizers().optimizer)}
@@ -328,6 +377,9 @@ class SequenceTask(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rnnkit"] = {"val_history": list(self.val_history), "ntasgd_switched": self.ntasgd_switched,
                                 "skipped_steps": self.skipped_steps}
+        if self.cfg.ema_decay and (self._average is not None or self._average_loaded is not None):
+            checkpoint["rnnkit"]["ema"] = (self._average.state() if self._average is not None
+                                           else self._average_loaded)
         if self.epoch_carry and self.stateful and self._carry is not None:
             # every process's state (each owns its rows of the streams): all of them take part
             checkpoint["rnnkit"]["carry"] = self._gather_carry()
@@ -345,6 +397,7 @@ class SequenceTask(pl.LightningModule):
         self.val_history = list(extra.get("val_history", []))
         self.ntasgd_switched = bool(extra.get("ntasgd_switched", False))
         self.skipped_steps = int(extra.get("skipped_steps", 0))
+        self._average, self._average_loaded = None, extra.get("ema")  # checked by checkpoint_state
         carry = extra.get("carry")  # checked by checkpoint_state: one state per process of this run, or None
         rank, world = self.world
         self._carry = carry[rank] if self.epoch_carry and carry is not None and len(carry) == world else None

@@ -92,6 +92,7 @@ class ForecastTask(SequenceTask):
         return {k: v.detach().clone() for k, v in self._members[i].state_dict().items()}
 
     def on_train_end(self) -> None:
+        super().on_train_end()  # ema_decay: the averages into the model first; a chosen epoch's snapshot holds them too
         if self.select_best or self.keep_epochs is not None:  # each member back to its chosen epoch
             for member, (_, _, state) in zip(self._members, self.best, strict=True):
                 if state is not None:
