@@ -31,7 +31,7 @@ def test_the_average_follows_its_recursion():
     assert average.steps == 4
 
 
-def test_swap_exchanges_and_applied_restores():
+def test_swap_exchanges_and_a_second_swap_restores():
     p = nn.Parameter(torch.arange(4.0))
     average = WeightAverage([p], decay=0.5)
     with torch.no_grad():
@@ -39,9 +39,12 @@ def test_swap_exchanges_and_applied_restores():
     average.update()
     raw, shadow = p.detach().clone(), average.shadows[0].clone()
     assert not torch.equal(raw, shadow)
-    with average.applied():
-        assert torch.equal(p.detach(), shadow)
+    average.swap()
+    assert torch.equal(p.detach(), shadow)
+    average.swap()
     assert torch.equal(p.detach(), raw) and torch.equal(average.shadows[0], shadow)
+    average.apply()  # the end of training: the parameters keep the averages
+    assert torch.equal(p.detach(), shadow) and torch.equal(average.shadows[0], shadow)
 
 
 def test_a_run_saves_the_averages_and_checkpoints_both(tmp_path):

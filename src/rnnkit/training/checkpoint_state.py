@@ -226,7 +226,7 @@ def _weight_average(c: _Checker, ema: Any, task: Any) -> dict[str, Any]:
     ema = c.dict(ema, "rnnkit.ema")
     if set(ema) != {"steps", "shadows"}:
         raise c.fail("rnnkit.ema", "must hold exactly 'steps' and 'shadows'")
-    params = [p for p in task.model.parameters() if p.requires_grad]
+    params = task._params()  # the parameters the average follows (SequenceTask.weight_average)
     shadows = ema["shadows"]
     if not isinstance(shadows, list) or len(shadows) != len(params):
         raise c.fail("rnnkit.ema.shadows", f"must be a list of {len(params)} tensors, one per parameter")

@@ -292,10 +292,7 @@ class SequenceTask(pl.LightningModule):
     def on_train_end(self) -> None:
         if self.cfg.ema_decay and self.global_step > 0:
             # training is over: the model keeps the averages (what validation measured and the run saves)
-            average = self.weight_average()
-            with torch.no_grad():
-                for p, s in zip(average.params, average.shadows, strict=True):
-                    p.copy_(s)
+            self.weight_average().apply()
             self._average_in_model = False
             self._average = None
 
@@ -350,19 +347,17 @@ class SequenceTask(pl.LightningModule):
         """The model's state with the averaged weights (NT-ASGD's once it has switched, ``ema_decay``'s),
         or None when the model's own state is the one to save."""
         if self._average is not None and not self._average_in_model:
-            names = {id(p): n for n, p in self.model.named_parameters()}
-            state = dict(self.model.state_dict())
-            for p, s in zip(self._average.params, self._average.shadows, strict=True):
-                state[names[id(p)]] = s
-            return state
-        if not self.ntasgd_switched or self._trainer is None:
+            pairs = zip(self._average.params, self._average.shadows, strict=True)
+        elif self.ntasgd_switched and self._trainer is not None:
+            pairs = averaged_parameters(self.optimizers().optimizer)
+        else:
             return None
-        pairs = {id(p): ax for p, ax in averaged_parameters(self.optimizers().optimizer)}
-        names = {id(p): n for n, p in self.model.named_parameters()}
+        average = {id(p): a for p, a in pairs}
         state = dict(self.model.state_dict())
-        for pid, ax in pairs.items():
-            if pid in names:
-                state[names[pid]] = ax
+        # every name of a tied parameter (shared embeddings) gets its average, not only the first
+        for name, p in self.model.named_parameters(remove_duplicate=False):
+            if id(p) in average:
+                state[name] = average[id(p)]
         return state
 
     def _has_logger(self) -> bool:

@@ -12,9 +12,6 @@ weights; validation, the saved model and the scores after training use the shado
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor, nn
 
@@ -50,14 +47,10 @@ class WeightAverage:
             p.copy_(s)
             s.copy_(held)
 
-    @contextmanager
-    def applied(self) -> Iterator[None]:
-        """The parameters hold the averages inside the block, their own values again after it."""
-        self.swap()
-        try:
-            yield
-        finally:
-            self.swap()
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Copy the averages into the parameters (training is over: the raw values are not needed)."""
+        torch._foreach_copy_([p.detach() for p in self.params], self.shadows)
 
     def state(self) -> dict[str, object]:
         return {"steps": self.steps, "shadows": [s.detach().cpu().clone() for s in self.shadows]}
