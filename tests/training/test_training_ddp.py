@@ -69,3 +69,21 @@ def test_time_budget_progress_is_the_same_on_every_process():
         p.join(timeout=60)
     assert got[0] == got[1]
     assert 0.2 <= got[0] < 0.25  # rank 1's 12 s of a one-minute budget, the larger of the two
+
+
+def test_torchrun_only_the_main_process_scores_and_reports(tmp_path):
+    """After training, scoring the validation set and writing metrics.json is the main process's work:
+    the other processes return (before, each decoded the whole validation set again and printed its own
+    summary line)."""
+    pairs = ["wort\tword"] + [f"{w}\t{w[::-1]}" for w in ("abc", "bcd", "cde", "def", "efg", "fgh", "ghi", "hij")] * 8
+    data = tmp_path / "pairs.tsv"
+    data.write_text("\n".join(pairs) + "\n", encoding="utf-8")
+    cmd = [PY, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "2",
+           "-m", "rnnkit.cli", "translate", "train", str(data), "--out", str(tmp_path / "run"), "--tokenizer", "char",
+           "--hidden", "16", "--embedding-size", "8", "--epochs", "1", "--batch-size", "8", "--threads", "1",
+           "--set", "plots=false", "--set", "tensorboard=false"]
+    res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert res.stdout.count("completed: step") == 1, res.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and "valid" in metrics["translate"]

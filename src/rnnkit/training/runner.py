@@ -54,6 +54,17 @@ def is_main_process() -> bool:
     return distributed_env()[2] == 0
 
 
+def refuse_existing_run(run_dir: Path, resumable: bool = True) -> None:
+    """A new run's directory must not hold a run (its config.json) already. Only the main process
+    checks: under DDP it writes config.json at the start, and a slower process must not mistake that for
+    an earlier run (torchrun ends the others when one raises)."""
+    if is_main_process() and (Path(run_dir) / CONFIG_FILE).exists():
+        hint = "choose another --out"
+        if resumable:
+            hint = f"pass --resume {run_dir} to continue it, or {hint}"
+        raise UserError(f"{run_dir} already holds a run: {hint}")
+
+
 def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -234,4 +245,5 @@ def _fit_locked(task: SequenceTask, run_dir: Path, run_config: dict[str, Any] | 
     return metrics
 
 
-__all__ = ["CHECKPOINT_DIR", "LAST_CHECKPOINT", "build_trainer", "distributed_env", "fit", "seed_everything"]
+__all__ = ["CHECKPOINT_DIR", "LAST_CHECKPOINT", "build_trainer", "distributed_env", "fit", "is_main_process",
+           "refuse_existing_run", "seed_everything"]

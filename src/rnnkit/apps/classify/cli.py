@@ -69,13 +69,13 @@ def _setup(out: Path, data: Path | None, example: bool, config: Path | None, fla
     from rnnkit.io.confine import recorded_path
     from rnnkit.training.cli_support import resolve_run
     from rnnkit.training.config import read_config_file
+    from rnnkit.training.runner import refuse_existing_run
 
     from .options import ClassifyConfig  # the class with its options declared (rnnkit.validation)
 
     if data is not None and example:
         raise UserError("give --data FILE or --example, not both")
-    if (out / "config.json").exists():
-        raise UserError(f"{out} already holds a run: pass --resume {out} to continue it, or choose another --out")
+    refuse_existing_run(out)
     given = set(read_config_file(config)) if config else set()
     if data is not None:
         flags["data"] = str(data)
@@ -140,9 +140,13 @@ def train(
 
 def run_train(tcfg, ccfg, out: Path, command: str | None = None, resume: bool = False,
               data_path: Path | None = None) -> dict:
+    from rnnkit.training.runner import is_main_process
+
     from .pipeline import print_report, train_classifier
 
     report = train_classifier(tcfg, ccfg, out, command, resume=resume, data_path=data_path)
+    if not is_main_process():
+        return report  # DDP: the main process reports
     if not tcfg.quiet:
         t = report["training"]
         typer.echo(f"{t['status']}: {t['epochs']} epochs (best validation epoch {t['best_epoch']}) in "

@@ -223,7 +223,7 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
 
     from rnnkit.io.size_limits import check_size
     from rnnkit.training.config import as_dict
-    from rnnkit.training.runner import fit, seed_everything
+    from rnnkit.training.runner import fit, is_main_process, seed_everything
 
     from .split import stratified_folds, stratified_split
     from .task import ClassifyTask, as_dataset, balanced_weights
@@ -265,6 +265,8 @@ def train_classifier(tcfg, cfg: ClassifyConfig, run_dir: Path, command: str | No
     if fold is not None:
         info["case_folds"] = [int(f) for f in fold]  # in the order of val_case_ids (every training case)
     metrics = fit(task, run_dir, {"app": "classify", "task": as_dict(cfg), "data_info": info}, resume=resume)
+    if not is_main_process():
+        return {}  # DDP: the main process scores the trained model and writes the run's files
     if task.best_state is not None:  # the weights of the best validation epoch, not the last one
         model.load_state_dict(task.best_state)
         _write_weights(model, run_dir)

@@ -71,13 +71,13 @@ def _flags(**kw) -> dict[str, object]:
 
 def _setup(out: Path, data: Path | None, example: str | None, config: Path | None, flags: dict):
     from rnnkit.training.cli_support import resolve_run
+    from rnnkit.training.runner import refuse_existing_run
 
     from .options import ForecastConfig  # the class with its option ranges declared (rnnkit.validation)
 
     if data is not None and example is not None:
         raise UserError("give --data FILE or --example NAME, not both")
-    if (out / "config.json").exists():
-        raise UserError(f"{out} already holds a run; choose another --out")
+    refuse_existing_run(out, resumable=False)
     if data is None and not (config and "data" in _config_keys(config)):
         example = example or "sunspots"
     if data is not None:

@@ -191,14 +191,13 @@ def run_speech(cfg: TrainConfig, opts: SpeechConfig, run_dir: Path, csv_path: Pa
     from rnnkit.io.atomic import write_json_atomic
     from rnnkit.io.size_limits import check_size
     from rnnkit.training.config import as_dict
-    from rnnkit.training.runner import fit, seed_everything
+    from rnnkit.training.runner import fit, is_main_process, refuse_existing_run, seed_everything
 
     run_dir = Path(run_dir)
     opts.validate()
     check_size(opts.hidden, opts.layers, input_size=opts.hidden, batch=cfg.batch_size)
-    if not resume and (run_dir / "config.json").exists():
-        raise UserError(f"{run_dir} already holds a run: pass --resume {run_dir} to continue it, "
-                        "or choose another --out")
+    if not resume:
+        refuse_existing_run(run_dir)
     if init_from is not None:
         from rnnkit.validation.run_config import read_run_config
 
@@ -239,6 +238,8 @@ def run_speech(cfg: TrainConfig, opts: SpeechConfig, run_dir: Path, csv_path: Pa
     task = SpeechTask(model, cfg, opts, train, valid)
     metrics = fit(task, run_dir, {"app": "speech", "task": as_dict(opts), "stats": stats}, resume=resume,
                   init_from=init_from)
+    if not is_main_process():
+        return metrics  # DDP: the main process scores the trained model and writes the run's files
     threads = torch.get_num_threads()
     t1 = time.perf_counter()
     try:

@@ -183,6 +183,10 @@ def train(
     cfg, text = resolve_text_run(flags, config, resume)
     run_dir = resume if resume is not None else out
     metrics = run_text(cfg, text, run_dir, resume=resume is not None, init_from=init_from)
+    from rnnkit.training.runner import is_main_process
+
+    if not is_main_process():
+        return  # DDP: the main process reports
     if not cfg.quiet:
         t = metrics["text"]
         v = t.get("valid")

@@ -234,7 +234,7 @@ def run_text(cfg: TrainConfig, text: TextConfig, run_dir: Path, resume: bool = F
     from rnnkit.io.confine import recorded_path
     from rnnkit.io.size_limits import check_size
     from rnnkit.training.config import as_dict
-    from rnnkit.training.runner import fit, seed_everything
+    from rnnkit.training.runner import fit, is_main_process, refuse_existing_run, seed_everything
 
     run_dir = Path(run_dir)
     text = TextConfig(**{**as_dict(text), "files": [str(Path(f).resolve()) for f in text.files]}).validate()
@@ -254,9 +254,7 @@ def run_text(cfg: TrainConfig, text: TextConfig, run_dir: Path, resume: bool = F
     task = TextTask(model, cfg, text, data.ids["train"], data.ids["valid"], tpc)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        if (run_dir / "config.json").exists():
-            raise UserError(f"{run_dir} already holds a run: pass --resume {run_dir} to continue it, "
-                            "or choose another --out")
+        refuse_existing_run(run_dir)
         save_tokenizer(data.tokenizer, run_dir)
     stats = {"vocab_size": data.tokenizer.vocab_size, "parameters": param_count(model),
              "documents": {w: len(getattr(data.split, w)) for w in ("train", "valid", "test")},
@@ -274,6 +272,8 @@ def run_text(cfg: TrainConfig, text: TextConfig, run_dir: Path, resume: bool = F
     recorded = {**as_dict(text), "files": [recorded_path(f, run_dir) for f in text.files]}
     metrics = fit(task, run_dir, {"app": "text", "task": recorded, "stats": stats}, resume=resume,
                   init_from=init_from)
+    if not is_main_process():
+        return metrics  # DDP: the main process scores the trained model and writes the run's files
     curve = []
     log = run_dir / "log.csv"
     if log.exists():

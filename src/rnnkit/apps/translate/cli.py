@@ -223,6 +223,10 @@ def train(
              "minutes": minutes, **(training or {}), "quiet": True if quiet else None, **parse_set(set_)}
     out = resume if resume is not None else out
     metrics, cfg = train_run(out, train_file, valid, config, flags, resume=resume is not None, init_from=init_from)
+    from rnnkit.training.runner import is_main_process
+
+    if not is_main_process():
+        return  # DDP: the main process reports
     v = metrics["translate"]["valid"]
     if not cfg.quiet:
         typer.echo(f"{metrics['status']}: step {metrics['global_step']} in {metrics['train_seconds']:.0f} s; "

@@ -209,7 +209,7 @@ def run_translate(cfg: TrainConfig, opts: TranslateConfig, run_dir: Path, train_
     from rnnkit.io.atomic import write_json_atomic
     from rnnkit.io.size_limits import check_size
     from rnnkit.training.config import as_dict
-    from rnnkit.training.runner import fit, seed_everything
+    from rnnkit.training.runner import fit, is_main_process, refuse_existing_run, seed_everything
 
     run_dir = Path(run_dir)
     opts.validate()
@@ -218,9 +218,8 @@ def run_translate(cfg: TrainConfig, opts: TranslateConfig, run_dir: Path, train_
     valid_file = Path(valid_file) if valid_file else None
     digests = file_digests(Path(train_file), valid_file)
     vocab = None
-    if not resume and (run_dir / "config.json").exists():
-        raise UserError(f"{run_dir} already holds a run: pass --resume {run_dir} to continue it, "
-                        "or choose another --out")
+    if not resume:
+        refuse_existing_run(run_dir)
     if resume and (run_dir / "config.json").exists():  # read and check only: nothing is written before fit
         from rnnkit.validation.run_config import read_run_config
 
@@ -257,6 +256,8 @@ def run_translate(cfg: TrainConfig, opts: TranslateConfig, run_dir: Path, train_
     threads = torch.get_num_threads()
     metrics = fit(task, run_dir, {"app": "translate", "task": as_dict(opts), "stats": stats}, resume=resume,
                   init_from=init_from)
+    if not is_main_process():
+        return metrics  # DDP: the main process scores the trained model and writes the run's files
     t0 = time.perf_counter()
     sources, references = scored_sources(opts.tokenizer, data.valid_text)
     if score_limit:
