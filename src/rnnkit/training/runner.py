@@ -55,10 +55,10 @@ def is_main_process() -> bool:
 
 
 def refuse_existing_run(run_dir: Path, resumable: bool = True) -> None:
-    """A new run's directory must not hold a run (its config.json) already. Only the main process
-    checks: under DDP it writes config.json at the start, and a slower process must not mistake that for
-    an earlier run (torchrun ends the others when one raises)."""
-    if is_main_process() and (Path(run_dir) / CONFIG_FILE).exists():
+    """A new run's directory must not hold a run (its config.json or a checkpoint) already. Only the main
+    process checks: under DDP it writes config.json at the start, and a slower process must not mistake
+    that for an earlier run (torchrun ends the others when one raises)."""
+    if is_main_process() and ((Path(run_dir) / CONFIG_FILE).exists() or last_checkpoint(run_dir).exists()):
         hint = "choose another --out"
         if resumable:
             hint = f"pass --resume {run_dir} to continue it, or {hint}"
@@ -177,11 +177,8 @@ def _fit_locked(task: SequenceTask, run_dir: Path, run_config: dict[str, Any] | 
     cfg = task.cfg
     ckpt = last_checkpoint(run_dir)
     config_file = run_dir / CONFIG_FILE
-    if not resume and is_main_process() and (config_file.exists() or ckpt.exists()):
-        # only the main process checks: it writes config.json below, and a slower process of the
-        # same DDP run must not mistake that for an earlier run (torchrun ends the others if it raises)
-        raise UserError(f"{run_dir} already holds a run: pass --resume {run_dir} to continue it, "
-                        "or choose another --out")
+    if not resume:
+        refuse_existing_run(run_dir)
     if init_from is not None:
         source = Path(init_from) / WEIGHTS_FILE
         load_state_into(task.model, load_weights(source), str(source))
